@@ -1,0 +1,92 @@
+"""Command line: ``python -m llm_energy {detect,check-config,build-model,measure,profile}``.
+
+Every subcommand is also what a Snakemake rule runs, so one cell can be measured without Snakemake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import UserError
+
+
+def _detect(args) -> None:
+    from .hardware import detect
+
+    print(detect())
+
+
+def _check_config(args) -> None:
+    from . import config
+
+    cfg = config.load(args.config)
+    n_cells = len(config.cells(cfg))
+    print(f"{args.config}: ok ({len(cfg['models'])} models, {len(cfg['workloads'])} workloads, {n_cells} cells, "
+          f"{len(config.cell_points(cfg))} points per cell)")
+
+
+def _build_model(args) -> None:
+    from . import config
+    from .models import build_model
+
+    cfg = config.load(args.config)
+    spec = cfg["models"].get(args.model)
+    if spec is None or spec["source"] != "build":
+        raise UserError(f"model {args.model!r} is not a 'build' model in {args.config}")
+    build_model(args.out or Path(cfg["models_dir"]) / args.model, spec["architecture"], spec["seed"])
+
+
+def _measure(args) -> None:
+    from . import config
+    from .cell import measure_cell
+
+    cfg = config.load(args.config)
+    hw = args.hardware
+    out = args.out or f"results/measurements/{hw}/{args.model}/{args.variant}/{args.decoding}.parquet"
+    df = measure_cell(cfg, hardware=hw, model=args.model, variant=args.variant, decoding=args.decoding,
+                      model_dir=args.model_dir, out=out)
+    print(f"{out}: {len(df)} rows")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user mistakes print one line and return 1."""
+    from .hardware import detect
+    from .rulekit import setup_logging
+
+    p = argparse.ArgumentParser(prog="python -m llm_energy", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("detect", help="print this machine's hardware slug").set_defaults(fn=_detect)
+    c = sub.add_parser("check-config", help="validate a config file")
+    c.add_argument("config", nargs="?", default="config.yaml")
+    c.set_defaults(fn=_check_config)
+    b = sub.add_parser("build-model", help="build a random-weight model from the config")
+    b.add_argument("model")
+    b.add_argument("--config", default="config.yaml")
+    b.add_argument("--out")
+    b.set_defaults(fn=_build_model)
+    m = sub.add_parser("measure", help="measure one cell (all its points) without Snakemake")
+    m.add_argument("--config", default="config.yaml")
+    m.add_argument("--hardware", default=None, help="hardware slug (default: detected)")
+    m.add_argument("--model", required=True)
+    m.add_argument("--variant", required=True)
+    m.add_argument("--decoding", default="greedy")
+    m.add_argument("--model-dir", help="model folder (default: models_dir/<model> or the model's path)")
+    m.add_argument("--out")
+    m.set_defaults(fn=_measure)
+    args = p.parse_args(argv)
+    if getattr(args, "hardware", "x") is None:
+        args.hardware = detect()
+    setup_logging()
+    try:
+        args.fn(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Raw workload files: use the copy in the data folder, download it when absent, check its sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import UserError
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_sha256(path: str | Path, expected: str | None) -> None:
+    """Raise a one-line :class:`UserError` when the file's sha256 is not the configured one."""
+    if expected is None:
+        return
+    got = sha256_of(path)
+    if got != expected:
+        raise UserError(f"{path} has sha256 {got}, but the config expects {expected}: replace the file with "
+                        "the published one, or set the workload's sha256 to null to accept this file")
+
+
+def fetch(dest: str | Path, url: str | None, sha256: str | None, timeout_s: float = 60.0) -> Path:
+    """Make ``dest`` present: keep it when it is there, else download ``url`` (complete or absent).
+
+    Offline, or without a URL, stops with one line saying which file to place where.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        check_sha256(dest, sha256)
+        return dest
+    place = f"place the file at {dest}"
+    if not url:
+        raise UserError(f"{dest.name} is missing and the config has no URL for it: {place}")
+    log.info("downloading %s -> %s", url, dest)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp, atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(resp, out)
+            check_sha256(tmp, sha256)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"could not download {url} ({reason}); {place} (sha256 {sha256 or 'not checked'})") \
+            from None
+    return dest

@@ -1,0 +1,127 @@
+"""Paper figures: one style, plotted data written beside every figure, estimated energy drawn hollow.
+
+Each figure is written as PDF and PNG, its plotted data as CSV, and a LaTeX fragment
+(``<name>.tex``) whose caption names the hardware, models and energy source, for ``paper/main.tex``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .io import atomic_path, write_text  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+PALETTE = "colorblind"
+ESTIMATED = "cpu-estimate"
+SINGLE_COLUMN_IN = 3.4
+
+
+def setup_style() -> None:
+    """Seaborn paper context, colour-blind-safe palette, sizes readable at one column's width."""
+    sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, font_scale=0.9)
+    plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "pdf.fonttype": 42})
+
+
+def _source_note(sources) -> str:
+    sources = sorted(set(sources))
+    if ESTIMATED in sources:
+        return ("Energy is a CPU-time $\\times$ per-core-power estimate (\\texttt{cpu-estimate}), not a "
+                "measurement; it is drawn with hollow markers and hatched bars.")
+    return "Energy measured with " + ", ".join(f"\\texttt{{{s}}}" for s in sources) + "."
+
+
+def _tex_escape(s: str) -> str:
+    return str(s).replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
+
+
+def save(fig, data: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
+    """Write ``name``.pdf/.png/.csv/.tex into ``out_dir`` (each complete or absent)."""
+    out_dir = Path(out_dir)
+    paths = []
+    for ext in ("pdf", "png"):
+        p = out_dir / f"{name}.{ext}"
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=ext)
+        paths.append(p)
+    plt.close(fig)
+    with atomic_path(out_dir / f"{name}.csv") as tmp:
+        data.to_csv(tmp, index=False)
+    tex = ("\\begin{figure}[t]\n  \\centering\n"
+           f"  \\includegraphics[width=\\columnwidth]{{figures/{name}.pdf}}\n"
+           f"  \\caption{{{caption}}}\n  \\label{{fig:{name}}}\n\\end{{figure}}\n")
+    write_text(tex, out_dir / f"{name}.tex")
+    return paths + [out_dir / f"{name}.csv", out_dir / f"{name}.tex"]
+
+
+def _cells_note(df: pd.DataFrame) -> str:
+    hw = ", ".join(sorted(df["hardware"].unique()))
+    models = ", ".join(sorted(df["model"].unique()))
+    return f"Hardware: \\texttt{{{_tex_escape(hw)}}}; model: \\texttt{{{_tex_escape(models)}}}."
+
+
+def fig_workload_energy(estimates: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Figure 1: estimated energy of each whole workload, one bar per framework stack."""
+    setup_style()
+    data = estimates[["workload", "hardware", "model", "variant", "decoding", "energy_j", "energy_source",
+                      "n_included", "n_excluded"]].copy()
+    data["energy_kj"] = data["energy_j"] / 1e3
+    hws = sorted(data["hardware"].unique())
+    fig, axes = plt.subplots(1, len(hws), figsize=(SINGLE_COLUMN_IN * len(hws), 2.6), squeeze=False)
+    for ax, hw in zip(axes[0], hws):
+        sub = data[data["hardware"] == hw]
+        sns.barplot(sub, x="workload", y="energy_kj", hue="variant", ax=ax, errorbar=None)
+        for bar_container, (_, grp) in zip(ax.containers, sub.groupby("variant", sort=False)):
+            if (grp["energy_source"] == ESTIMATED).any():
+                for bar in bar_container:
+                    bar.set_hatch("///")
+                    bar.set_edgecolor("black")
+        ax.set_yscale("log")
+        ax.set(title=hw, xlabel="", ylabel="workload energy (kJ)")
+        ax.tick_params(axis="x", rotation=20)
+        ax.legend(title="", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    caption = ("Energy to serve each whole workload, estimated from binned requests and measured batch "
+               "energies. " + _cells_note(data) + " " + _source_note(data["energy_source"]))
+    return save(fig, data.drop(columns="energy_kj"), out_dir, "fig1_workload_energy", caption)
+
+
+def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_output: int,
+                       out_dir: str | Path) -> list[Path]:
+    """Figure 2: prefill energy vs input length and decode energy vs output length, per batch size, log-log."""
+    setup_style()
+    m = measurements
+    pre = m[m["output_len"] == fixed_output].assign(panel="prefill", x=lambda d: d["input_len"],
+                                                      y=lambda d: d["prefill_energy_j"])
+    dec = m[m["input_len"] == fixed_input].assign(panel="decode", x=lambda d: d["output_len"],
+                                                    y=lambda d: d["decode_energy_j"])
+    long = pd.concat([pre, dec])
+    data = (long.groupby(["panel", "hardware", "model", "variant", "batch_size", "x", "energy_source"])["y"]
+            .agg(energy_mean_j="mean", energy_std_j="std", n_repeats="count").reset_index())
+    data["energy_std_j"] = data["energy_std_j"].fillna(0.0)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * SINGLE_COLUMN_IN, 2.6))
+    colours = dict(zip(sorted(data["batch_size"].unique()), sns.color_palette(PALETTE)))
+    styles = dict(zip(sorted(data["variant"].unique()), ["-", "--", ":", "-."]))
+    for ax, panel, xlabel in ((axes[0], "prefill", f"input length (tokens), output {fixed_output}"),
+                              (axes[1], "decode", f"output length (tokens), input {fixed_input}")):
+        sub = data[(data["panel"] == panel) & (data["energy_mean_j"] > 0)]
+        for (hw, variant, bs, src), grp in sub.groupby(["hardware", "variant", "batch_size", "energy_source"]):
+            grp = grp.sort_values("x")
+            hollow = src == ESTIMATED
+            ax.errorbar(grp["x"], grp["energy_mean_j"], yerr=grp["energy_std_j"], color=colours[bs],
+                        linestyle=styles[variant], marker="o", markersize=4,
+                        markerfacecolor="none" if hollow else colours[bs],
+                        label=f"{variant}, batch {bs}" + (f" ({hw})" if data["hardware"].nunique() > 1 else ""))
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=f"{panel} energy (J)", title=panel)
+    axes[1].legend(fontsize="x-small", loc="best")
+    caption = ("Prefill energy against input length and decode energy (full run minus a one-token run) "
+               "against output length, per batch size; mean over repeats with their standard deviation. "
+               + _cells_note(long) + " " + _source_note(data["energy_source"]))
+    return save(fig, data, out_dir, "fig2_prefill_decode", caption)

@@ -1,0 +1,118 @@
+"""Detect the hardware slug of this machine: the GPU model when one is visible, else the CPU model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_CPU_NOISE = re.compile(
+    r"\((r|tm)\)|\bcpu\b|\bprocessor\b|\b\d+-core\b|\bwith radeon.*$|@.*$|\bcore\(tm\)|\bgen\b", re.I
+)
+
+
+def slugify(name: str) -> str:
+    """Lower-case, ASCII, words joined by dashes: 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'."""
+    name = re.sub(r"^nvidia\s+", "", name.strip(), flags=re.I)
+    name = re.sub(r"^geforce\s+|^tesla\s+", "", name, flags=re.I)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return re.sub(r"-+", "-", slug)
+
+
+def cpu_model_name() -> str:
+    """The CPU model string from /proc/cpuinfo (Linux), else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_slug(model_name: str | None = None) -> str:
+    """'Intel(R) Xeon(R) Processor' -> 'cpu-intel-xeon'; 'AMD EPYC 7B13 64-Core Processor' -> 'cpu-amd-epyc-7b13'."""
+    name = _CPU_NOISE.sub(" ", model_name if model_name is not None else cpu_model_name())
+    return "cpu-" + (slugify(name) or "unknown")
+
+
+@dataclass
+class GpuInfo:
+    """One NVIDIA GPU as NVML sees it."""
+
+    index: int
+    name: str
+    uuid: str
+    pci_bus_id: str
+    memory_bytes: int
+    power_limit_w: float | None
+    driver: str
+
+
+def nvml_gpus() -> list[GpuInfo]:
+    """The GPUs this process may use (``CUDA_VISIBLE_DEVICES`` applied by UUID, index or bus id).
+
+    NVML itself ignores ``CUDA_VISIBLE_DEVICES``, so the mapping is done here. Empty without NVML.
+    """
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no GPU: the normal case on CPU machines
+        return []
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            try:
+                limit = pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
+            except pynvml.NVMLError:
+                limit = None
+            gpus.append(GpuInfo(
+                index=i,
+                name=_str(pynvml.nvmlDeviceGetName(h)),
+                uuid=_str(pynvml.nvmlDeviceGetUUID(h)),
+                pci_bus_id=_str(pynvml.nvmlDeviceGetPciInfo(h).busId),
+                memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
+                power_limit_w=limit,
+                driver=_str(driver),
+            ))
+    finally:
+        pynvml.nvmlShutdown()
+    return select_visible(gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def _str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def select_visible(gpus: list[GpuInfo], visible: str | None) -> list[GpuInfo]:
+    """Apply a ``CUDA_VISIBLE_DEVICES`` value (indices, UUIDs or UUID prefixes) to NVML's device list."""
+    if visible is None:
+        return gpus
+    chosen = []
+    for token in filter(None, (t.strip() for t in visible.split(","))):
+        if token.isdigit():
+            match = [g for g in gpus if g.index == int(token)]
+        else:
+            match = [g for g in gpus if g.uuid.startswith(token) or g.pci_bus_id.lower() == token.lower()]
+        if not match:
+            break  # CUDA stops at the first invalid entry
+        chosen.append(match[0])
+    return chosen
+
+
+def detect() -> str:
+    """The hardware slug: the first visible GPU's model, else ``cpu-<model>``."""
+    gpus = nvml_gpus()
+    if gpus:
+        return slugify(gpus[0].name)
+    return cpu_slug()

@@ -1,0 +1,17 @@
+"""Rule bin_workload: request counts per (input bin, output bin), excluded requests counted."""
+
+import pandas as pd
+
+from llm_energy.binning import bin_requests
+from llm_energy.io import write_json, write_parquet
+from llm_energy.rulekit import run_rule
+
+
+def main(sm):
+    table, summary = bin_requests(pd.read_parquet(sm.input[0]), sm.params.input_edges, sm.params.output_edges)
+    write_parquet(table, sm.output.table)
+    write_json({"workload": sm.wildcards.workload, **summary}, sm.output.summary)
+
+
+if __name__ == "__main__":
+    run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

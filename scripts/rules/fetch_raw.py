@@ -1,0 +1,12 @@
+"""Rule fetch_raw: keep the raw file when present, else download it (complete or absent)."""
+
+from llm_energy.data import fetch
+from llm_energy.rulekit import run_rule
+
+
+def main(sm):
+    fetch(sm.output[0], sm.params.url, sm.params.sha256)
+
+
+if __name__ == "__main__":
+    run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,18 @@
+"""Rule profile_workload: per-request token counts and their statistics."""
+
+from llm_energy.data import check_sha256
+from llm_energy.io import write_json, write_parquet
+from llm_energy.rulekit import run_rule
+from llm_energy.workloads import load_trace, stats
+
+
+def main(sm):
+    spec = dict(sm.params.spec)
+    check_sha256(sm.input[0], spec.get("sha256"))
+    df, info = load_trace(sm.input[0], spec)
+    write_parquet(df, sm.output.table)
+    write_json({"workload": sm.wildcards.workload, "file": spec["file"], **stats(df, info)}, sm.output.stats)
+
+
+if __name__ == "__main__":
+    run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

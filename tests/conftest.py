@@ -1,0 +1,48 @@
+"""Shared fixtures: the package from the working tree, one model build and one vLLM engine per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+
+import shared_data  # noqa: E402
+
+TINY_ARCH = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "num_key_value_heads": 1, "max_position_embeddings": 1024}
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """The ../shared/data folder; tests that need it skip with a reason when it is absent."""
+    if not shared_data.available():
+        pytest.skip(f"shared data not found at {shared_data.SHARED}")
+    return shared_data.SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A one-layer Llama (head_dim 64) with the real Mistral tokenizer, built once per session."""
+    from llm_energy.models import build_model
+
+    return build_model(tmp_path_factory.mktemp("models") / "tiny", TINY_ARCH, seed=0)
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(tiny_model):
+    """One vLLM engine for the whole session (engine start costs 15-30 s on CPU)."""
+    pytest.importorskip("vllm")
+    from llm_energy.backends import make_backend
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    backend = make_backend("vllm-eager", str(tiny_model), dtype="bfloat16", max_model_len=1024,
+                           max_batch_size=4)
+    backend.load()
+    yield backend
+    backend.close()

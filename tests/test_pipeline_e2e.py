@@ -1,0 +1,94 @@
+"""Snakemake end to end on a tiny config in a temporary folder: the numbers, and what reruns."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import shared_data
+from check_outputs import check
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "models": {"m1": {"source": "build", "seed": 3, "dtype": "bfloat16",
+                      "architecture": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "num_key_value_heads": 1,
+                                       "max_position_embeddings": 1024}}},
+    "workloads": {
+        "burstgpt": {"file": "burstgpt_slice.csv", "input_column": "Request tokens",
+                     "output_column": "Response tokens",
+                     "sha256": "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"},
+        "azure_code_2023": {"file": "AzureLLMInferenceTrace_code.csv", "input_column": "ContextTokens",
+                            "output_column": "GeneratedTokens"},
+    },
+    "bins": {"input": [128, 512], "output": [16, 64]},
+    "measurement": {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s": 0.05,
+                    "sweep_batch_sizes": [1], "sweep_input_lengths": [32, 128], "sweep_output_lengths": [4, 16],
+                    "sweep_fixed_input": 32, "sweep_fixed_output": 4},
+    "cells": [{"model": "m1", "variants": ["transformers-eager", "vllm-eager"]}],
+}
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                           str(workdir), "--cores", "2", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+
+
+def jobs_planned(proc: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the job-stats table of a dry run."""
+    lines = proc.stdout.splitlines()
+    if "job" not in "\n".join(lines):
+        return set()
+    start = next(i for i, line in enumerate(lines) if line.startswith("job ") and "count" in line)
+    names = set()
+    for line in lines[start + 2:]:
+        if not line.strip() or line.startswith("total"):
+            break
+        names.add(line.split()[0])
+    return names
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared):
+    d = tmp_path_factory.mktemp("run")
+    (d / "config.yaml").write_text(yaml.safe_dump(TINY))
+    shared_data.link_raw(d / "data" / "raw")
+    proc = snakemake(d)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return d
+
+
+def test_outputs_hold_the_right_numbers(run_dir):
+    summary = check(run_dir)
+    assert summary["cells"] == 2 and summary["estimates"] == 4
+    assert summary["workloads"]["burstgpt"] == 134  # requests with input <= 512 and output <= 64
+
+
+def test_second_run_has_nothing_to_do(run_dir):
+    proc = snakemake(run_dir, "-n")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_figure_and_aggregation_changes_never_remeasure(run_dir):
+    for f in (run_dir / "paper" / "figures").glob("fig1*"):
+        f.unlink()
+    assert jobs_planned(snakemake(run_dir, "-n")) == {"all", "figures"}
+    os.utime(run_dir / "results/profile/burstgpt.parquet")
+    planned = jobs_planned(snakemake(run_dir, "-n"))
+    assert {"bin_workload", "estimate", "figures", "tables"} <= planned
+    assert "measure_cell" not in planned and "build_model" not in planned
+
+
+def test_cell_for_other_hardware_is_refused_with_a_hint(run_dir):
+    target = "results/measurements/h100-80gb-hbm3/m1/transformers-eager/greedy.parquet"
+    proc = snakemake(run_dir, target)
+    assert proc.returncode != 0
+    log = (run_dir / "logs/measure/h100-80gb-hbm3/m1/transformers-eager/greedy.log").read_text()
+    assert "but the cell is for 'h100-80gb-hbm3'" in log and "Traceback" not in log
+    assert not (run_dir / target).exists()

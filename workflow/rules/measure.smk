@@ -1,0 +1,21 @@
+# Measurement: one job per (hardware, model, variant, decoding) cell; the model loads once.
+# A cell takes every core it is given, so two cells never share the machine while one is metered.
+
+
+rule measure_cell:
+    input:
+        model=model_dir,
+    output:
+        "results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+    log:
+        "logs/measure/{hardware}/{model}/{variant}/{decoding}.log",
+    conda:
+        "../../envs/measure-cpu.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=0,
+    params:
+        points=POINTS,
+        measurement=config["measurement"],
+    script:
+        "../../scripts/rules/measure_cell.py"

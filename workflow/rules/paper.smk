@@ -1,0 +1,49 @@
+# Figures and tables of the paper, from whatever cells exist.
+
+
+localrules:
+    figures,
+    tables,
+
+
+rule figures:
+    input:
+        estimates="results/estimates/estimates.parquet",
+        measurements=measurement_files(),
+    output:
+        fig1=report(
+            "paper/figures/fig1_workload_energy.pdf",
+            caption="../report/fig1.rst",
+            category="Figures",
+        ),
+        fig2=report(
+            "paper/figures/fig2_prefill_decode.pdf",
+            caption="../report/fig2.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/paper/figures.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        fixed_input=config["measurement"]["sweep_fixed_input"],
+        fixed_output=config["measurement"]["sweep_fixed_output"],
+    script:
+        "../../scripts/rules/figures.py"
+
+
+rule tables:
+    input:
+        stats=expand("results/profile/{workload}.stats.json", workload=WORKLOADS),
+        estimates="results/estimates/estimates.parquet",
+    output:
+        workloads="paper/tables/table1_workloads.tex",
+        estimates="paper/tables/table4_estimates.tex",
+    log:
+        "logs/paper/tables.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        workloads=WORKLOADS,
+    script:
+        "../../scripts/rules/tables.py"

@@ -1,0 +1,39 @@
+# Workloads: per-request token counts and statistics, then power-of-two bins.
+
+
+localrules:
+    profile_workload,
+    bin_workload,
+
+
+rule profile_workload:
+    input:
+        raw_file,
+    output:
+        table="results/profile/{workload}.parquet",
+        stats="results/profile/{workload}.stats.json",
+    log:
+        "logs/profile/{workload}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        spec=workload_spec,
+    script:
+        "../../scripts/rules/profile_workload.py"
+
+
+rule bin_workload:
+    input:
+        "results/profile/{workload}.parquet",
+    output:
+        table="results/bins/{workload}.parquet",
+        summary="results/bins/{workload}.summary.json",
+    log:
+        "logs/bins/{workload}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        input_edges=config["bins"]["input"],
+        output_edges=config["bins"]["output"],
+    script:
+        "../../scripts/rules/bin_workload.py"

@@ -15,6 +15,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/estimate.smk"
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/paper.smk"
 
 

@@ -35,11 +35,16 @@ def check(root: str | Path) -> dict:
     # Measurements: positive energy, exact output tokens, labelled source.
     cells = {}
     for path in sorted((root / "results/measurements").rglob("*.parquet")):
+        if path.name.endswith(".power.parquet"):
+            continue
         m = pd.read_parquet(path)
         assert len(m) > 0, path
+        assert path.with_name(path.stem + ".power.parquet").exists(), path
+        m = m[m["status"] == "ok"]
         assert (m["energy_j"] > 0).all(), f"{path}: non-positive energy"
         assert (m["output_tokens"] == m["output_len"] * m["batch_size"]).all(), f"{path}: wrong token count"
         assert m["energy_source"].isin(["nvml", "rapl", "cpu-estimate"]).all(), path
+        assert m["energy_source"].nunique() == 1, path
         hw, model, variant = path.parts[-4:-1]
         cells[(hw, model, variant, path.stem)] = m
     assert cells, "no measurement"
@@ -49,21 +54,43 @@ def check(root: str | Path) -> dict:
     for r in est.itertuples():
         m = cells[(r.hardware, r.model, r.variant, r.decoding)]
         bins = pd.read_parquet(root / f"results/bins/{r.workload}.parquet")
-        at_b = m[m["batch_size"] == r.batch_size].groupby(["input_len", "output_len"])["energy_j"].mean()
-        expected = sum(b.n_requests / r.batch_size * at_b[(b.input_bin, b.output_bin)] for b in bins.itertuples())
+        grid = m[m["role"].str.contains("grid")]
+        at_b = grid.groupby(["input_len", "output_len"]).agg(e=("energy_j", "mean"), b=("batch_size", "first"))
+        expected = sum(n.n_requests / at_b.loc[(n.input_bin, n.output_bin), "b"]
+                       * at_b.loc[(n.input_bin, n.output_bin), "e"] for n in bins.itertuples())
         assert math.isclose(r.energy_j, expected, rel_tol=1e-9), (r.workload, r.variant, r.energy_j, expected)
         assert r.n_included == seen[r.workload]
+        if not math.isnan(r.ideal_energy_j):
+            assert r.ideal_energy_j > 0 and r.flops > 0
+            assert math.isclose(r.pct_above_ideal, 100 * (r.energy_j / r.ideal_energy_j - 1))
     # Figures: the plotted data beside each figure holds the estimates.
     fig1 = pd.read_csv(root / "paper/figures/fig1_workload_energy.csv")
-    assert sorted(fig1["energy_j"].round(6)) == sorted(est["energy_j"].round(6))
+    measured = fig1[fig1["energy_source"] != "flops-ideal"]
+    assert sorted(measured["energy_j"].round(6)) == sorted(est["energy_j"].round(6))
+    # Savings: one row per workload for the default comparison, from the two stacks' estimates.
+    sav = pd.read_parquet(root / "results/estimates/savings.parquet")
+    for s in sav.itertuples():
+        e = est.set_index(["workload", "variant"])["energy_j"]
+        assert math.isclose(s.saving_pct, 100 * (1 - e[(s.workload, s.optimized)] / e[(s.workload, s.baseline)]))
     fig2 = pd.read_csv(root / "paper/figures/fig2_prefill_decode.csv")
     assert set(fig2["panel"]) == {"prefill", "decode"} and (fig2["n_repeats"] > 0).all()
     for name in ("fig1_workload_energy", "fig2_prefill_decode"):
         assert (root / f"paper/figures/{name}.pdf").read_bytes().startswith(b"%PDF"), name
         assert (root / f"paper/figures/{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    # Replay validation: two independent numbers per workload and stack, and the error between them.
+    val_files = sorted((root / "results/validation").rglob("*.parquet"))
+    if val_files:
+        val = pd.concat([pd.read_parquet(p) for p in val_files], ignore_index=True)
+        assert len(val) == len(seen) * len(cells)
+        assert (val["replay_energy_j"] > 0).all() and (val["estimate_energy_j"] > 0).all()
+        assert (val["replay_tokens_generated"] >= val["replay_tokens_requested"]).all()
+        assert ((100 * (val["estimate_energy_j"] / val["replay_energy_j"] - 1) - val["error_pct"]).abs() < 1e-9).all()
+        fig = pd.read_csv(root / "paper/figures/fig_replay_validation.csv")
+        assert sorted(fig["error_pct"].round(6)) == sorted(val["error_pct"].round(6))
     tex = (root / "paper/tables/table1_workloads.tex").read_text()
     assert all(w.replace("_", "\\_") in tex for w in seen)
-    return {"workloads": seen, "cells": len(cells), "estimates": len(est),
+    errors = {f"{r.workload}/{r.variant}": round(r.error_pct, 1) for r in val.itertuples()} if val_files else {}
+    return {"workloads": seen, "cells": len(cells), "estimates": len(est), "replay_error_pct": errors,
             "energy_kj": {f"{r.workload}/{r.variant}": round(r.energy_j / 1e3, 3) for r in est.itertuples()}}
 
 

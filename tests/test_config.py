@@ -20,13 +20,16 @@ def default():
 def test_default_config_is_valid_and_defaults_fill(default):
     del default["measurement"]["repeats"]
     cfg = cfgmod.validate(default)
-    assert cfg["measurement"]["repeats"] == 2
-    points = cfgmod.cell_points(cfg)
+    assert cfg["measurement"]["repeats"] == 3  # the paper's protocol is the schema's default
+    points = {p[:3]: p[3] for p in cfgmod.cell_points(cfg)}
     bs = cfg["measurement"]["batch_size"]
-    # Every bin of the grid is measured at the estimate's batch size.
+    # Every bin of the grid is measured at the estimate's batch size; sweep points are marked.
     for i in cfg["bins"]["input"]:
         for o in cfg["bins"]["output"]:
-            assert (i, o, bs) in points
+            assert "grid" in points[(i, o, bs)].split(",")
+    m = cfg["measurement"]
+    assert points[(m["sweep_fixed_input"], m["sweep_output_lengths"][0], 1)] == "sweep"
+    assert len(points) == len(cfgmod.cell_points(cfg))
 
 
 def test_every_schema_key_has_a_description():

@@ -78,9 +78,70 @@ def test_rapl_sums_package_and_dram_and_handles_wraparound(tmp_path):
 
 def test_require_measured_refuses_the_estimate(monkeypatch):
     monkeypatch.setattr("llm_energy.meters.rapl_domains", lambda root=None: [])
-    monkeypatch.setattr("llm_energy.hardware.nvml_gpus", lambda: [])
+    monkeypatch.setattr("llm_energy.hardware.nvml_gpus", lambda nvml=None: [])
     with pytest.raises(UserError, match="only the CPU-time estimate"):
         make_meter("auto", require_measured=True)
     with pytest.raises(UserError, match="meter 'rapl' is not available"):
         make_meter("rapl")
     assert make_meter("auto").source == "cpu-estimate"
+
+
+# NVML: a stand-in module (tests/fake_nvml.py) behaves like the real one; no GPU here.
+from fake_nvml import FakeDevice, FakeNvml  # noqa: E402
+
+from llm_energy.meters import NvmlMeter, integrate  # noqa: E402
+
+
+def test_integrate_trapezoid_and_edges():
+    assert integrate([(0.0, 100.0), (1.0, 200.0)], 1.0) == pytest.approx(150.0)
+    # The first sample arrives late and the last early: the edges hold the nearest sample.
+    assert integrate([(0.5, 100.0), (1.5, 100.0)], 2.0) == pytest.approx(200.0)
+
+
+def test_nvml_counter_sums_visible_devices_and_keeps_a_timeline(monkeypatch):
+    nvml = FakeNvml([FakeDevice("GPU-a", 100.0), FakeDevice("GPU-b", 300.0), FakeDevice("GPU-c", 50.0)])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a,1")  # by UUID and by index; GPU-c is not ours
+    meter = NvmlMeter(nvml, sample_interval_s=0.02)
+    with meter.window() as w:
+        time.sleep(0.4)
+    assert w.energy_source == "nvml"
+    assert w.energy_j == pytest.approx(400.0 * w.duration_s, rel=0.05)
+    assert w.timeline_energy_j == pytest.approx(w.energy_j, rel=0.05)
+    assert len(w.power_samples) >= 10 and all(p == 400.0 for _, p in w.power_samples)
+    assert w.state == {"temperature_c_start": 40, "temperature_c_end": 40}
+    desc = meter.describe()
+    assert desc["n_gpus"] == 2 and desc["gpu_uuids"] == "GPU-a,GPU-b" and desc["cuda_driver_version"] == "12.8"
+    assert meter.device_keys() == ["GPU-a", "GPU-b"]
+
+
+def test_nvml_without_counter_integrates_the_timeline(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    meter = NvmlMeter(FakeNvml([FakeDevice("GPU-old", 250.0, counter_supported=False)]), sample_interval_s=0.02)
+    with meter.window() as w:
+        time.sleep(0.3)
+    assert w.energy_source == "nvml-timeline"
+    assert w.energy_j == pytest.approx(250.0 * w.duration_s, rel=0.02)
+
+
+def test_nvml_refuses_a_gpu_used_by_another_process_unless_allowed(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    nvml = FakeNvml([FakeDevice("GPU-a", 100.0, pids=[424242])])
+    with pytest.raises(UserError, match=r"another process is using the GPU.*pid 424242"):
+        NvmlMeter(nvml)
+    meter = NvmlMeter(nvml, allow_shared=True)
+    assert meter.describe()["shared_gpu"] is True
+    # Our own process on the GPU is not "another process".
+    assert NvmlMeter(FakeNvml([FakeDevice("GPU-a", 1.0, pids=[os.getpid()])])).describe()["shared_gpu"] is False
+
+
+def test_auto_prefers_nvml(monkeypatch):
+    import sys
+
+    fake = FakeNvml([FakeDevice("GPU-a", 100.0)])
+    fake_module = type(sys)("pynvml")
+    for name in dir(fake):
+        if not name.startswith("_"):
+            setattr(fake_module, name, getattr(fake, name))
+    monkeypatch.setitem(sys.modules, "pynvml", fake_module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert make_meter("auto", require_measured=True).source == "nvml"

@@ -6,7 +6,7 @@ import pytest
 
 from llm_energy import UserError
 from llm_energy.backends import make_backend
-from llm_energy.measure import Point, run_cell, synthetic_prompts
+from llm_energy.measure import Point, Protocol, run_cell, synthetic_prompts
 from llm_energy.models import VOCAB_SIZE, check_model_dir, weights_kind
 
 pytestmark = pytest.mark.slow
@@ -77,8 +77,8 @@ def test_run_cell_rows_with_vllm(vllm_backend):
             return getattr(self.inner, name)
 
     points = [Point(32, 4, 1), Point(32, 16, 2)]
-    df = run_cell(Loaded(vllm_backend), points, meter_kind="cpu-estimate", repeats=2, warmup_batches=1,
-                  idle_s=0.2, min_window_s=0.2, labels={"model": "tiny"})
+    protocol = Protocol(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.2, min_window_s=0.2)
+    df, _ = run_cell(Loaded(vllm_backend), points, protocol, labels={"model": "tiny"})
     assert len(df) == 4
     assert (df["energy_j"] > 0).all() and (df["duration_s"] > 0).all()
     assert (df["output_tokens"] == df["output_len"] * df["batch_size"]).all()
@@ -88,3 +88,30 @@ def test_run_cell_rows_with_vllm(vllm_backend):
     # Longer generations cost more: 16 tokens x 2 requests against 4 tokens x 1.
     mean = df.groupby("output_len")["energy_j"].mean()
     assert mean[16] > mean[4]
+
+
+def test_transformers_serves_static_padded_batches(tiny_model):
+    backend = make_backend("transformers-eager", str(tiny_model), dtype="float32")
+    backend.load()
+    prompts = [[5] * 7, [6] * 12, [7] * 3]
+    # Batch of 2 then 1: the first batch runs to its longest request (4), the second to its own (2).
+    assert backend.serve(prompts, [1, 4, 2], batch_size=2) == [4, 4, 2]
+
+
+def test_vllm_serves_each_request_its_own_length(vllm_backend):
+    prompts = [[5] * 7, [6] * 12, [7] * 3]
+    assert vllm_backend.serve(prompts, [1, 4, 2], batch_size=2) == [1, 4, 2]
+
+
+def test_replay_sample_is_seeded_and_within_the_top_edges():
+    import pandas as pd
+
+    from llm_energy.replay import sample_requests
+
+    profile = pd.DataFrame({"input_tokens": range(1, 201), "output_tokens": [5, 900] * 100})
+    a = sample_requests(profile, 20, seed=3, max_input=150, max_output=512)
+    b = sample_requests(profile, 20, seed=3, max_input=150, max_output=512)
+    assert a.equals(b) and len(a) == 20
+    assert (a["input_tokens"] <= 150).all() and (a["output_tokens"] <= 512).all()
+    assert a["input_tokens"].is_monotonic_increasing  # trace order kept
+    assert len(sample_requests(profile, 1000, seed=3, max_input=150, max_output=512)) == 75

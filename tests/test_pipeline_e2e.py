@@ -29,9 +29,11 @@ TINY = {
                             "output_column": "GeneratedTokens"},
     },
     "bins": {"input": [128, 512], "output": [16, 64]},
-    "measurement": {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s": 0.05,
+    "measurement": {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s": 0.05, "pause_s": 0,
+                    "idle_s": 0.2, "examples_per_point": 0, "examples_per_point_large_batch": 0,
                     "sweep_batch_sizes": [1], "sweep_input_lengths": [32, 128], "sweep_output_lengths": [4, 16],
                     "sweep_fixed_input": 32, "sweep_fixed_output": 4},
+    "replay": {"n_requests": 6, "seed": 1},
     "cells": [{"model": "m1", "variants": ["transformers-eager", "vllm-eager"]}],
 }
 

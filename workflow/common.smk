@@ -57,11 +57,33 @@ def model_dir(wildcards):
     )
 
 
+MEASURED_MODELS = sorted({c[0] for c in CELLS})
+
+
+def model_folder(model):
+    spec = config["models"][model]
+    return spec["path"] if spec["source"] == "local" else f"{MODELS_DIR}/{model}"
+
+
+def measured_model_dirs():
+    """Each measured model's folder (its config.json gives the FLOPs); ancient, as rebuilding the
+    same seeded model changes no shape."""
+    return [ancient(model_folder(m)) for m in MEASURED_MODELS]
+
+
 def measurement_files():
     return [f"results/measurements/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
 
 
-FIGURES = ["fig1_workload_energy", "fig2_prefill_decode"]
+def validation_files():
+    if not config["replay"]["enabled"]:
+        return []
+    return [f"results/validation/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
+
+
+FIGURES = ["fig1_workload_energy", "fig2_prefill_decode"] + (
+    ["fig_replay_validation"] if config["replay"]["enabled"] else []
+)
 TABLES = ["table1_workloads", "table4_estimates"]
 
 

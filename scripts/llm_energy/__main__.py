@@ -51,6 +51,20 @@ def _measure(args) -> None:
     print(f"{out}: {len(df)} rows")
 
 
+def _flops(args) -> None:
+    from .flops import Arch, decode_flops, generation_flops, prefill_flops
+
+    try:
+        arch = Arch.from_file(args.model_config)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{args.model_config}: not a readable model config ({exc})") from None
+    total = generation_flops(arch, args.input_len, args.output_len, args.batch, causal_half=args.causal_half)
+    print(f"{total}")
+    print(f"# prefill {args.batch * prefill_flops(arch, args.input_len, args.causal_half):.4e}, decode "
+          f"{args.batch * decode_flops(arch, args.input_len, args.output_len):.4e}, total {total:.4e} FLOPs",
+          file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user mistakes print one line and return 1."""
     from .hardware import detect
@@ -76,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--model-dir", help="model folder (default: models_dir/<model> or the model's path)")
     m.add_argument("--out")
     m.set_defaults(fn=_measure)
+    f = sub.add_parser("flops", help="FLOPs of a generation from a model's config.json")
+    f.add_argument("--model-config", required=True)
+    f.add_argument("--input-len", type=int, required=True)
+    f.add_argument("--output-len", type=int, required=True)
+    f.add_argument("--batch", type=int, default=1)
+    f.add_argument("--causal-half", action="store_true", help="count only the causal half of prefill attention")
+    f.set_defaults(fn=_flops)
     args = p.parse_args(argv)
     if getattr(args, "hardware", "x") is None:
         args.hardware = detect()

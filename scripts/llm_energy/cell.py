@@ -10,7 +10,7 @@ import pandas as pd
 from . import config as config_mod
 from .backends import make_backend
 from .io import write_parquet
-from .measure import Point, check_hardware, run_cell
+from .measure import Point, Protocol, check_hardware, run_cell
 from .models import check_model_dir, weights_kind
 
 log = logging.getLogger(__name__)
@@ -38,18 +38,76 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
         torch.set_num_threads(m["cpu_threads"])
     points = [Point(*p) for p in config_mod.cell_points(cfg)]
     longest = max(p.input_len + p.output_len for p in points)
+    if m["max_batch_probe"]:
+        points_batch = max(max(m["max_batch_probe"]), max(p.batch_size for p in points))
+    else:
+        points_batch = max(p.batch_size for p in points)
     backend = make_backend(
         variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=decoding, seed=m["seed"],
         max_model_len=config_mod.max_model_len(cfg, model) or longest,
-        max_batch_size=max(p.batch_size for p in points),
+        max_batch_size=points_batch,
         **({"kv_cache_gib": m["vllm_kv_cache_gib"]} if variant.startswith("vllm-") else {}))
     log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, variant, decoding, len(points),
              m["repeats"])
-    df = run_cell(backend, points, meter_kind=m["meter"], watts_per_core=m["cpu_watts_per_core"],
-                  require_measured=m["require_measured_energy"], warmup_batches=m["warmup_batches"],
-                  repeats=m["repeats"], seed=m["seed"], min_window_s=m["min_window_s"],
-                  labels={"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
-                          "weights": weights_kind(model_dir)})
+    df, power = run_cell(backend, points, Protocol.from_config(m),
+                         labels={"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
+                                 "weights": weights_kind(model_dir)})
+    if out is not None:
+        write_parquet(power if not power.empty else _EMPTY_POWER, power_path(out))
+        write_parquet(df, out)
+    return df
+
+
+_EMPTY_POWER = pd.DataFrame({c: pd.Series(dtype=t) for c, t in [
+    ("input_len", "int64"), ("output_len", "int64"), ("batch_size", "int64"), ("role", "str"),
+    ("repeat", "int64"), ("phase", "str"), ("t_s", "float64"), ("power_w", "float64")]})
+
+
+def power_path(out: str | Path) -> Path:
+    """The power-timeline file that sits beside a measurement file."""
+    out = Path(out)
+    return out.with_name(out.stem + ".power.parquet")
+
+
+def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir: str | Path,
+                profiles: dict[str, str | Path], measurements: str | Path, out: str | Path | None = None
+                ) -> pd.DataFrame:
+    """Serve a seeded sample of every workload with this cell's stack; compare with its binned estimate."""
+    from .locks import device_locks
+    from .meters import make_meter
+    from .replay import compare, replay, sample_requests
+
+    check_hardware(hardware)
+    model_dir = check_model_dir(model_dir)
+    m, r = cfg["measurement"], cfg["replay"]
+    meas = pd.read_parquet(measurements)
+    grid = meas[(meas["status"] == "ok") & meas["role"].str.contains("grid")]
+    batch_size = int(grid["batch_size"].max())
+    meter = make_meter(m["meter"], watts_per_core=m["cpu_watts_per_core"], require_measured=m["require_measured_energy"],
+                       allow_shared_gpu=m["allow_shared_gpu"], sample_interval_s=m["power_sample_interval_s"])
+    edges_in, edges_out = cfg["bins"]["input"], cfg["bins"]["output"]
+    backend = make_backend(
+        variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=decoding, seed=m["seed"],
+        max_model_len=config_mod.max_model_len(cfg, model) or edges_in[-1] + edges_out[-1],
+        max_batch_size=batch_size,
+        **({"kv_cache_gib": m["vllm_kv_cache_gib"]} if variant.startswith("vllm-") else {}))
+    rows = []
+    with device_locks(meter.device_keys()):
+        backend.load()
+        for workload, path in profiles.items():
+            sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
+            served = replay(backend, meter, sample, batch_size, r["seed"])
+            est = compare(sample, meas, edges_in, edges_out)
+            err = 100.0 * (est["estimate_energy_j"] / served["replay_energy_j"] - 1.0)
+            log.info("%s: replay %.1f J, binned estimate %.1f J, error %+.1f %%", workload,
+                     served["replay_energy_j"], est["estimate_energy_j"], err)
+            rows.append({"workload": workload, "hardware": hardware, "model": model, "variant": variant,
+                         "decoding": decoding, **served, **est, "error_pct": err,
+                         "whole_batches_error_pct": 100.0 * (est["estimate_whole_batches_energy_j"]
+                                                             / served["replay_energy_j"] - 1.0)})
+        backend.close()
+    meter.close()
+    df = pd.DataFrame(rows)
     if out is not None:
         write_parquet(df, out)
     return df

@@ -138,18 +138,23 @@ def load(path: str | Path) -> dict:
     return validate(raw)
 
 
-def cell_points(cfg: dict) -> list[tuple[int, int, int]]:
-    """The (input_len, output_len, batch_size) points every cell sweeps, sorted.
+def cell_points(cfg: dict) -> list[tuple[int, int, int, str]]:
+    """The (input_len, output_len, batch_size, role) points every cell sweeps, sorted.
 
-    Two families: the bin grid at the estimate's batch size B (every (input edge, output edge)
-    so that any workload's bins can be estimated) and the controlled sweeps of Figure 2.
+    Two families: the bin grid (``grid``: every (input edge, output edge), so that any workload's
+    bins can be estimated) at batch ``batch_size`` (or the largest that fits, when probing is on)
+    and the controlled sweeps of Figure 2 (``sweep``). A point in both has role ``grid,sweep``.
     """
     m = cfg["measurement"]
-    points = {(i, o, m["batch_size"]) for i in cfg["bins"]["input"] for o in cfg["bins"]["output"]}
+    roles: dict[tuple[int, int, int], set[str]] = {}
+    for i in cfg["bins"]["input"]:
+        for o in cfg["bins"]["output"]:
+            roles.setdefault((i, o, m["batch_size"]), set()).add("grid")
     for b in m["sweep_batch_sizes"]:
-        points |= {(i, m["sweep_fixed_output"], b) for i in m["sweep_input_lengths"]}
-        points |= {(m["sweep_fixed_input"], o, b) for o in m["sweep_output_lengths"]}
-    return sorted(points)
+        for shape in [(i, m["sweep_fixed_output"], b) for i in m["sweep_input_lengths"]] + \
+                     [(m["sweep_fixed_input"], o, b) for o in m["sweep_output_lengths"]]:
+            roles.setdefault(shape, set()).add("sweep")
+    return [(*shape, ",".join(sorted(r))) for shape, r in sorted(roles.items())]
 
 
 def cells(cfg: dict) -> list[tuple[str, str, str]]:

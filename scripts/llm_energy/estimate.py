@@ -2,8 +2,8 @@
 
     E_hat = sum over bins N(I*, O*) / B * E_batch(I*, O*, B)
 
-with B the batch size of the measured points and E_batch the mean over repeats of the energy of
-one batch of B requests of shape (I*, O*). The paper divides fractionally (``energy_j``); the
+with B the batch size of the bin's grid point (the largest that fit, when probing is on) and
+E_batch the mean over repeats of the energy of one batch of B requests of shape (I*, O*). The paper divides fractionally (``energy_j``); the
 number of whole batches a server would run, ceil(N / B), gives ``energy_whole_batches_j``.
 Figures and tables use the fractional form, as the paper does.
 """
@@ -20,46 +20,105 @@ from . import UserError
 CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 
 
-def batch_energy(measurements: pd.DataFrame, batch_size: int) -> pd.DataFrame:
-    """Mean and spread over repeats of each (input_len, output_len) point at ``batch_size``."""
-    m = measurements[measurements["batch_size"] == batch_size]
+def grid_rows(measurements: pd.DataFrame) -> pd.DataFrame:
+    """The valid rows of the bin grid (role contains ``grid``, status ``ok``)."""
+    m = measurements
+    if "role" in m:
+        m = m[m["role"].str.split(",").apply(lambda roles: "grid" in roles)]
+    if "status" in m:
+        m = m[m["status"] == "ok"]
+    return m
+
+
+def batch_energy(measurements: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread over repeats of each grid point (input_len, output_len) and its batch size B."""
+    m = grid_rows(measurements)
     g = m.groupby(["input_len", "output_len"])
-    out = g.agg(energy_batch_j=("energy_j", "mean"), energy_batch_std_j=("energy_j", "std"),
+    out = g.agg(batch_size=("batch_size", "max"), n_batch_sizes=("batch_size", "nunique"),
+                energy_batch_j=("energy_j", "mean"), energy_batch_std_j=("energy_j", "std"),
                 duration_batch_s=("duration_s", "mean"), n_repeats=("repeat", "count")).reset_index()
+    if (out["n_batch_sizes"] > 1).any():
+        raise ValueError("a grid point was measured at more than one batch size")
     out["energy_batch_std_j"] = out["energy_batch_std_j"].fillna(0.0)
-    return out
+    return out.drop(columns="n_batch_sizes")
 
 
-def binned_estimate(bins: pd.DataFrame, measurements: pd.DataFrame, batch_size: int) -> pd.DataFrame:
+def binned_estimate(bins: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFrame:
     """Per-bin contributions to the workload's energy; raises when a needed point was not measured."""
-    per_point = batch_energy(measurements, batch_size)
+    per_point = batch_energy(measurements)
     merged = bins.merge(per_point, how="left", left_on=["input_bin", "output_bin"],
                         right_on=["input_len", "output_len"])
     missing = merged[merged["energy_batch_j"].isna()]
     if not missing.empty:
         pts = ", ".join(f"(in={r.input_bin}, out={r.output_bin})" for r in missing.itertuples())
-        raise UserError(f"no measurement at batch {batch_size} for bin(s) {pts}: add them to the cell's points "
-                        "(measurement.batch_size and bins) and rerun the measurement")
+        raise UserError(f"no valid grid measurement for bin(s) {pts}: add the edges to bins and rerun the "
+                        "measurement (a point that did not fit in memory has no energy)")
     merged = merged.drop(columns=["input_len", "output_len"])
-    merged["batch_size"] = batch_size
-    merged["n_batches"] = merged["n_requests"] / batch_size
-    merged["n_whole_batches"] = np.ceil(merged["n_requests"] / batch_size).astype("int64")
+    merged["batch_size"] = merged["batch_size"].astype("int64")
+    merged["n_batches"] = merged["n_requests"] / merged["batch_size"]
+    merged["n_whole_batches"] = np.ceil(merged["n_requests"] / merged["batch_size"]).astype("int64")
     merged["energy_j"] = merged["n_batches"] * merged["energy_batch_j"]
     merged["energy_whole_batches_j"] = merged["n_whole_batches"] * merged["energy_batch_j"]
     return merged
 
 
-def workload_estimate(bins: pd.DataFrame, summary: dict, measurements: pd.DataFrame,
-                      batch_size: int) -> tuple[dict, pd.DataFrame]:
+def workload_estimate(bins: pd.DataFrame, summary: dict, measurements: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """One summary row (workload totals) and the per-bin table for one workload and one cell."""
-    per_bin = binned_estimate(bins, measurements, batch_size)
-    sources = sorted(measurements["energy_source"].unique())
+    per_bin = binned_estimate(bins, measurements)
+    sources = sorted(grid_rows(measurements)["energy_source"].dropna().unique())
     total = float(per_bin["energy_j"].sum())
     row = {
         "n_requests": summary["n_requests"], "n_included": summary["n_included"],
-        "n_excluded": summary["n_excluded"], "n_bins": int(len(per_bin)), "batch_size": batch_size,
+        "n_excluded": summary["n_excluded"], "n_bins": int(len(per_bin)),
+        "batch_size_min": int(per_bin["batch_size"].min()), "batch_size_max": int(per_bin["batch_size"].max()),
         "energy_j": total, "energy_whole_batches_j": float(per_bin["energy_whole_batches_j"].sum()),
         "energy_per_request_j": total / summary["n_included"] if summary["n_included"] else math.nan,
         "energy_source": "+".join(sources),
     }
     return row, per_bin
+
+
+def ideal_energy(bins: pd.DataFrame, arch, spec: dict | None) -> dict:
+    """The paper's ideal: TDP / peak FLOPS x sum over bins N x FLOPs(I*, O*) of one request.
+
+    Both the dense and the with-sparsity peak are used (the paper's A6000 figure, 309.7 TFLOPS, is
+    the with-sparsity one). Without a spec for the hardware the ideal is NaN.
+    """
+    from .flops import generation_flops
+
+    flops = float(sum(int(b.n_requests) * generation_flops(arch, int(b.input_bin), int(b.output_bin), 1)
+                      for b in bins.itertuples()))
+    out = {"flops": flops, "tdp_w": math.nan, "peak_dense_tflops": math.nan,
+           "ideal_energy_j": math.nan, "ideal_sparse_energy_j": math.nan, "spec_source": ""}
+    if spec:
+        tdp = float(spec["tdp_w"])
+        out.update(tdp_w=tdp, peak_dense_tflops=float(spec["bf16_dense_tflops"]),
+                   ideal_energy_j=tdp / (float(spec["bf16_dense_tflops"]) * 1e12) * flops,
+                   spec_source=str(spec.get("source", "")))
+        sparse = spec.get("bf16_sparse_tflops")
+        if sparse is not None and not pd.isna(sparse):
+            out["ideal_sparse_energy_j"] = tdp / (float(sparse) * 1e12) * flops
+    return out
+
+
+def add_ideal_columns(row: dict) -> dict:
+    """Percent of energy above the ideal (dense and with-sparsity peak)."""
+    for col, ideal in (("pct_above_ideal", "ideal_energy_j"), ("pct_above_ideal_sparse", "ideal_sparse_energy_j")):
+        row[col] = 100.0 * (row["energy_j"] / row[ideal] - 1.0) if row[ideal] and not math.isnan(row[ideal]) \
+            else math.nan
+    return row
+
+
+def savings(estimates: pd.DataFrame, comparisons: list[dict]) -> pd.DataFrame:
+    """Energy an optimized stack saves against a baseline, per workload, hardware, model and decoding."""
+    keys = ["workload", "hardware", "model", "decoding"]
+    rows = []
+    for comp in comparisons:
+        base = estimates[estimates["variant"] == comp["baseline"]].set_index(keys)["energy_j"]
+        opt = estimates[estimates["variant"] == comp["optimized"]].set_index(keys)["energy_j"]
+        for key in base.index.intersection(opt.index):
+            rows.append({**dict(zip(keys, key)), "baseline": comp["baseline"], "optimized": comp["optimized"],
+                         "baseline_energy_j": base[key], "optimized_energy_j": opt[key],
+                         "saving_pct": 100.0 * (1.0 - opt[key] / base[key])})
+    cols = keys + ["baseline", "optimized", "baseline_energy_j", "optimized_energy_j", "saving_pct"]
+    return pd.DataFrame(rows, columns=cols)

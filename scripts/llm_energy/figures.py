@@ -69,10 +69,17 @@ def _cells_note(df: pd.DataFrame) -> str:
 
 
 def fig_workload_energy(estimates: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Figure 1: estimated energy of each whole workload, one bar per framework stack."""
+    """Figure 1: energy of each whole workload: the FLOPs ideal, then one bar per framework stack."""
     setup_style()
-    data = estimates[["workload", "hardware", "model", "variant", "decoding", "energy_j", "energy_source",
-                      "n_included", "n_excluded"]].copy()
+    cols = ["workload", "hardware", "model", "variant", "decoding", "energy_j", "energy_source", "n_included",
+            "n_excluded"]
+    data = estimates[cols].copy()
+    if "ideal_energy_j" in estimates:
+        ideal = (estimates.dropna(subset=["ideal_energy_j"])
+                 .drop_duplicates(["workload", "hardware", "model"])
+                 .assign(variant="ideal (FLOPs x TDP / peak)", energy_j=lambda d: d["ideal_energy_j"],
+                         energy_source="flops-ideal", decoding=""))
+        data = pd.concat([ideal[cols], data], ignore_index=True)
     data["energy_kj"] = data["energy_j"] / 1e3
     hws = sorted(data["hardware"].unique())
     fig, axes = plt.subplots(1, len(hws), figsize=(SINGLE_COLUMN_IN * len(hws), 2.6), squeeze=False)
@@ -88,8 +95,9 @@ def fig_workload_energy(estimates: pd.DataFrame, out_dir: str | Path) -> list[Pa
         ax.set(title=hw, xlabel="", ylabel="workload energy (kJ)")
         ax.tick_params(axis="x", rotation=20)
         ax.legend(title="", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    caption = ("Energy to serve each whole workload, estimated from binned requests and measured batch "
-               "energies. " + _cells_note(data) + " " + _source_note(data["energy_source"]))
+    caption = ("Energy to serve each whole workload: the ideal (FLOPs $\\times$ TDP / dense peak FLOPS) "
+               "and each stack's estimate from binned requests and measured batch energies. "
+               + _cells_note(data) + " " + _source_note(data["energy_source"][data["energy_source"] != "flops-ideal"]))
     return save(fig, data.drop(columns="energy_kj"), out_dir, "fig1_workload_energy", caption)
 
 
@@ -97,7 +105,7 @@ def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
                        out_dir: str | Path) -> list[Path]:
     """Figure 2: prefill energy vs input length and decode energy vs output length, per batch size, log-log."""
     setup_style()
-    m = measurements
+    m = measurements[measurements["status"] == "ok"] if "status" in measurements else measurements
     pre = m[m["output_len"] == fixed_output].assign(panel="prefill", x=lambda d: d["input_len"],
                                                       y=lambda d: d["prefill_energy_j"])
     dec = m[m["input_len"] == fixed_input].assign(panel="decode", x=lambda d: d["output_len"],
@@ -125,3 +133,25 @@ def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
                "against output length, per batch size; mean over repeats with their standard deviation. "
                + _cells_note(long) + " " + _source_note(data["energy_source"]))
     return save(fig, data, out_dir, "fig2_prefill_decode", caption)
+
+
+def fig_replay_validation(validation: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Error of the binned estimate against a real replay of the same sampled requests, per stack."""
+    setup_style()
+    data = validation.copy()
+    fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN, 2.4))
+    sns.barplot(data, x="workload", y="error_pct", hue="variant", ax=ax, errorbar=None)
+    if (data["energy_source"] == ESTIMATED).any():
+        for container in ax.containers:
+            for bar in container:
+                bar.set_hatch("///")
+                bar.set_edgecolor("black")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(xlabel="", ylabel="estimate vs replay (%)")
+    ax.tick_params(axis="x", rotation=20)
+    ax.legend(title="", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    n = ", ".join(f"{w}: {k}" for w, k in data.groupby("workload")["n_requests"].first().items())
+    caption = ("Binned estimate ($\\\\sum N/B \\\\times E_{batch}$) against the metered replay of the same seeded "
+               f"sample of requests served with their true lengths (requests: {_tex_escape(n)}); positive means "
+               "the estimate is higher. " + _cells_note(data) + " " + _source_note(data["energy_source"]))
+    return save(fig, data, out_dir, "fig_replay_validation", caption)

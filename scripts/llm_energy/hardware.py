@@ -54,15 +54,17 @@ class GpuInfo:
     driver: str
 
 
-def nvml_gpus() -> list[GpuInfo]:
+def nvml_gpus(pynvml=None) -> list[GpuInfo]:
     """The GPUs this process may use (``CUDA_VISIBLE_DEVICES`` applied by UUID, index or bus id).
 
     NVML itself ignores ``CUDA_VISIBLE_DEVICES``, so the mapping is done here. Empty without NVML.
+    ``pynvml`` may be given (a stand-in in tests); by default the real module is imported.
     """
-    try:
-        import pynvml
-    except ImportError:
-        return []
+    if pynvml is None:
+        try:
+            import pynvml
+        except ImportError:
+            return []
     try:
         pynvml.nvmlInit()
     except Exception:  # no driver, no GPU: the normal case on CPU machines

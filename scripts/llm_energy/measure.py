@@ -1,22 +1,29 @@
 """The measurement loop of one cell: load the model once, sweep its points, meter every window.
 
 Per point: ``warmup_batches`` unmetered batches, then ``repeats`` times a full run (``output_len``
-tokens) and a prefill run (one token) in separate windows; decode energy = full - prefill
-(optimum-benchmark's split). Every request must generate exactly ``output_len`` tokens.
+tokens) and a prefill run (one token) in separate windows, with a pause between repeats; decode
+energy = full - prefill (optimum-benchmark's split). A window runs its batch back to back until
+it holds ``examples_per_point`` requests (the paper: 1,024) and lasts ``min_window_s``, and is
+divided by the number of batches, so every energy is per batch. Every request must generate
+exactly ``output_len`` tokens. Out-of-memory is a result (``status = "oom"``), not a crash.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import UserError, hardware
 from .backends import Backend
+from .locks import device_locks
 from .meters import make_meter
 
 log = logging.getLogger(__name__)
@@ -24,15 +31,57 @@ log = logging.getLogger(__name__)
 # Mistral's vocabulary: 0 <unk>, 1 <s>, 2 </s>; everything above is ordinary text.
 FIRST_TEXT_TOKEN = 3
 VOCAB_SIZE = 32000
-# Warm-up batches draw prompts from their own seed stream, apart from the measured repeats.
+# Warm-up and probe batches draw prompts from their own seed streams, apart from the measured repeats.
 WARMUP_STREAM = 1_000_000
+PROBE_STREAM = 2_000_000
 
 
 @dataclass(frozen=True)
 class Point:
+    """One shape to measure. ``role`` says why: ``grid`` (a workload bin) and/or ``sweep`` (Figure 2)."""
+
     input_len: int
     output_len: int
     batch_size: int
+    role: str = "grid"
+
+
+@dataclass
+class Protocol:
+    """How each point is measured (the config's ``measurement`` section)."""
+
+    meter: str = "auto"
+    watts_per_core: float = 4.0
+    require_measured: bool = False
+    allow_shared_gpu: bool = False
+    warmup_batches: int = 1
+    repeats: int = 3
+    pause_s: float = 0.0
+    idle_s: float = 1.0
+    min_window_s: float = 0.0
+    examples_per_point: int = 0
+    examples_per_point_large_batch: int = 0
+    large_batch_from: int = 257
+    sample_interval_s: float = 0.1
+    max_batch_probe: list[int] = field(default_factory=list)
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, m: dict) -> "Protocol":
+        return cls(meter=m["meter"], watts_per_core=m["cpu_watts_per_core"],
+                   require_measured=m["require_measured_energy"], allow_shared_gpu=m["allow_shared_gpu"],
+                   warmup_batches=m["warmup_batches"], repeats=m["repeats"], pause_s=m["pause_s"],
+                   idle_s=m["idle_s"], min_window_s=m["min_window_s"],
+                   examples_per_point=m["examples_per_point"],
+                   examples_per_point_large_batch=m["examples_per_point_large_batch"],
+                   sample_interval_s=m["power_sample_interval_s"], max_batch_probe=list(m["max_batch_probe"]),
+                   seed=m["seed"])
+
+    def batches_per_window(self, batch_size: int) -> int:
+        """At least enough batches to cover the point's examples (the paper's 1,024 / 4,096)."""
+        examples = self.examples_per_point_large_batch if batch_size >= self.large_batch_from \
+            else self.examples_per_point
+        return max(1, math.ceil(examples / batch_size)) if examples else 1
 
 
 def synthetic_prompts(point: Point, repeat: int, seed: int, vocab_size: int = VOCAB_SIZE) -> list[list[int]]:
@@ -56,6 +105,27 @@ def check_hardware(requested: str) -> str:
     return here
 
 
+def git_commit() -> str:
+    """The pipeline's git commit (``+dirty`` when the work tree has changes), or ``unknown``."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether an exception is the device (or host) running out of memory."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
 def _tree_rss_bytes() -> int:
     import os
 
@@ -71,94 +141,180 @@ def _tree_rss_bytes() -> int:
     return total
 
 
-def run_cell(backend: Backend, points: list[Point], *, meter_kind: str = "auto", watts_per_core: float = 4.0,
-             require_measured: bool = False, warmup_batches: int = 1, repeats: int = 2, seed: int = 0,
-             idle_s: float = 1.0, min_window_s: float = 0.0, labels: dict | None = None) -> pd.DataFrame:
-    """Measure every point of one cell with an already constructed (not yet loaded) backend.
-
-    Returns one row per (point, repeat). ``labels`` (hardware, model, variant, decoding, ...) are
-    copied into every row.
-    """
-    meter = make_meter(meter_kind, watts_per_core=watts_per_core, require_measured=require_measured)
-    t_load = time.perf_counter()
-    backend.load()
-    load_s = time.perf_counter() - t_load
-    log.info("loaded %s with %s in %.1f s; meter %s", backend.model_dir, backend.variant, load_s, meter.source)
-    provenance = {**(labels or {}), **backend.describe(), **meter.describe(),
-                  "model_load_s": load_s, "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    gpus = hardware.nvml_gpus()
-    if gpus:
-        provenance.update(gpu_name=gpus[0].name, driver=gpus[0].driver, n_gpus=len(gpus),
-                          power_limit_w=gpus[0].power_limit_w)
-
-    # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
-    with meter.window() as idle:
-        time.sleep(idle_s)
-    idle_power_w = idle.avg_power_w
-
-    rows = []
-    started = time.perf_counter()
-    for k, point in enumerate(points, 1):
-        for w in range(warmup_batches):
-            backend.run(synthetic_prompts(point, WARMUP_STREAM + w, seed), point.output_len)
-        for r in range(repeats):
-            prompts = synthetic_prompts(point, r, seed)
-            reset = getattr(backend, "reset_peak_memory", None)
-            if reset:
-                reset()
-            full, n_full, result = _metered(meter, backend, prompts, point.output_len, min_window_s)
-            _check_tokens(result.output_tokens, point)
-            prefill, n_prefill, _ = _metered(meter, backend, prompts, 1, min_window_s)
-            peak = getattr(backend, "peak_memory_bytes", lambda: None)()
-            rows.append({
-                **asdict(point), "repeat": r,
-                "energy_j": full.energy_j, "prefill_energy_j": prefill.energy_j,
-                "decode_energy_j": full.energy_j - prefill.energy_j,
-                "duration_s": full.duration_s, "prefill_duration_s": prefill.duration_s,
-                "decode_duration_s": full.duration_s - prefill.duration_s,
-                "n_batches_in_window": n_full, "n_prefill_batches_in_window": n_prefill,
-                "output_tokens": int(sum(result.output_tokens)),
-                "throughput_tok_s": sum(result.output_tokens) / full.duration_s,
-                "avg_power_w": full.avg_power_w, "idle_power_w": idle_power_w,
-                "peak_memory_bytes": peak if peak is not None else _tree_rss_bytes(),
-                "peak_memory_kind": "device-max-allocated" if peak is not None else "host-rss-after-run",
-            })
-        elapsed = time.perf_counter() - started
-        remaining = elapsed / k * (len(points) - k)
-        log.info("point %d/%d (in=%d out=%d batch=%d) done; %.0f s elapsed, about %.0f s left",
-                 k, len(points), point.input_len, point.output_len, point.batch_size, elapsed, remaining)
-    backend.close()
-    df = pd.DataFrame(rows)
-    for key, value in provenance.items():
-        df[key] = value
-    return df
-
-
 @dataclass
 class _PerBatch:
     energy_j: float
     duration_s: float
+    timeline_energy_j: float
+    n_samples: int
+    state: dict
 
     @property
     def avg_power_w(self) -> float:
         return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
 
 
-def _metered(meter, backend: Backend, prompts, output_len: int, min_window_s: float):
-    """Run the same batch back to back until the window lasts ``min_window_s``; per-batch energy and time.
+class CellRun:
+    """Measures the points of one cell with one loaded backend and one meter."""
 
-    Energy counters tick every 10-100 ms, so a window of one short batch is mostly quantisation
-    noise; a longer window divided by its batch count is not.
-    """
-    n = 0
-    with meter.window() as w:
-        t0 = time.perf_counter()
-        while True:
-            result = backend.run(prompts, output_len)
-            n += 1
-            if time.perf_counter() - t0 >= min_window_s:
+    def __init__(self, backend: Backend, protocol: Protocol, meter):
+        self.backend = backend
+        self.p = protocol
+        self.meter = meter
+        self.power_rows: list[dict] = []
+        self.warmup_s = 0.0  # unmetered work the protocol asks for (warm-up, probing, pauses)
+
+    def _metered(self, prompts, output_len: int, min_batches: int, tag: dict):
+        """Run the batch back to back until the window holds ``min_batches`` and lasts ``min_window_s``.
+
+        Energy counters tick every 10-100 ms, so a window of one short batch is mostly quantisation
+        noise; a longer window divided by its batch count is not.
+        """
+        n = 0
+        with self.meter.window() as w:
+            t0 = time.perf_counter()
+            while True:
+                result = self.backend.run(prompts, output_len)
+                n += 1
+                if n >= min_batches and time.perf_counter() - t0 >= self.p.min_window_s:
+                    break
+        self.power_rows += [{**tag, "t_s": t, "power_w": pw} for t, pw in w.power_samples]
+        return _PerBatch(w.energy_j / n, w.duration_s / n, w.timeline_energy_j / n, len(w.power_samples),
+                         w.state), n, result
+
+    def probe_max_batch(self, input_len: int, output_len: int) -> tuple[int | None, list[int]]:
+        """Largest candidate batch that runs (ascending, stopping at the first that does not fit)."""
+        fits, failed = None, []
+        limit = getattr(self.backend, "max_concurrent", lambda i, o: None)(input_len, output_len)
+        for b in sorted(self.p.max_batch_probe):
+            if limit is not None and b > limit:
+                failed.append(b)
                 break
-    return _PerBatch(w.energy_j / n, w.duration_s / n), n, result
+            try:
+                self.backend.run(synthetic_prompts(Point(input_len, output_len, b), PROBE_STREAM, self.p.seed),
+                                 output_len)
+                fits = b
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is a result; others re-raise
+                if not is_oom(exc):
+                    raise
+                self.backend.release_memory()
+                failed.append(b)
+                break
+        return fits, failed
+
+    def measure_point(self, point: Point, idle_power_w: float) -> list[dict]:
+        """Rows for every repeat of one point; one ``oom`` row when it does not fit."""
+        base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
+                "role": point.role}
+        try:
+            t_warm = time.perf_counter()
+            for w in range(self.p.warmup_batches):
+                self.backend.run(synthetic_prompts(point, WARMUP_STREAM + w, self.p.seed), point.output_len)
+            self.warmup_s += time.perf_counter() - t_warm
+            rows = []
+            min_batches = self.p.batches_per_window(point.batch_size)
+            for r in range(self.p.repeats):
+                if r and self.p.pause_s:
+                    time.sleep(self.p.pause_s)
+                    self.warmup_s += self.p.pause_s
+                prompts = synthetic_prompts(point, r, self.p.seed)
+                self.backend.reset_peak_memory()
+                tag = {**base, "repeat": r}
+                full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"})
+                _check_tokens(result.output_tokens, point)
+                prefill, n_prefill, _ = self._metered(prompts, 1, min_batches, {**tag, "phase": "prefill"})
+                peak = self.backend.peak_memory_bytes()
+                rows.append({
+                    **tag, "status": "ok",
+                    "energy_j": full.energy_j, "prefill_energy_j": prefill.energy_j,
+                    "decode_energy_j": full.energy_j - prefill.energy_j,
+                    "timeline_energy_j": full.timeline_energy_j, "n_power_samples": full.n_samples,
+                    "duration_s": full.duration_s, "prefill_duration_s": prefill.duration_s,
+                    "decode_duration_s": full.duration_s - prefill.duration_s,
+                    "n_batches_in_window": n_full, "n_prefill_batches_in_window": n_prefill,
+                    "output_tokens": int(sum(result.output_tokens)),
+                    "throughput_tok_s": sum(result.output_tokens) / full.duration_s,
+                    "avg_power_w": full.avg_power_w, "idle_power_w": idle_power_w,
+                    "peak_memory_bytes": peak if peak is not None else _tree_rss_bytes(),
+                    "peak_memory_kind": "device-max-allocated" if peak is not None else "host-rss-after-run",
+                    **full.state,
+                })
+            return rows
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is a result; others re-raise
+            if not is_oom(exc):
+                raise
+            self.backend.release_memory()
+            log.warning("point in=%d out=%d batch=%d does not fit: %s", point.input_len, point.output_len,
+                        point.batch_size, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return [{**base, "repeat": 0, "status": "oom", "output_tokens": 0}]
+
+
+def plan_points(run: CellRun, points: list[Point]) -> list[Point]:
+    """With probing on, replace each grid point's batch size by the largest that fits there."""
+    if not run.p.max_batch_probe:
+        return points
+    planned = []
+    for pt in points:
+        if "grid" not in pt.role:
+            planned.append(pt)
+            continue
+        fits, failed = run.probe_max_batch(pt.input_len, pt.output_len)
+        log.info("max batch at in=%d out=%d: %s (did not fit: %s)", pt.input_len, pt.output_len, fits,
+                 failed or "none")
+        if fits is None:
+            planned.append(Point(pt.input_len, pt.output_len, min(run.p.max_batch_probe), pt.role))
+        else:
+            planned.append(Point(pt.input_len, pt.output_len, fits, pt.role))
+    return planned
+
+
+def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = None,
+             labels: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measure every point of one cell with a constructed (not yet loaded) backend.
+
+    Returns one row per (point, repeat), and the power timeline of every window (empty without a
+    power-reading meter). ``labels`` (hardware, model, variant, decoding, ...) go into every row.
+    The cell holds a lock on its devices from before the model loads until the sweep ends.
+    """
+    p = protocol or Protocol()
+    meter = make_meter(p.meter, watts_per_core=p.watts_per_core, require_measured=p.require_measured,
+                       allow_shared_gpu=p.allow_shared_gpu, sample_interval_s=p.sample_interval_s)
+    cell_started = time.perf_counter()
+    with device_locks(meter.device_keys()):
+        t_load = time.perf_counter()
+        backend.load()
+        load_s = time.perf_counter() - t_load
+        log.info("loaded %s with %s in %.1f s; meter %s", backend.model_dir, backend.variant, load_s, meter.source)
+        provenance = {**(labels or {}), **backend.describe(), **meter.describe(), "model_load_s": load_s,
+                      "git_commit": git_commit(),
+                      "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
+        with meter.window() as idle:
+            time.sleep(p.idle_s)
+        run = CellRun(backend, p, meter)
+        t_probe = time.perf_counter()
+        points = plan_points(run, points)
+        run.warmup_s += time.perf_counter() - t_probe
+        rows: list[dict] = []
+        work = [pt.batch_size * (pt.input_len + pt.output_len * 4) for pt in points]  # rough cost, for the ETA
+        started = time.perf_counter()
+        for k, point in enumerate(points, 1):
+            rows += run.measure_point(point, idle.avg_power_w)
+            elapsed = time.perf_counter() - started
+            remaining = elapsed * sum(work[k:]) / max(sum(work[:k]), 1)
+            log.info("point %d/%d (in=%d out=%d batch=%d) done; %.0f s elapsed, about %.0f s left",
+                     k, len(points), point.input_len, point.output_len, point.batch_size, elapsed, remaining)
+        backend.close()
+    meter.close()
+    df = pd.DataFrame(rows)
+    for key, value in provenance.items():
+        df[key] = value
+    measured_s = float(np.nansum(df.get("duration_s", 0) * df.get("n_batches_in_window", 0)
+                                 + df.get("prefill_duration_s", 0) * df.get("n_prefill_batches_in_window", 0)))
+    df["cell_wall_s"] = time.perf_counter() - cell_started
+    df["cell_measured_s"] = measured_s
+    df["cell_protocol_s"] = run.warmup_s + p.idle_s
+    return df, pd.DataFrame(run.power_rows)
 
 
 def _check_tokens(tokens: list[int], point: Point) -> None:

@@ -12,7 +12,7 @@ def main(sm):
     cfg = config_mod.validate(sm.config)
     w = sm.wildcards
     measure_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
-                 model_dir=sm.input.model, out=sm.output[0])
+                 model_dir=sm.input.model, out=sm.output.table)
 
 
 if __name__ == "__main__":

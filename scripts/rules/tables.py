@@ -11,7 +11,7 @@ from llm_energy.tables import table_estimates, table_workloads
 def main(sm):
     stats = {w: json.loads(open(p).read()) for w, p in zip(sm.params.workloads, sm.input.stats)}
     table_workloads(stats, sm.output.workloads)
-    table_estimates(pd.read_parquet(sm.input.estimates), sm.output.estimates)
+    table_estimates(pd.read_parquet(sm.input.estimates), pd.read_parquet(sm.input.savings), sm.output.estimates)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-# Whole-workload energy: sum over bins of (requests / batch) x measured batch energy.
+# Whole-workload energy: sum over bins of (requests / batch) x measured batch energy, the FLOPs
+# ideal, and the savings of optimized over baseline stacks.
 
 
 localrules:
@@ -10,15 +11,19 @@ rule estimate:
         bins=expand("results/bins/{workload}.parquet", workload=WORKLOADS),
         summaries=expand("results/bins/{workload}.summary.json", workload=WORKLOADS),
         measurements=measurement_files(),
+        model_dirs=measured_model_dirs(),
     output:
         estimates="results/estimates/estimates.parquet",
         by_bin="results/estimates/by_bin.parquet",
+        savings="results/estimates/savings.parquet",
     log:
         "logs/estimate/estimate.log",
     conda:
         "../../envs/analysis.yaml"
     params:
         workloads=WORKLOADS,
-        batch_size=config["measurement"]["batch_size"],
+        models=MEASURED_MODELS,
+        hardware_specs=config["hardware_specs"],
+        comparisons=config["comparisons"],
     script:
         "../../scripts/rules/estimate.py"

@@ -6,7 +6,8 @@ rule measure_cell:
     input:
         model=model_dir,
     output:
-        "results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        table="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        power="results/measurements/{hardware}/{model}/{variant}/{decoding}.power.parquet",
     log:
         "logs/measure/{hardware}/{model}/{variant}/{decoding}.log",
     conda:

@@ -3,6 +3,7 @@
 
 localrules:
     figures,
+    figure_replay,
     tables,
 
 
@@ -32,10 +33,28 @@ rule figures:
         "../../scripts/rules/figures.py"
 
 
+rule figure_replay:
+    input:
+        validation_files(),
+    output:
+        report(
+            "paper/figures/fig_replay_validation.pdf",
+            caption="../report/fig_replay.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/paper/figure_replay.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/rules/figure_replay.py"
+
+
 rule tables:
     input:
         stats=expand("results/profile/{workload}.stats.json", workload=WORKLOADS),
         estimates="results/estimates/estimates.parquet",
+        savings="results/estimates/savings.parquet",
     output:
         workloads="paper/tables/table1_workloads.tex",
         estimates="paper/tables/table4_estimates.tex",

@@ -36,11 +36,42 @@ class Backend(ABC):
     def run(self, prompts: list[list[int]], output_len: int) -> BatchResult:
         """Generate exactly ``output_len`` tokens for every prompt, as one batch; return when done."""
 
+    def serve(self, prompts: list[list[int]], output_lens: list[int], batch_size: int) -> list[int]:
+        """Serve requests of their own lengths, at most ``batch_size`` at a time; tokens generated per request.
+
+        The base form is static batching in arrival order (what a plain ``generate`` server does):
+        each batch runs until its longest request is done, so shorter ones generate more tokens
+        than asked and the batch pays for them.
+        """
+        tokens = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start:start + batch_size]
+            longest = max(output_lens[start:start + batch_size])
+            tokens += self.run_padded(chunk, longest).output_tokens
+        return tokens
+
+    def run_padded(self, prompts: list[list[int]], output_len: int) -> BatchResult:
+        """Run prompts of different lengths as one batch (padded to the longest)."""
+        raise NotImplementedError
+
     def sync(self) -> None:
         """Wait for queued device work (a no-op on CPU)."""
 
     def close(self) -> None:
         """Release the engine and its memory."""
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory count (device backends)."""
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak device memory since the last reset, or None where the backend cannot tell."""
+        return None
+
+    def release_memory(self) -> None:
+        """Free what a failed (out-of-memory) batch left allocated, so that the sweep can go on."""
+        import gc
+
+        gc.collect()
 
     @abstractmethod
     def describe(self) -> dict:

@@ -43,6 +43,22 @@ class TransformersBackend(Backend):
         new = out.shape[1] - ids.shape[1]
         return BatchResult(output_tokens=[int(new)] * out.shape[0])
 
+    def run_padded(self, prompts: list[list[int]], output_len: int) -> BatchResult:
+        """Left-pad to the longest prompt (masked), as a static-batching server does."""
+        torch = self._torch
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p):] = torch.tensor(p)
+            mask[row, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(ids, attention_mask=mask, pad_token_id=self.pad_id,
+                                      **self._generate_kwargs(output_len))
+        self.sync()
+        return BatchResult(output_tokens=[int(out.shape[1] - width)] * len(prompts))
+
     def sync(self) -> None:
         if self.device == "cuda":
             self._torch.cuda.synchronize()
@@ -56,6 +72,11 @@ class TransformersBackend(Backend):
         if self.device == "cuda":
             self._torch.cuda.reset_peak_memory_stats()
 
+    def release_memory(self) -> None:
+        super().release_memory()
+        if self.device == "cuda":
+            self._torch.cuda.empty_cache()
+
     def close(self) -> None:
         self.model = None
         if getattr(self, "device", "cpu") == "cuda":
@@ -68,4 +89,4 @@ class TransformersBackend(Backend):
         name = torch.cuda.get_device_name(0) if self.device == "cuda" else "cpu"
         return {"framework": "transformers", "torch_version": torch.__version__,
                 "transformers_version": transformers.__version__, "vllm_version": "",
-                "device": name, "dtype": self.dtype}
+                "device": name, "dtype": self.dtype, "cuda_runtime_version": torch.version.cuda or ""}

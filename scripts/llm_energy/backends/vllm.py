@@ -65,6 +65,25 @@ class VllmBackend(Backend):
         outputs = self.llm.generate(requests, self._sampling_params(output_len), use_tqdm=False)
         return BatchResult(output_tokens=[len(o.outputs[0].token_ids) for o in outputs])
 
+    def serve(self, prompts: list[list[int]], output_lens: list[int], batch_size: int) -> list[int]:
+        """All requests at once with their own lengths; the scheduler keeps up to ``max_num_seqs``
+        running (continuous batching within one offline call)."""
+        params = [self._sampling_params(o) for o in output_lens]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        return [len(o.outputs[0].token_ids) for o in outputs]
+
+    def max_concurrent(self, input_len: int, output_len: int) -> int | None:
+        """How many requests of this shape the KV cache holds at once (vLLM queues, never OOMs, past it)."""
+        try:
+            cache = self.llm.llm_engine.vllm_config.cache_config
+            blocks, block_size = cache.num_gpu_blocks, cache.block_size
+        except AttributeError:
+            return None
+        if not blocks:
+            return None
+        per_request = -(-(input_len + output_len) // block_size)
+        return min(blocks // per_request, self.max_batch_size)
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:
@@ -83,4 +102,4 @@ class VllmBackend(Backend):
         name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
         return {"framework": "vllm", "torch_version": torch.__version__,
                 "transformers_version": transformers.__version__, "vllm_version": vllm.__version__,
-                "device": name, "dtype": self.dtype}
+                "device": name, "dtype": self.dtype, "cuda_runtime_version": torch.version.cuda or ""}

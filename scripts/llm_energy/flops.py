@@ -1,0 +1,100 @@
+"""FLOPs of a generation, from the model's architecture config (no weights needed).
+
+Counts matrix multiplications (2 x multiply-accumulates), as ``torch.utils.flop_counter`` and the
+DeepSpeed profiler do; norms, activations and rotary embeddings are left out. A generation of
+``output_len`` tokens is one prefill over the ``input_len`` prompt tokens (which yields the first
+token; logits only for the last position, as ``generate`` does) and ``output_len - 1`` decode steps
+of one token each with the KV cache, attending to every cached position.
+
+Attention scores are counted in full over the context (``causal_half=False``), as eager attention
+computes them; ``causal_half=True`` counts only the causal half of a prefill, the work a fused
+kernel does. Grouped-query attention shrinks the K/V projections only. Mixture-of-experts layers
+count the router and the ``num_experts_per_tok`` active experts (plus shared experts, if any).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The sizes FLOPs depend on."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    intermediate: int  # dense MLP width (or each expert's width in an MoE layer)
+    n_experts: int = 0  # 0 = dense
+    top_k: int = 0
+    shared_intermediate: int = 0
+    shared_gate: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Arch":
+        """Read a Hugging Face ``config.json`` (Llama, Mistral, Qwen2, OLMo, OLMoE, Mixtral, Qwen2-MoE)."""
+        if "text_config" in cfg:
+            cfg = {**cfg, **cfg["text_config"]}
+        hidden = cfg["hidden_size"]
+        heads = cfg["num_attention_heads"]
+        n_experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 0
+        shared = cfg.get("shared_expert_intermediate_size") or 0
+        return cls(
+            hidden=hidden, layers=cfg["num_hidden_layers"], heads=heads,
+            kv_heads=cfg.get("num_key_value_heads") or heads,
+            head_dim=cfg.get("head_dim") or hidden // heads, vocab=cfg["vocab_size"],
+            intermediate=(cfg.get("moe_intermediate_size") or cfg["intermediate_size"]) if n_experts
+            else cfg["intermediate_size"],
+            n_experts=n_experts, top_k=cfg.get("num_experts_per_tok") or 0 if n_experts else 0,
+            shared_intermediate=shared, shared_gate=bool(shared))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Arch":
+        return cls.from_config(json.loads(Path(path).read_text()))
+
+    def linear_per_token(self) -> int:
+        """Matmul FLOPs of one token through every layer's projections and MLP (no attention scores)."""
+        h, d = self.hidden, self.head_dim
+        attn = 2 * h * (self.heads * d) + 2 * 2 * h * (self.kv_heads * d) + 2 * (self.heads * d) * h
+        if self.n_experts:
+            mlp = 2 * h * self.n_experts + self.top_k * 6 * h * self.intermediate
+            if self.shared_intermediate:
+                mlp += 6 * h * self.shared_intermediate + (2 * h if self.shared_gate else 0)
+        else:
+            mlp = 6 * h * self.intermediate
+        return self.layers * (attn + mlp)
+
+    def attention_scores(self, queries: int, keys: int) -> int:
+        """QK^T and attention x V for ``queries`` positions over ``keys`` positions, every layer."""
+        return self.layers * 2 * 2 * self.heads * self.head_dim * queries * keys
+
+    def lm_head(self, positions: int = 1) -> int:
+        return 2 * self.hidden * self.vocab * positions
+
+
+def prefill_flops(arch: Arch, input_len: int, causal_half: bool = False) -> int:
+    """One sequence's prefill: projections for every prompt token, scores, logits for the last position."""
+    if causal_half:
+        scores = arch.attention_scores(1, input_len * (input_len + 1) // 2)
+    else:
+        scores = arch.attention_scores(input_len, input_len)
+    return input_len * arch.linear_per_token() + scores + arch.lm_head(1)
+
+
+def decode_flops(arch: Arch, input_len: int, output_len: int) -> int:
+    """One sequence's ``output_len - 1`` decode steps; step k attends to ``input_len + k`` positions."""
+    steps = max(output_len - 1, 0)
+    keys = sum(input_len + k for k in range(1, steps + 1))
+    return steps * (arch.linear_per_token() + arch.lm_head(1)) + arch.attention_scores(1, keys)
+
+
+def generation_flops(arch: Arch, input_len: int, output_len: int, batch_size: int = 1,
+                     causal_half: bool = False) -> int:
+    """FLOPs of generating ``output_len`` tokens for each of ``batch_size`` prompts of ``input_len`` tokens."""
+    per_seq = prefill_flops(arch, input_len, causal_half) + decode_flops(arch, input_len, output_len)
+    return batch_size * per_seq

@@ -1,0 +1,20 @@
+"""Rule replay_cell: serve a sample of each workload with the cell's stack; compare with the estimate.
+
+The body runs under the ``__main__`` guard because vLLM starts worker processes.
+"""
+
+from llm_energy import config as config_mod
+from llm_energy.cell import replay_cell
+from llm_energy.rulekit import run_rule
+
+
+def main(sm):
+    cfg = config_mod.validate(sm.config)
+    w = sm.wildcards
+    replay_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
+                model_dir=sm.input.model, profiles=dict(zip(sm.params.workloads, sm.input.profiles)),
+                measurements=sm.input.measurements, out=sm.output[0])
+
+
+if __name__ == "__main__":
+    run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,23 @@
+# Replay validation: serve a seeded sample of each workload for real and compare with the binned
+# estimate of the same sample, per cell. Measured on this machine, like the cells themselves.
+
+
+rule replay_cell:
+    input:
+        model=model_dir,
+        profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
+        measurements="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+    output:
+        "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
+    log:
+        "logs/validation/{hardware}/{model}/{variant}/{decoding}.log",
+    conda:
+        "../../envs/measure-cpu.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=0,
+    params:
+        workloads=WORKLOADS,
+        replay=config["replay"],
+    script:
+        "../../scripts/rules/replay_cell.py"

@@ -30,21 +30,27 @@ def _reader():
     return 1.0
 
 
-def sampler_cost(backend, rounds: int = 7) -> dict:
+def sampler_cost(backend, rounds: int = 21) -> dict:
     point = Point(128, 32, 4)
     prompts = synthetic_prompts(point, 0, 0)
     backend.run(prompts, point.output_len)
     plain, sampled = [], []
-    for _ in range(rounds):
+    def without():
         t = time.perf_counter()
         backend.run(prompts, point.output_len)
         plain.append(time.perf_counter() - t)
+
+    def with_sampler():
         s = PowerSampler(_reader, 0.1)
         t = time.perf_counter()
         s.start(t)
         backend.run(prompts, point.output_len)
         sampled.append(time.perf_counter() - t)
         s.stop()
+
+    for k in range(rounds):  # alternate the order so that drifts cancel
+        for f in ((without, with_sampler) if k % 2 else (with_sampler, without)):
+            f()
     a, b = statistics.median(plain), statistics.median(sampled)
     return {"median_s_without": a, "median_s_with": b, "slowdown_pct": 100 * (b - a) / a}
 

@@ -60,8 +60,12 @@ def jobs_planned(proc: subprocess.CompletedProcess) -> set[str]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, shared):
+    from llm_energy.hardware import detect
+
     d = tmp_path_factory.mktemp("run")
-    (d / "config.yaml").write_text(yaml.safe_dump(TINY))
+    # A spec for this machine, so that the ideal energy is computed and checked too.
+    spec = {detect(): {"tdp_w": 10.0, "bf16_dense_tflops": 0.5, "source": "test assumption"}}
+    (d / "config.yaml").write_text(yaml.safe_dump({**TINY, "hardware_specs": spec}))
     shared_data.link_raw(d / "data" / "raw")
     proc = snakemake(d)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -71,6 +75,10 @@ def run_dir(tmp_path_factory, shared):
 def test_outputs_hold_the_right_numbers(run_dir, shared):
     summary = check(run_dir)
     assert summary["cells"] == 2 and summary["estimates"] == 4
+    est = pd.read_parquet(run_dir / "results/estimates/estimates.parquet")
+    assert est["ideal_energy_j"].notna().all() and (est["pct_above_ideal"] > 0).all()
+    assert set(summary["replay_error_pct"]) == {f"{w}/{v}" for w in ("burstgpt", "azure_code_2023")
+                                                for v in ("transformers-eager", "vllm-eager")}
     # Counted here with the csv module, independently of the pipeline: non-failed requests with
     # input <= 512 and output <= 64 (the top edges).
     with open(shared / "burstgpt/burstgpt_slice.csv", newline="") as f:

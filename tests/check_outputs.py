@@ -34,13 +34,14 @@ def check(root: str | Path) -> dict:
     assert seen, "no workload was profiled"
     # Measurements: positive energy, exact output tokens, labelled source.
     cells = {}
-    for path in sorted((root / "results/measurements").rglob("*.parquet")):
-        if path.name.endswith(".power.parquet"):
-            continue
+    for path in sorted((root / "results/checked").rglob("*.parquet")):
         m = pd.read_parquet(path)
-        assert len(m) > 0, path
-        assert path.with_name(path.stem + ".power.parquet").exists(), path
-        m = m[m["status"] == "ok"]
+        raw = pd.read_parquet(root / "results/measurements" / path.relative_to(root / "results/checked"))
+        assert len(m) == len(raw) > 0, path
+        assert (root / "results/measurements" / path.relative_to(root / "results/checked")).with_suffix("") \
+            .with_suffix(".power.parquet").exists(), path
+        assert (m["valid"] == (m["invalid_reason"] == "")).where(m["status"] == "ok", True).all(), path
+        m = m[(m["status"] == "ok") & m["valid"]]
         assert (m["energy_j"] > 0).all(), f"{path}: non-positive energy"
         assert (m["output_tokens"] == m["output_len"] * m["batch_size"]).all(), f"{path}: wrong token count"
         assert m["energy_source"].isin(["nvml", "rapl", "cpu-estimate"]).all(), path
@@ -87,8 +88,25 @@ def check(root: str | Path) -> dict:
         assert ((100 * (val["estimate_energy_j"] / val["replay_energy_j"] - 1) - val["error_pct"]).abs() < 1e-9).all()
         fig = pd.read_csv(root / "paper/figures/fig_replay_validation.csv")
         assert sorted(fig["error_pct"].round(6)) == sorted(val["error_pct"].round(6))
+    kinds = {w: json.loads((root / f"results/profile/{w}.stats.json").read_text()).get("n_examples_available")
+             for w in seen}
+    traces = [w for w, k in kinds.items() if k is None]
+    tasks = [w for w, k in kinds.items() if k is not None]
+    t1 = pd.read_csv(root / "paper/tables/table1_workloads.csv") if traces else pd.DataFrame({"workload": []})
+    assert sorted(t1["workload"]) == sorted(traces)
     tex = (root / "paper/tables/table1_workloads.tex").read_text()
-    assert all(w.replace("_", "\\_") in tex for w in seen)
+    assert all(w.replace("_", "\\_") in tex for w in traces)
+    if tasks:
+        t2 = pd.read_csv(root / "paper/tables/table2_tasks.csv")
+        assert sorted(t2["task"]) == sorted(tasks)
+    t3 = pd.read_csv(root / "paper/tables/table3_bins.csv").set_index("workload")
+    for w, n in seen.items():
+        assert t3.loc[w, "n_included"] == n and t3.loc[w, "input_inflation"] >= 1.0
+    fig7 = pd.read_csv(root / "paper/figures/fig7_binning_cdfs.csv")
+    assert set(fig7["workload"]) == set(seen)
+    # Binned lengths are never below real ones at any quantile.
+    piv = fig7.pivot_table(index=["workload", "axis", "quantile"], columns="kind", values="tokens")
+    assert (piv["binned"] >= piv["real"]).all()
     errors = {f"{r.workload}/{r.variant}": round(r.error_pct, 1) for r in val.itertuples()} if val_files else {}
     return {"workloads": seen, "cells": len(cells), "estimates": len(est), "replay_error_pct": errors,
             "energy_kj": {f"{r.workload}/{r.variant}": round(r.energy_j / 1e3, 3) for r in est.itertuples()}}

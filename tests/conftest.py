@@ -18,6 +18,19 @@ TINY_ARCH = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 
              "num_key_value_heads": 1, "max_position_embeddings": 1024}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_lock_dir(tmp_path_factory):
+    """Device locks of this test session in a folder of its own, so that a pipeline measuring on the
+    same machine (whose locks are in the default folder) does not hold the tests up, nor they it."""
+    old = os.environ.get("LLM_ENERGY_LOCK_DIR")
+    os.environ["LLM_ENERGY_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))
+    yield
+    if old is None:
+        os.environ.pop("LLM_ENERGY_LOCK_DIR", None)
+    else:
+        os.environ["LLM_ENERGY_LOCK_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def shared():
     """The ../shared/data folder; tests that need it skip with a reason when it is absent."""

@@ -18,12 +18,17 @@ RAW_FILES = {
     "AzureLLMInferenceTrace_code.csv": "azure_llm_2023/AzureLLMInferenceTrace_code.csv",
     "AzureLLMInferenceTrace_conv.csv": "azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
     "burstgpt_slice.csv": "burstgpt/burstgpt_slice.csv",
+    "aclImdb": "imdb/aclImdb",
+    "data_de_validation.txt": "wmt14/data_de_validation.txt",
+    "cnn_dailymail_validation_subset.csv": "cnn_dailymail/cnn_dailymail_validation_subset.csv",
+    "wiki.test.raw": "wikitext2/wiki.test.raw",
+    "pg19_sample.json": "pg19/sample.json",
 }
 
 
 def available() -> bool:
     """Whether the shared data folder is there."""
-    return all((SHARED / rel).is_file() for rel in RAW_FILES.values())
+    return all((SHARED / rel).exists() for rel in RAW_FILES.values())
 
 
 def link_raw(data_dir: str | Path) -> list[Path]:
@@ -33,7 +38,7 @@ def link_raw(data_dir: str | Path) -> list[Path]:
     linked = []
     for name, rel in RAW_FILES.items():
         src = (SHARED / rel).resolve()
-        if not src.is_file():
+        if not src.exists():
             raise FileNotFoundError(f"{src} is missing: the shared data folder is incomplete")
         dest = data_dir / name
         if not dest.exists():

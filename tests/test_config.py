@@ -73,3 +73,20 @@ def test_snakemake_stops_on_a_bad_key_with_one_line_and_no_traceback(tmp_path):
     assert proc.returncode != 0
     assert "unknown key 'measurment' in the top level" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_explicit_hardware_that_is_not_this_machine_needs_its_files(default):
+    cfg = cfgmod.validate({**default, "hardware": "h100-80gb-hbm3"})
+    assert cfgmod.check_hardware_choice(cfg, "cpu-x", lambda slug: []) == "h100-80gb-hbm3"  # copied in
+    with pytest.raises(UserError, match=r"hardware: 'h100-80gb-hbm3' is not this machine \('cpu-x'\)"):
+        cfgmod.check_hardware_choice(cfg, "cpu-x", lambda slug: [f"results/measurements/{slug}/a.parquet"])
+    assert cfgmod.check_hardware_choice({**cfg, "hardware": "auto"}, "cpu-x", lambda s: ["x"]) == "cpu-x"
+
+
+def test_local_model_length_limit_read_from_its_folder(default, tmp_path):
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 512}')
+    bad = copy.deepcopy(default)
+    bad["models"]["mine"] = {"source": "local", "path": str(tmp_path)}
+    bad["cells"] = [{"model": "mine", "variants": ["transformers-eager"]}]
+    with pytest.raises(UserError, match="model 'mine' accepts at most 512"):
+        cfgmod.validate(bad)

@@ -62,3 +62,41 @@ def test_failed_download_says_what_to_place_where_and_leaves_nothing(tmp_path):
         fetch(dest, "http://127.0.0.1:9/trace.csv", None, timeout_s=5)
     assert f"place the file at {dest}" in str(err.value)
     assert not dest.exists() and not list(tmp_path.rglob("*trace.csv*"))
+
+
+def test_task_profile_counts_templated_tokens_of_a_seeded_sample(shared, tiny_model):
+    from transformers import AutoTokenizer
+
+    from llm_energy.tasks import profile_task
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    path = shared / "wmt14/data_de_validation.txt"
+    df, info = profile_task("wmt14", path, tok, "DE: {text}\nEN:", 64, n_examples=2000, seed=0)
+    # Computed here independently: every line of the file, one tokenizer call each.
+    lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    expected = sorted(len(tok(f"DE: {line.strip()}\nEN:").input_ids) for line in lines)
+    assert sorted(df["input_tokens"]) == expected  # 1,000 lines < 2,000 asked: all of them
+    assert (df["output_tokens"] == 64).all() and "fewer than 2000" in info["note"]
+    small, info = profile_task("wmt14", path, tok, "{text}", 1, n_examples=100, seed=5)
+    again, _ = profile_task("wmt14", path, tok, "{text}", 1, n_examples=100, seed=5)
+    assert len(small) == 100 and small.equals(again) and info["rows_dropped"] == {"not sampled": 900}
+
+
+def test_task_reader_errors_are_one_line(tmp_path):
+    from llm_energy.tasks import read_texts
+
+    with pytest.raises(UserError, match="is missing: place the imdb data there"):
+        read_texts("imdb", tmp_path / "aclImdb")
+    bad = tmp_path / "c.csv"
+    bad.write_text("title,body\na,b\n")
+    with pytest.raises(UserError, match="no 'article' column"):
+        read_texts("cnn_dailymail", bad)
+
+
+def test_imdb_and_wikitext_readers(shared):
+    from llm_energy.tasks import read_texts
+
+    reviews = read_texts("imdb", shared / "imdb/aclImdb")
+    assert len(reviews) == 1000 and all(r.strip() for r in reviews)
+    paras = read_texts("wikitext2", shared / "wikitext2/wiki.test.raw")
+    assert not any(p.startswith("=") for p in paras) and len(paras) > 1000

@@ -2,6 +2,7 @@
 
 import re
 import sys
+from pathlib import Path
 
 from llm_energy import UserError
 from llm_energy import config as config_check
@@ -17,11 +18,22 @@ except UserError as _err:
 config.clear()
 config.update(_checked)
 
-HARDWARE = detect() if config["hardware"] == "auto" else config["hardware"]
 DATA_DIR = config["data_dir"].rstrip("/")
 MODELS_DIR = config["models_dir"].rstrip("/")
 WORKLOADS = list(config["workloads"])
 CELLS = config_check.cells(config)
+
+
+def _missing_cells(slug):
+    files = [f"results/measurements/{slug}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
+    return [f for f in files if not Path(f).exists()]
+
+
+try:
+    HARDWARE = config_check.check_hardware_choice(config, detect(), _missing_cells)
+except UserError as _err:
+    sys.stderr.write(f"{_err}\n")
+    sys.exit(1)
 POINTS = config_check.cell_points(config)
 BUILT_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "build"]
 
@@ -36,16 +48,37 @@ wildcard_constraints:
     variant=_alternatives(sorted({c[1] for c in CELLS})),
     decoding=_alternatives(sorted({c[2] for c in CELLS})),
     hardware="[a-z0-9][a-z0-9-]*",
-    filename=_alternatives(sorted({w["file"] for w in config["workloads"].values()})),
+    filename=_alternatives(
+        sorted(
+            {w["file"] for w in config["workloads"].values()}
+            | {config["measurement"]["prompt_file"]}
+        )
+    ),
 
 
 def workload_of_file(filename):
-    """The workload config entry whose raw file is this name."""
+    """The config entry (a workload, or the prompt book) whose raw file is this name."""
+    m = config["measurement"]
+    if filename == m["prompt_file"]:
+        return {"url": m["prompt_file_url"], "sha256": m["prompt_file_sha256"]}
     return next(w for w in config["workloads"].values() if w["file"] == filename)
 
 
-def raw_file(wildcards):
-    return f"{DATA_DIR}/{config['workloads'][wildcards.workload]['file']}"
+def measure_inputs(wildcards):
+    """The model, and the prompt book when prompts come from PG-19."""
+    inputs = {"model": model_dir(wildcards)}
+    if config["measurement"]["prompts"] == "pg19":
+        inputs["book"] = ancient(f"{DATA_DIR}/{config['measurement']['prompt_file']}")
+    return inputs
+
+
+def profile_inputs(wildcards):
+    """The raw file, and for a task the model whose tokenizer counts its tokens."""
+    w = config["workloads"][wildcards.workload]
+    inputs = {"raw": f"{DATA_DIR}/{w['file']}"}
+    if w["kind"] == "task":
+        inputs["tokenizer"] = ancient(model_folder(w["tokenizer_model"]))
+    return inputs
 
 
 def model_dir(wildcards):
@@ -75,16 +108,32 @@ def measurement_files():
     return [f"results/measurements/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
 
 
+def checked_files():
+    """Measurement tables with each row's validity: what every later stage reads."""
+    return [f"results/checked/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
+
+
+VALIDATION = {
+    **config["validation"],
+    "min_window_s": (
+        config["validation"]["min_window_s"]
+        if config["validation"]["min_window_s"] is not None
+        else config["measurement"]["min_window_s"]
+    ),
+    "sample_interval_s": config["measurement"]["power_sample_interval_s"],
+}
+
+
 def validation_files():
     if not config["replay"]["enabled"]:
         return []
     return [f"results/validation/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
 
 
-FIGURES = ["fig1_workload_energy", "fig2_prefill_decode"] + (
+FIGURES = ["fig1_workload_energy", "fig2_prefill_decode", "fig7_binning_cdfs"] + (
     ["fig_replay_validation"] if config["replay"]["enabled"] else []
 )
-TABLES = ["table1_workloads", "table4_estimates"]
+TABLES = ["table1_workloads", "table2_tasks", "table3_bins", "table4_estimates"]
 
 
 def all_targets():
@@ -92,7 +141,7 @@ def all_targets():
         [f"{MODELS_DIR}/{m}" for m in BUILT_MODELS]
         + [f"results/profile/{w}.stats.json" for w in WORKLOADS]
         + [f"results/bins/{w}.parquet" for w in WORKLOADS]
-        + measurement_files()
+        + checked_files()
         + ["results/estimates/estimates.parquet"]
         + [f"paper/figures/{f}.pdf" for f in FIGURES]
         + [f"paper/tables/{t}.tex" for t in TABLES]

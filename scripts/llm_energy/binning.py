@@ -29,8 +29,15 @@ def bin_requests(df: pd.DataFrame, input_edges: list[int], output_edges: list[in
              .value_counts().rename("n_requests").reset_index()
              .sort_values(["input_bin", "output_bin"]).reset_index(drop=True))
     table["n_requests"] = table["n_requests"].astype("int64")
+    total_tokens = int(df["input_tokens"].sum() + df["output_tokens"].sum())
+    excluded_tokens = int(df["input_tokens"].to_numpy()[~keep].sum() + df["output_tokens"].to_numpy()[~keep].sum())
+    inc = df[keep]
     summary = {
         "n_requests": int(len(df)), "n_included": int(keep.sum()), "n_excluded": int((~keep).sum()),
+        "excluded_token_share": excluded_tokens / total_tokens if total_tokens else 0.0,
+        # How much binning inflates the included requests' lengths (binned tokens / real tokens).
+        "input_inflation": float(ib[keep].sum() / inc["input_tokens"].sum()) if len(inc) else float("nan"),
+        "output_inflation": float(ob[keep].sum() / inc["output_tokens"].sum()) if len(inc) else float("nan"),
         "n_excluded_input": int((ib == 0).sum()), "n_excluded_output": int((ob == 0).sum()),
         "input_edges": list(map(int, input_edges)), "output_edges": list(map(int, output_edges)),
     }

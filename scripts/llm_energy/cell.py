@@ -23,8 +23,13 @@ def model_dir_of(cfg: dict, model: str) -> Path:
 
 
 def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str,
-                 model_dir: str | Path | None = None, out: str | Path | None = None) -> pd.DataFrame:
-    """Measure every point of the cell; write ``out`` (complete or absent) when given."""
+                 model_dir: str | Path | None = None, out: str | Path | None = None,
+                 prompt_file: str | Path | None = None) -> pd.DataFrame:
+    """Measure every point of the cell; write ``out`` (complete or absent) when given.
+
+    Prompts are cut from ``prompt_file`` (default: ``data_dir/measurement.prompt_file``) when the
+    config asks for PG-19 prompts, else seeded random token ids.
+    """
     check_hardware(hardware)
     if model not in cfg["models"]:
         from . import UserError
@@ -49,7 +54,15 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
         **({"kv_cache_gib": m["vllm_kv_cache_gib"]} if variant.startswith("vllm-") else {}))
     log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, variant, decoding, len(points),
              m["repeats"])
-    df, power = run_cell(backend, points, Protocol.from_config(m),
+    prompts = None
+    if m["prompts"] == "pg19":
+        from transformers import AutoTokenizer
+
+        from .prompts import BookPrompts
+
+        book = prompt_file or Path(cfg["data_dir"]) / m["prompt_file"]
+        prompts = BookPrompts.from_file(book, AutoTokenizer.from_pretrained(model_dir), seed=m["seed"])
+    df, power = run_cell(backend, points, Protocol.from_config(m), prompts=prompts,
                          labels={"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
                                  "weights": weights_kind(model_dir)})
     if out is not None:

@@ -116,12 +116,50 @@ def _cross_field_checks(cfg: dict) -> None:
             if longest > limit:
                 raise UserError(f"config error: cells[{i}]: a point needs {longest} tokens (input + output) but "
                                 f"model {cell['model']!r} accepts at most {limit} (max_position_embeddings)")
+    first_model = cfg["cells"][0]["model"]
+    for name, w in cfg["workloads"].items():
+        if w["kind"] == "trace":
+            for col in ("input_column", "output_column"):
+                if not w.get(col):
+                    raise UserError(f"config error: workloads.{name}.{col} is required for a trace")
+        else:
+            for key in ("task", "template", "output_tokens"):
+                if key not in w:
+                    raise UserError(f"config error: workloads.{name}.{key} is required for a task")
+            w["tokenizer_model"] = w.get("tokenizer_model") or first_model
+            if w["tokenizer_model"] not in cfg["models"]:
+                raise UserError(f"config error: workloads.{name}.tokenizer_model: {w['tokenizer_model']!r} is not "
+                                f"in models ({', '.join(cfg['models'])})")
 
 
 def max_model_len(cfg: dict, model: str) -> int | None:
-    """Longest sequence a model accepts, when the config says (built models)."""
-    arch = cfg["models"][model].get("architecture") or {}
-    return arch.get("max_position_embeddings")
+    """Longest sequence a model accepts: from the config (built models) or the folder's config.json."""
+    spec = cfg["models"][model]
+    if spec["source"] == "build":
+        return (spec.get("architecture") or {}).get("max_position_embeddings")
+    import json
+
+    path = Path(spec.get("path", "")) / "config.json"
+    try:
+        return json.loads(path.read_text()).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return None
+
+
+def check_hardware_choice(cfg: dict, detected: str, existing) -> str:
+    """The hardware slug the run measures; an explicit slug that is not this machine needs its files present.
+
+    ``existing(slug)`` lists the cells' measurement files that are missing for that slug.
+    """
+    wanted = cfg["hardware"]
+    if wanted in ("auto", detected):
+        return detected
+    missing = existing(wanted)
+    if missing:
+        raise UserError(f"config error: hardware: {wanted!r} is not this machine ({detected!r}) and "
+                        f"{missing[0]} is missing; measure it on a {wanted} machine and copy the file here, "
+                        "or set hardware: auto")
+    return wanted
 
 
 def load(path: str | Path) -> dict:

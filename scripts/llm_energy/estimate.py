@@ -27,6 +27,8 @@ def grid_rows(measurements: pd.DataFrame) -> pd.DataFrame:
         m = m[m["role"].str.split(",").apply(lambda roles: "grid" in roles)]
     if "status" in m:
         m = m[m["status"] == "ok"]
+    if "valid" in m:
+        m = m[m["valid"]]
     return m
 
 
@@ -51,8 +53,14 @@ def binned_estimate(bins: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFr
     missing = merged[merged["energy_batch_j"].isna()]
     if not missing.empty:
         pts = ", ".join(f"(in={r.input_bin}, out={r.output_bin})" for r in missing.itertuples())
+        why = ""
+        if "invalid_reason" in measurements:
+            bad = measurements[(measurements["invalid_reason"].fillna("") != "")]
+            if not bad.empty:
+                why = f"; invalid rows say: {bad['invalid_reason'].iloc[0]}"
         raise UserError(f"no valid grid measurement for bin(s) {pts}: add the edges to bins and rerun the "
-                        "measurement (a point that did not fit in memory has no energy)")
+                        "measurement (a point that did not fit in memory, or whose every repeat failed "
+                        f"validation, has no energy){why}")
     merged = merged.drop(columns=["input_len", "output_len"])
     merged["batch_size"] = merged["batch_size"].astype("int64")
     merged["n_batches"] = merged["n_requests"] / merged["batch_size"]
@@ -67,7 +75,13 @@ def workload_estimate(bins: pd.DataFrame, summary: dict, measurements: pd.DataFr
     per_bin = binned_estimate(bins, measurements)
     sources = sorted(grid_rows(measurements)["energy_source"].dropna().unique())
     total = float(per_bin["energy_j"].sum())
+    n_invalid = 0
+    if "valid" in measurements:
+        bad = grid_rows(measurements.assign(valid=True))
+        bad = bad[~measurements.loc[bad.index, "valid"]]
+        n_invalid = int(bad[["input_len", "output_len", "batch_size"]].drop_duplicates().shape[0])
     row = {
+        "n_invalid_points": n_invalid,
         "n_requests": summary["n_requests"], "n_included": summary["n_included"],
         "n_excluded": summary["n_excluded"], "n_bins": int(len(per_bin)),
         "batch_size_min": int(per_bin["batch_size"].min()), "batch_size_max": int(per_bin["batch_size"].max()),

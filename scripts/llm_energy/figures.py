@@ -97,7 +97,9 @@ def fig_workload_energy(estimates: pd.DataFrame, out_dir: str | Path) -> list[Pa
         ax.legend(title="", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     caption = ("Energy to serve each whole workload: the ideal (FLOPs $\\times$ TDP / dense peak FLOPS) "
                "and each stack's estimate from binned requests and measured batch energies. "
-               + _cells_note(data) + " " + _source_note(data["energy_source"][data["energy_source"] != "flops-ideal"]))
+               + _cells_note(data) + " " + _source_note(data["energy_source"][data["energy_source"] != "flops-ideal"])
+               + (f" Grid points left out after failing validation: {int(estimates['n_invalid_points'].sum())}."
+                  if "n_invalid_points" in estimates else ""))
     return save(fig, data.drop(columns="energy_kj"), out_dir, "fig1_workload_energy", caption)
 
 
@@ -106,6 +108,10 @@ def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     """Figure 2: prefill energy vs input length and decode energy vs output length, per batch size, log-log."""
     setup_style()
     m = measurements[measurements["status"] == "ok"] if "status" in measurements else measurements
+    n_invalid = 0
+    if "valid" in m:
+        n_invalid = int((~m["valid"]).sum())
+        m = m[m["valid"]]
     pre = m[m["output_len"] == fixed_output].assign(panel="prefill", x=lambda d: d["input_len"],
                                                       y=lambda d: d["prefill_energy_j"])
     dec = m[m["input_len"] == fixed_input].assign(panel="decode", x=lambda d: d["output_len"],
@@ -131,7 +137,8 @@ def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     axes[1].legend(fontsize="x-small", loc="best")
     caption = ("Prefill energy against input length and decode energy (full run minus a one-token run) "
                "against output length, per batch size; mean over repeats with their standard deviation. "
-               + _cells_note(long) + " " + _source_note(data["energy_source"]))
+               + _cells_note(long) + " " + _source_note(data["energy_source"])
+               + f" {n_invalid} measurement row(s) failed validation and are left out.")
     return save(fig, data, out_dir, "fig2_prefill_decode", caption)
 
 
@@ -155,3 +162,42 @@ def fig_replay_validation(validation: pd.DataFrame, out_dir: str | Path) -> list
                f"sample of requests served with their true lengths (requests: {_tex_escape(n)}); positive means "
                "the estimate is higher. " + _cells_note(data) + " " + _source_note(data["energy_source"]))
     return save(fig, data, out_dir, "fig_replay_validation", caption)
+
+
+def fig_binning_cdfs(profiles: dict[str, pd.DataFrame], input_edges: list[int], output_edges: list[int],
+                     out_dir: str | Path) -> list[Path]:
+    """Figure 7: CDFs of real and binned input and output lengths per workload (requests within the edges)."""
+    import numpy as np
+
+    from .binning import bin_edges_ceiling
+
+    setup_style()
+    rows = []
+    for w, df in profiles.items():
+        inside = df[(df["input_tokens"] <= input_edges[-1]) & (df["output_tokens"] <= output_edges[-1])]
+        for axis, edges in (("input", input_edges), ("output", output_edges)):
+            real = np.sort(inside[f"{axis}_tokens"].to_numpy())
+            binned = np.sort(bin_edges_ceiling(real, edges))
+            q = np.linspace(0, 1, min(len(real), 200))
+            for kind, values in (("real", real), ("binned", binned)):
+                for qq, v in zip(q, np.quantile(values, q)):
+                    rows.append({"workload": w, "axis": axis, "kind": kind, "quantile": qq, "tokens": v})
+    data = pd.DataFrame(rows)
+    names = list(profiles)
+    fig, axes = plt.subplots(2, len(names), figsize=(1.6 * len(names) + 1, 3.6), squeeze=False)
+    for col, w in enumerate(names):
+        for row, axis in enumerate(("input", "output")):
+            ax = axes[row][col]
+            for kind, style in (("real", "-"), ("binned", "--")):
+                sub = data[(data["workload"] == w) & (data["axis"] == axis) & (data["kind"] == kind)]
+                ax.plot(sub["tokens"], sub["quantile"], style, label=kind, drawstyle="steps-post")
+            ax.set_xscale("log")
+            ax.set_title(w if row == 0 else "", fontsize="small")
+            ax.set_xlabel(f"{axis} tokens", fontsize="small")
+            if col == 0:
+                ax.set_ylabel("CDF")
+    axes[0][-1].legend(fontsize="x-small")
+    caption = ("Cumulative distribution of real and binned input (top) and output (bottom) lengths of each "
+               "workload's requests within the largest edges; binning maps each to the smallest edge at or "
+               "above it.")
+    return save(fig, data, out_dir, "fig7_binning_cdfs", caption)

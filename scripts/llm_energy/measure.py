@@ -25,6 +25,7 @@ from . import UserError, hardware
 from .backends import Backend
 from .locks import device_locks
 from .meters import make_meter
+from .prompts import RandomPrompts
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,8 @@ def synthetic_prompts(point: Point, repeat: int, seed: int, vocab_size: int = VO
 
     Different prompts per repeat keep any cache (prefix cache, KV reuse) from shortening a prefill.
     """
-    rng = np.random.default_rng([seed, point.input_len, point.output_len, point.batch_size, repeat])
-    ids = rng.integers(FIRST_TEXT_TOKEN, vocab_size, size=(point.batch_size, point.input_len))
-    return ids.tolist()
+    return RandomPrompts(seed, FIRST_TEXT_TOKEN, vocab_size)(point.input_len, point.output_len, point.batch_size,
+                                                             repeat)
 
 
 def check_hardware(requested: str) -> str:
@@ -157,7 +157,8 @@ class _PerBatch:
 class CellRun:
     """Measures the points of one cell with one loaded backend and one meter."""
 
-    def __init__(self, backend: Backend, protocol: Protocol, meter):
+    def __init__(self, backend: Backend, protocol: Protocol, meter, prompts=None):
+        self.prompts = prompts or RandomPrompts(protocol.seed, FIRST_TEXT_TOKEN, VOCAB_SIZE)
         self.backend = backend
         self.p = protocol
         self.meter = meter
@@ -191,8 +192,7 @@ class CellRun:
                 failed.append(b)
                 break
             try:
-                self.backend.run(synthetic_prompts(Point(input_len, output_len, b), PROBE_STREAM, self.p.seed),
-                                 output_len)
+                self.backend.run(self.prompts(input_len, output_len, b, PROBE_STREAM), output_len)
                 fits = b
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is a result; others re-raise
                 if not is_oom(exc):
@@ -202,6 +202,9 @@ class CellRun:
                 break
         return fits, failed
 
+    def _prompts(self, point: Point, stream: int) -> list[list[int]]:
+        return self.prompts(point.input_len, point.output_len, point.batch_size, stream)
+
     def measure_point(self, point: Point, idle_power_w: float) -> list[dict]:
         """Rows for every repeat of one point; one ``oom`` row when it does not fit."""
         base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
@@ -209,7 +212,7 @@ class CellRun:
         try:
             t_warm = time.perf_counter()
             for w in range(self.p.warmup_batches):
-                self.backend.run(synthetic_prompts(point, WARMUP_STREAM + w, self.p.seed), point.output_len)
+                self.backend.run(self._prompts(point, WARMUP_STREAM + w), point.output_len)
             self.warmup_s += time.perf_counter() - t_warm
             rows = []
             min_batches = self.p.batches_per_window(point.batch_size)
@@ -217,7 +220,7 @@ class CellRun:
                 if r and self.p.pause_s:
                     time.sleep(self.p.pause_s)
                     self.warmup_s += self.p.pause_s
-                prompts = synthetic_prompts(point, r, self.p.seed)
+                prompts = self._prompts(point, r)
                 self.backend.reset_peak_memory()
                 tag = {**base, "repeat": r}
                 full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"})
@@ -269,7 +272,7 @@ def plan_points(run: CellRun, points: list[Point]) -> list[Point]:
 
 
 def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = None,
-             labels: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             labels: dict | None = None, prompts=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every point of one cell with a constructed (not yet loaded) backend.
 
     Returns one row per (point, repeat), and the power timeline of every window (empty without a
@@ -291,7 +294,7 @@ def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = 
         # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
         with meter.window() as idle:
             time.sleep(p.idle_s)
-        run = CellRun(backend, p, meter)
+        run = CellRun(backend, p, meter, prompts)
         t_probe = time.perf_counter()
         points = plan_points(run, points)
         run.warmup_s += time.perf_counter() - t_probe
@@ -314,6 +317,8 @@ def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = 
     df["cell_wall_s"] = time.perf_counter() - cell_started
     df["cell_measured_s"] = measured_s
     df["cell_protocol_s"] = run.warmup_s + p.idle_s
+    df["prompt_source"] = run.prompts.source
+    df["prompts_wrapped"] = run.prompts.wrapped
     return df, pd.DataFrame(run.power_rows)
 
 

@@ -19,17 +19,66 @@ def _table(body_rows: list[str], columns: str, header: str, caption: str, label:
 
 
 def table_workloads(stats: dict[str, dict], path: str | Path) -> str:
-    """Tables 1-2: per workload, request count and mean ± std / median / p99 of input and output tokens."""
-    rows = []
+    """Table 1: per request trace, request count and mean ± std / median / p99 of input and output tokens."""
+    rows, csv_rows = [], []
     for name, s in stats.items():
+        csv_rows.append({"workload": name, "n_requests": s["n_requests"],
+                         **{f"{axis}_{k}": v for axis in ("input_tokens", "output_tokens")
+                            for k, v in s[axis].items()}})
         i, o = s["input_tokens"], s["output_tokens"]
         rows.append(f"{_tex_escape(name)} & {s['n_requests']:,} & "
                     f"{i['mean']:.2f} $\\pm$ {i['std']:.2f} / {i['median']:g} / {i['p99']:g} & "
                     f"{o['mean']:.2f} $\\pm$ {o['std']:.2f} / {o['median']:g} / {o['p99']:g}")
     tex = _table(rows, "lrll", "workload & requests & input mean $\\pm$ std / median / p99 & "
                  "output mean $\\pm$ std / median / p99",
-                 "Request statistics of each workload (tokens; p99 by linear interpolation).", "workloads")
+                 "Request statistics of each trace (tokens; sample standard deviation; p99 by linear "
+                 "interpolation).", "workloads")
     write_text(tex, path)
+    _csv(csv_rows, path)
+    return tex
+
+
+def _csv(rows: list[dict], tex_path: str | Path) -> None:
+    from .io import atomic_path
+
+    with atomic_path(Path(tex_path).with_suffix(".csv")) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def table_tasks(stats: dict[str, dict], path: str | Path) -> str:
+    """Table 2: per classical task, examples, input mean ± std and max, and the fixed output length."""
+    rows, csv_rows = [], []
+    for name, s in stats.items():
+        i, o = s["input_tokens"], s["output_tokens"]
+        rows.append(f"{_tex_escape(name)} & {s['n_requests']:,} & {i['mean']:.2f} $\\pm$ {i['std']:.2f} & "
+                    f"{i['max']:g} & {o['max']:g}")
+        csv_rows.append({"task": name, "n_examples": s["n_requests"], "input_mean": i["mean"], "input_std": i["std"],
+                         "input_max": i["max"], "output_tokens": o["max"], "tokenizer": s.get("tokenizer", "")})
+    tex = _table(rows, "lrrrr", "task & examples & input mean $\\pm$ std & input max & output",
+                 "Classical NLP tasks: prompt lengths in the measured model's tokens (templates in "
+                 "config.yaml) and the fixed output length.", "tasks")
+    write_text(tex, path)
+    _csv(csv_rows, path)
+    return tex
+
+
+def table_bins(summaries: dict[str, dict], path: str | Path) -> str:
+    """Table 3: how binning treats each workload: included and excluded requests, token inflation."""
+    rows, csv_rows = [], []
+    for name, s in summaries.items():
+        rows.append(f"{_tex_escape(name)} & {s['n_included']:,} & {s['n_excluded']:,} & "
+                    f"{100 * s['excluded_token_share']:.2f}\\% & {s['input_inflation']:.3f} & "
+                    f"{s['output_inflation']:.3f}")
+        csv_rows.append({"workload": name, **{k: v for k, v in s.items() if not isinstance(v, list)}})
+    edges = next(iter(summaries.values()))
+    tex = _table(rows, "lrrrrr", "workload & included & excluded & excluded tokens & input inflation & "
+                 "output inflation",
+                 "Binning: requests map to the smallest edge at or above their length (inputs "
+                 f"{', '.join(map(str, edges['input_edges']))}; outputs {', '.join(map(str, edges['output_edges']))}); "
+                 "longer ones are excluded. Inflation is binned tokens over real tokens of the included "
+                 "requests.", "bins")
+    write_text(tex, path)
+    _csv(csv_rows, path)
     return tex
 
 

@@ -8,8 +8,18 @@ from llm_energy.workloads import load_trace, stats
 
 def main(sm):
     spec = dict(sm.params.spec)
-    check_sha256(sm.input[0], spec.get("sha256"))
-    df, info = load_trace(sm.input[0], spec)
+    if spec["kind"] == "task":
+        from transformers import AutoTokenizer
+
+        from llm_energy.tasks import profile_task
+
+        tokenizer = AutoTokenizer.from_pretrained(sm.input.tokenizer)
+        df, info = profile_task(spec["task"], sm.input.raw, tokenizer, spec["template"], spec["output_tokens"],
+                                spec["n_examples"], spec["seed"])
+        info["tokenizer"] = spec["tokenizer_model"]
+    else:
+        check_sha256(sm.input.raw, spec.get("sha256"))
+        df, info = load_trace(sm.input.raw, spec)
     write_parquet(df, sm.output.table)
     write_json({"workload": sm.wildcards.workload, "file": spec["file"], **stats(df, info)}, sm.output.stats)
 

@@ -10,7 +10,7 @@ rule estimate:
     input:
         bins=expand("results/bins/{workload}.parquet", workload=WORKLOADS),
         summaries=expand("results/bins/{workload}.summary.json", workload=WORKLOADS),
-        measurements=measurement_files(),
+        measurements=checked_files(),
         model_dirs=measured_model_dirs(),
     output:
         estimates="results/estimates/estimates.parquet",

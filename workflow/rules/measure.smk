@@ -4,7 +4,7 @@
 
 rule measure_cell:
     input:
-        model=model_dir,
+        unpack(measure_inputs),
     output:
         table="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
         power="results/measurements/{hardware}/{model}/{variant}/{decoding}.power.parquet",

@@ -8,7 +8,7 @@ localrules:
 
 rule profile_workload:
     input:
-        raw_file,
+        unpack(profile_inputs),
     output:
         table="results/profile/{workload}.parquet",
         stats="results/profile/{workload}.stats.json",

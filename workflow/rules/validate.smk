@@ -1,3 +1,26 @@
+# Measurement checks: each row marked valid or invalid (with the reason) before any aggregation.
+
+
+localrules:
+    check_cell,
+
+
+rule check_cell:
+    input:
+        "results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+    output:
+        table="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
+        summary="results/checked/{hardware}/{model}/{variant}/{decoding}.json",
+    log:
+        "logs/checked/{hardware}/{model}/{variant}/{decoding}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        validation=VALIDATION,
+    script:
+        "../../scripts/rules/check_cell.py"
+
+
 # Replay validation: serve a seeded sample of each workload for real and compare with the binned
 # estimate of the same sample, per cell. Measured on this machine, like the cells themselves.
 
@@ -6,7 +29,7 @@ rule replay_cell:
     input:
         model=model_dir,
         profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
-        measurements="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        measurements="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
     output:
         "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:

@@ -1,0 +1,47 @@
+"""Prompts cut from a PG-19 book to exact token lengths."""
+
+import json
+
+import pytest
+
+from llm_energy import UserError
+from llm_energy.prompts import BookPrompts, RandomPrompts, read_book
+
+
+def test_book_prompts_have_exact_lengths_and_come_from_the_book():
+    book = list(range(100, 400))  # 300 "tokens"
+    p = BookPrompts(book, seed=1)
+    batch = p(input_len=50, output_len=8, batch_size=4, stream=0)
+    assert [len(x) for x in batch] == [50] * 4
+    for row in batch:  # each row is a contiguous (possibly wrapped) run of the book
+        start = book.index(row[0])
+        assert row == [book[(start + k) % len(book)] for k in range(50)]
+    assert p(50, 8, 4, 0) == batch and p(50, 8, 4, 1) != batch  # seeded; another repeat differs
+
+
+def test_longer_than_the_book_wraps_and_says_so():
+    p = BookPrompts(list(range(20, 60)), seed=0)
+    batch = p(input_len=100, output_len=1, batch_size=2, stream=0)
+    assert all(len(x) == 100 for x in batch) and p.wrapped == 2
+
+
+def test_pg19_record_is_read_and_tokenized(shared, tiny_model):
+    from transformers import AutoTokenizer
+
+    text = read_book(shared / "pg19/sample.json")
+    assert text == json.loads((shared / "pg19/sample.json").read_text())["text"]
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    p = BookPrompts.from_file(shared / "pg19/sample.json", tok, seed=0)
+    assert len(p.ids) > 50_000  # a whole book
+    (row,) = p(4096, 64, 1, 0)
+    assert len(row) == 4096 and p.wrapped == 0 and min(row) >= 3  # text tokens only, no BOS/EOS
+
+
+def test_missing_book_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="is missing: place a PG-19 book there"):
+        read_book(tmp_path / "book.json")
+
+
+def test_random_prompts_avoid_special_tokens():
+    (row,) = RandomPrompts(seed=0)(200, 4, 1, 0)
+    assert len(row) == 200 and min(row) >= 3

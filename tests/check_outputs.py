@@ -31,6 +31,10 @@ def check(root: str | Path) -> dict:
         assert bins["n_requests"].sum() == summary["n_included"] == inside.sum(), w
         assert summary["n_included"] + summary["n_excluded"] == stats["n_requests"], w
         seen[w] = summary["n_included"]
+        dist = pd.read_csv(root / f"results/bins/{w}.distortion.csv")
+        assert len(dist) <= summary["n_included"] and (dist[["input_ratio", "output_ratio"]] >= 1).all().all()
+        assert len(dist) < summary["n_included"] or math.isclose((dist["input_ratio"] * dist["input_tokens"]).sum() / dist["input_tokens"].sum(),
+                            summary["input_inflation"], rel_tol=1e-9)
     assert seen, "no workload was profiled"
     # Measurements: positive energy, exact output tokens, labelled source.
     cells = {}

@@ -51,6 +51,25 @@ def _measure(args) -> None:
     print(f"{out}: {len(df)} rows")
 
 
+def _profile(args) -> None:
+    import json
+
+    from . import config
+    from .workloads import load_trace, stats
+
+    cfg = config.load(args.config)
+    if args.workload not in cfg["workloads"]:
+        raise UserError(f"workload {args.workload!r} is not in {args.config} ({', '.join(cfg['workloads'])})")
+    spec = cfg["workloads"][args.workload]
+    if spec["kind"] != "trace":
+        raise UserError(f"workload {args.workload!r} is a task; profile it with the pipeline (it needs a tokenizer)")
+    path = Path(cfg["data_dir"]) / spec["file"]
+    if not path.exists():
+        raise UserError(f"{path} is missing: place the trace there (or run the pipeline to download it)")
+    df, info = load_trace(path, spec)
+    print(json.dumps(stats(df, info), indent=2))
+
+
 def _flops(args) -> None:
     from .flops import Arch, decode_flops, generation_flops, prefill_flops
 
@@ -90,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--model-dir", help="model folder (default: models_dir/<model> or the model's path)")
     m.add_argument("--out")
     m.set_defaults(fn=_measure)
+    pr = sub.add_parser("profile", help="statistics of one trace workload from the config")
+    pr.add_argument("workload")
+    pr.add_argument("--config", default="config.yaml")
+    pr.set_defaults(fn=_profile)
     f = sub.add_parser("flops", help="FLOPs of a generation from a model's config.json")
     f.add_argument("--model-config", required=True)
     f.add_argument("--input-len", type=int, required=True)

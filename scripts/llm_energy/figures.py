@@ -184,7 +184,10 @@ def fig_binning_cdfs(profiles: dict[str, pd.DataFrame], input_edges: list[int], 
                     rows.append({"workload": w, "axis": axis, "kind": kind, "quantile": qq, "tokens": v})
     data = pd.DataFrame(rows)
     names = list(profiles)
-    fig, axes = plt.subplots(2, len(names), figsize=(1.6 * len(names) + 1, 3.6), squeeze=False)
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    fig, axes = plt.subplots(2, len(names), figsize=(1.7 * len(names) + 1, 4.2), squeeze=False,
+                             constrained_layout=True)
     for col, w in enumerate(names):
         for row, axis in enumerate(("input", "output")):
             ax = axes[row][col]
@@ -192,6 +195,9 @@ def fig_binning_cdfs(profiles: dict[str, pd.DataFrame], input_edges: list[int], 
                 sub = data[(data["workload"] == w) & (data["axis"] == axis) & (data["kind"] == kind)]
                 ax.plot(sub["tokens"], sub["quantile"], style, label=kind, drawstyle="steps-post")
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.tick_params(labelsize="x-small")
             ax.set_title(w if row == 0 else "", fontsize="small")
             ax.set_xlabel(f"{axis} tokens", fontsize="small")
             if col == 0:
@@ -201,3 +207,39 @@ def fig_binning_cdfs(profiles: dict[str, pd.DataFrame], input_edges: list[int], 
                "workload's requests within the largest edges; binning maps each to the smallest edge at or "
                "above it.")
     return save(fig, data, out_dir, "fig7_binning_cdfs", caption)
+
+
+def fig_distortion(profile: pd.DataFrame, input_edges: list[int], output_edges: list[int], workload: str,
+                   png_path: str | Path) -> pd.DataFrame:
+    """Per-request binned / real tokens, input and output, for one workload (next to its bin stats).
+
+    Writes the PNG and a CSV beside it; returns the plotted table.
+    """
+    import numpy as np
+
+    from .binning import bin_edges_ceiling
+
+    setup_style()
+    inside = profile[(profile["input_tokens"] <= input_edges[-1]) & (profile["output_tokens"] <= output_edges[-1])
+                     & (profile["input_tokens"] > 0) & (profile["output_tokens"] > 0)]
+    data = pd.DataFrame({
+        "input_tokens": inside["input_tokens"].to_numpy(), "output_tokens": inside["output_tokens"].to_numpy(),
+        "input_ratio": bin_edges_ceiling(inside["input_tokens"].to_numpy(), input_edges) / inside["input_tokens"],
+        "output_ratio": bin_edges_ceiling(inside["output_tokens"].to_numpy(), output_edges) / inside["output_tokens"],
+    })
+    fig, axes = plt.subplots(1, 2, figsize=(2 * SINGLE_COLUMN_IN * 0.8, 2.2), sharey=True)
+    for ax, axis in zip(axes, ("input", "output")):
+        r = data[f"{axis}_ratio"]
+        bins = np.logspace(0, np.log10(max(r.max(), 1.01)), 30)
+        ax.hist(r, bins=bins)
+        ax.set(xscale="log", xlabel=f"binned / real {axis} tokens",
+               title=f"{axis}: total x{data[f'{axis}_tokens'].pipe(lambda s: (r * s).sum() / s.sum()):.2f}")
+    axes[0].set_ylabel("requests")
+    fig.suptitle(workload, fontsize="small")
+    png_path = Path(png_path)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    with atomic_path(png_path.with_suffix(".csv")) as tmp:
+        data.to_csv(tmp, index=False)
+    return data

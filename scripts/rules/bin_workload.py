@@ -3,12 +3,16 @@
 import pandas as pd
 
 from llm_energy.binning import bin_requests
+from llm_energy.figures import fig_distortion
 from llm_energy.io import write_json, write_parquet
 from llm_energy.rulekit import run_rule
 
 
 def main(sm):
-    table, summary = bin_requests(pd.read_parquet(sm.input[0]), sm.params.input_edges, sm.params.output_edges)
+    profile = pd.read_parquet(sm.input[0])
+    table, summary = bin_requests(profile, sm.params.input_edges, sm.params.output_edges)
+    fig_distortion(profile, sm.params.input_edges, sm.params.output_edges, sm.wildcards.workload,
+                   sm.output.distortion)
     write_parquet(table, sm.output.table)
     write_json({"workload": sm.wildcards.workload, **summary}, sm.output.summary)
 

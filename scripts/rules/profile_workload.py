@@ -1,5 +1,7 @@
 """Rule profile_workload: per-request token counts and their statistics."""
 
+import logging
+
 from llm_energy.data import check_sha256
 from llm_energy.io import write_json, write_parquet
 from llm_energy.rulekit import run_rule
@@ -20,6 +22,8 @@ def main(sm):
     else:
         check_sha256(sm.input.raw, spec.get("sha256"))
         df, info = load_trace(sm.input.raw, spec)
+    logging.getLogger("llm_energy").info("%s: %d requests profiled from %s; dropped: %s", sm.wildcards.workload,
+                                         len(df), sm.input.raw, info.get("rows_dropped") or "none")
     write_parquet(df, sm.output.table)
     write_json({"workload": sm.wildcards.workload, "file": spec["file"], **stats(df, info)}, sm.output.stats)
 

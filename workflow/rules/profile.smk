@@ -28,6 +28,7 @@ rule bin_workload:
     output:
         table="results/bins/{workload}.parquet",
         summary="results/bins/{workload}.summary.json",
+        distortion="results/bins/{workload}.distortion.png",
     log:
         "logs/bins/{workload}.log",
     conda:

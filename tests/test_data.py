@@ -100,3 +100,38 @@ def test_imdb_and_wikitext_readers(shared):
     assert len(reviews) == 1000 and all(r.strip() for r in reviews)
     paras = read_texts("wikitext2", shared / "wikitext2/wiki.test.raw")
     assert not any(p.startswith("=") for p in paras) and len(paras) > 1000
+
+
+def _tarball(tmp_path):
+    import io
+    import tarfile
+
+    path = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in [("aclImdb/README", "readme"), ("aclImdb/test/pos/0_9.txt", "great"),
+                           ("aclImdb/test/neg/1_2.txt", "awful"), ("aclImdb/test/urls_pos.txt", "http://x"),
+                           ("aclImdb/train/pos/5_8.txt", "fine")]:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_archive_folder_is_extracted_in_part_and_read_as_a_task(tmp_path):
+    from llm_energy.data import fetch_archive
+    from llm_energy.tasks import read_texts
+
+    archive = _tarball(tmp_path)
+    dest = tmp_path / "raw" / "aclImdb"
+    fetch_archive(dest, archive.as_uri(), "aclImdb", ["aclImdb/test/pos/", "aclImdb/test/neg/", "aclImdb/README"],
+                  sha256_of(archive))
+    got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert got == ["README", "test/neg/1_2.txt", "test/pos/0_9.txt"]  # no train/, no urls file
+    assert sorted(read_texts("imdb", dest)) == ["awful", "great"]
+    assert [p.name for p in dest.parent.iterdir()] == ["aclImdb"]  # no temporary folder left
+    with pytest.raises(UserError, match="has sha256"):
+        fetch_archive(tmp_path / "raw2" / "aclImdb", archive.as_uri(), "aclImdb", ["aclImdb/test/"], "0" * 64)
+    assert not (tmp_path / "raw2" / "aclImdb").exists()
+    with pytest.raises(UserError, match="could not download"):
+        fetch_archive(tmp_path / "raw3" / "x", (tmp_path / "nope.tar.gz").as_uri(), "aclImdb", ["aclImdb/"])

@@ -50,9 +50,12 @@ wildcard_constraints:
     hardware="[a-z0-9][a-z0-9-]*",
     filename=_alternatives(
         sorted(
-            {w["file"] for w in config["workloads"].values()}
+            {w["file"] for w in config["workloads"].values() if not w["archive_root"]}
             | {config["measurement"]["prompt_file"]}
         )
+    ),
+    folder=_alternatives(
+        sorted({w["file"] for w in config["workloads"].values() if w["archive_root"]})
     ),
 
 
@@ -72,10 +75,18 @@ def measure_inputs(wildcards):
     return inputs
 
 
+def raw_path(wildcards):
+    """Where a workload's raw file (or folder) lies."""
+    return f"{DATA_DIR}/{config['workloads'][wildcards.workload]['file']}"
+
+
 def profile_inputs(wildcards):
     """The raw file, and for a task the model whose tokenizer counts its tokens."""
     w = config["workloads"][wildcards.workload]
-    inputs = {"raw": f"{DATA_DIR}/{w['file']}"}
+    if w["archive_root"]:  # a folder: its marker stands for it (see rule fetch_archive)
+        inputs = {"ready": f"{DATA_DIR}/.{w['file']}.ready"}
+    else:
+        inputs = {"raw": raw_path(wildcards)}
     if w["kind"] == "task":
         inputs["tokenizer"] = ancient(model_folder(w["tokenizer_model"]))
     return inputs
@@ -154,6 +165,16 @@ def raw_url(wildcards):
 
 def raw_sha256(wildcards):
     return workload_of_file(wildcards.filename)["sha256"]
+
+
+def archive_spec(wildcards):
+    w = workload_of_file(wildcards.folder)
+    return {
+        "url": w["url"],
+        "sha256": w["sha256"],
+        "root": w["archive_root"],
+        "include": w["archive_include"],
+    }
 
 
 def workload_spec(wildcards):

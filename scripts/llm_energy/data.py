@@ -34,6 +34,48 @@ def check_sha256(path: str | Path, expected: str | None) -> None:
                         "the published one, or set the workload's sha256 to null to accept this file")
 
 
+def fetch_archive(dest: str | Path, url: str | None, root: str, include: list[str], sha256: str | None = None,
+                  timeout_s: float = 600.0) -> Path:
+    """Make the folder ``dest`` present from a .tar.gz: the archive's folder ``root`` becomes ``dest``,
+    with only the members whose names start with one of ``include``.
+
+    ``dest`` is filled in a temporary folder beside it and renamed when complete. The sha256, when
+    given, is the archive's.
+    """
+    member = root
+    import tarfile
+    import tempfile
+
+    dest = Path(dest)
+    if dest.exists():
+        return dest
+    place = f"place the folder at {dest} (the {member}/ part of {url or 'the archive'})"
+    if not url:
+        raise UserError(f"{dest.name} is missing and the config has no URL for it: {place}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        archive = work / "archive.tar.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp, open(archive, "wb") as out:
+                shutil.copyfileobj(resp, out)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise UserError(f"could not download {url} ({getattr(exc, 'reason', exc)}); {place}") from None
+        check_sha256(archive, sha256)
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers()
+                       if any(m.name.startswith(p) for p in include) and (m.isfile() or m.isdir())]
+            if not members:
+                raise UserError(f"{url} has no {member}/ inside; {place}")
+            tar.extractall(work / "x", members=members, filter="data")
+        if not (work / "x" / root).is_dir():
+            raise UserError(f"{url} has no {root}/ folder; {place}")
+        (work / "x" / root).rename(dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
+
+
 def fetch(dest: str | Path, url: str | None, sha256: str | None, timeout_s: float = 60.0) -> Path:
     """Make ``dest`` present: keep it when it is there, else download ``url`` (complete or absent).
 

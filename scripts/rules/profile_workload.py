@@ -16,14 +16,14 @@ def main(sm):
         from llm_energy.tasks import profile_task
 
         tokenizer = AutoTokenizer.from_pretrained(sm.input.tokenizer)
-        df, info = profile_task(spec["task"], sm.input.raw, tokenizer, spec["template"], spec["output_tokens"],
+        df, info = profile_task(spec["task"], sm.params.raw_path, tokenizer, spec["template"], spec["output_tokens"],
                                 spec["n_examples"], spec["seed"])
         info["tokenizer"] = spec["tokenizer_model"]
     else:
-        check_sha256(sm.input.raw, spec.get("sha256"))
-        df, info = load_trace(sm.input.raw, spec)
+        check_sha256(sm.params.raw_path, spec.get("sha256"))
+        df, info = load_trace(sm.params.raw_path, spec)
     logging.getLogger("llm_energy").info("%s: %d requests profiled from %s; dropped: %s", sm.wildcards.workload,
-                                         len(df), sm.input.raw, info.get("rows_dropped") or "none")
+                                         len(df), sm.params.raw_path, info.get("rows_dropped") or "none")
     write_parquet(df, sm.output.table)
     write_json({"workload": sm.wildcards.workload, "file": spec["file"], **stats(df, info)}, sm.output.stats)
 

@@ -18,6 +18,7 @@ rule profile_workload:
         "../../envs/analysis.yaml"
     params:
         spec=workload_spec,
+        raw_path=raw_path,
     script:
         "../../scripts/rules/profile_workload.py"
 

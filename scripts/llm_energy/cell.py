@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import UserError
 from . import config as config_mod
 from .backends import make_backend
 from .io import write_parquet
@@ -14,6 +15,16 @@ from .measure import Point, Protocol, check_hardware, run_cell
 from .models import check_model_dir, weights_kind
 
 log = logging.getLogger(__name__)
+
+
+def _cell_backend(cfg: dict, model: str, variant: str, decoding: str, model_dir: Path, longest: int,
+                  max_batch_size: int):
+    """The cell's backend (not loaded): the model's dtype and length limit, the measurement seed."""
+    m = cfg["measurement"]
+    return make_backend(
+        variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=decoding, seed=m["seed"],
+        max_model_len=config_mod.max_model_len(cfg, model) or longest, max_batch_size=max_batch_size,
+        **({"kv_cache_gib": m["vllm_kv_cache_gib"]} if variant.startswith("vllm-") else {}))
 
 
 def model_dir_of(cfg: dict, model: str) -> Path:
@@ -32,8 +43,6 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
     """
     check_hardware(hardware)
     if model not in cfg["models"]:
-        from . import UserError
-
         raise UserError(f"model {model!r} is not in the config ({', '.join(cfg['models'])})")
     model_dir = check_model_dir(model_dir or model_dir_of(cfg, model))
     m = cfg["measurement"]
@@ -47,11 +56,7 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
         points_batch = max(max(m["max_batch_probe"]), max(p.batch_size for p in points))
     else:
         points_batch = max(p.batch_size for p in points)
-    backend = make_backend(
-        variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=decoding, seed=m["seed"],
-        max_model_len=config_mod.max_model_len(cfg, model) or longest,
-        max_batch_size=points_batch,
-        **({"kv_cache_gib": m["vllm_kv_cache_gib"]} if variant.startswith("vllm-") else {}))
+    backend = _cell_backend(cfg, model, variant, decoding, model_dir, longest, points_batch)
     log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, variant, decoding, len(points),
              m["repeats"])
     prompts = None
@@ -87,7 +92,6 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
                 ) -> pd.DataFrame:
     """Serve a seeded sample of every workload with this cell's stack; compare with its binned estimate."""
     from .locks import device_locks
-    from .meters import make_meter
     from .replay import compare, replay, sample_requests
 
     check_hardware(hardware)
@@ -96,14 +100,9 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     meas = pd.read_parquet(measurements)
     grid = meas[(meas["status"] == "ok") & meas["role"].str.contains("grid")]
     batch_size = int(grid["batch_size"].max())
-    meter = make_meter(m["meter"], watts_per_core=m["cpu_watts_per_core"], require_measured=m["require_measured_energy"],
-                       allow_shared_gpu=m["allow_shared_gpu"], sample_interval_s=m["power_sample_interval_s"])
+    meter = Protocol.from_config(m).make_meter()
     edges_in, edges_out = cfg["bins"]["input"], cfg["bins"]["output"]
-    backend = make_backend(
-        variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=decoding, seed=m["seed"],
-        max_model_len=config_mod.max_model_len(cfg, model) or edges_in[-1] + edges_out[-1],
-        max_batch_size=batch_size,
-        **({"kv_cache_gib": m["vllm_kv_cache_gib"]} if variant.startswith("vllm-") else {}))
+    backend = _cell_backend(cfg, model, variant, decoding, model_dir, edges_in[-1] + edges_out[-1], batch_size)
     rows = []
     with device_locks(meter.device_keys()):
         backend.load()

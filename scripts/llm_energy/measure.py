@@ -78,6 +78,11 @@ class Protocol:
                    sample_interval_s=m["power_sample_interval_s"], max_batch_probe=list(m["max_batch_probe"]),
                    seed=m["seed"])
 
+    def make_meter(self):
+        """The meter this protocol asks for (see :func:`llm_energy.meters.make_meter`)."""
+        return make_meter(self.meter, watts_per_core=self.watts_per_core, require_measured=self.require_measured,
+                          allow_shared_gpu=self.allow_shared_gpu, sample_interval_s=self.sample_interval_s)
+
     def batches_per_window(self, batch_size: int) -> int:
         """At least enough batches to cover the point's examples (the paper's 1,024 / 4,096)."""
         examples = self.examples_per_point_large_batch if batch_size >= self.large_batch_from \
@@ -280,8 +285,7 @@ def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = 
     The cell holds a lock on its devices from before the model loads until the sweep ends.
     """
     p = protocol or Protocol()
-    meter = make_meter(p.meter, watts_per_core=p.watts_per_core, require_measured=p.require_measured,
-                       allow_shared_gpu=p.allow_shared_gpu, sample_interval_s=p.sample_interval_s)
+    meter = p.make_meter()
     cell_started = time.perf_counter()
     with device_locks(meter.device_keys()):
         t_load = time.perf_counter()

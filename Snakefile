@@ -17,6 +17,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/estimate.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/manifest.smk"
 
 
 rule all:

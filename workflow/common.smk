@@ -119,9 +119,35 @@ def measurement_files():
     return [f"results/measurements/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
 
 
+def merged_cells():
+    """(hardware, model, variant, decoding) of the cells copied in from other machines.
+
+    Merging (README): copy results/measurements/<hardware>/ from the machine that measured it.
+    Every such file of a configured cell is aggregated beside this machine's; it already exists,
+    so it is never measured here (measure_cell refuses another machine's hardware anyway).
+    """
+    root = Path("results/measurements")
+    others = sorted(
+        d.name
+        for d in (root.iterdir() if root.is_dir() else [])
+        if d.is_dir()
+        and d.name != HARDWARE
+        and re.fullmatch("[a-z0-9][a-z0-9-]*", d.name)
+    )
+    return [
+        (hw, m, v, d)
+        for hw in others
+        for m, v, d in CELLS
+        if (root / hw / m / v / f"{d}.parquet").is_file()
+    ]
+
+
 def checked_files():
-    """Measurement tables with each row's validity: what every later stage reads."""
-    return [f"results/checked/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
+    """Measurement tables with each row's validity: what every later stage reads (this machine's
+    cells, then the cells of other hardware copied into results/measurements/)."""
+    return [f"results/checked/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS] + [
+        f"results/checked/{hw}/{m}/{v}/{d}.parquet" for hw, m, v, d in merged_cells()
+    ]
 
 
 VALIDATION = {
@@ -156,6 +182,8 @@ def all_targets():
         + ["results/estimates/estimates.parquet"]
         + [f"paper/figures/{f}.pdf" for f in FIGURES]
         + [f"paper/tables/{t}.tex" for t in TABLES]
+        # provenance of the run: workflow/rules/manifest.smk
+        + ["results/manifest.json"]
     )
 
 

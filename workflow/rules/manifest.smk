@@ -1,0 +1,27 @@
+# Provenance: one manifest per run beside the results (package versions, git commit, hardware,
+# config hash, and each measurement file's checksum and recorded versions).
+
+
+localrules:
+    manifest,
+
+
+rule manifest:
+    input:
+        estimates="results/estimates/estimates.parquet",
+        # the raw measurement file behind each checked one (merged hardware included)
+        measurements=[
+            f.replace("results/checked/", "results/measurements/", 1)
+            for f in checked_files()
+        ],
+    output:
+        "results/manifest.json",
+    log:
+        "logs/manifest.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        config=config,
+        hardware=HARDWARE,
+    script:
+        "../../scripts/rules/manifest.py"

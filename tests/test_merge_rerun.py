@@ -1,0 +1,195 @@
+"""Protecting measurements, merging other machines' measurements, and the run's provenance manifest.
+
+One small pipeline run (one transformers cell, one trace) in a temporary copy of the workflow, so
+that its scripts can be edited the way a user edits a figure script:
+- editing a figure or aggregation script re-plans those rules and never a measurement;
+- the manifest records the commit, the config hash, this machine and every measurement file;
+- a measurement folder of another hardware copied into results/measurements/ is checked,
+  estimated and plotted beside this machine's, and never measured here.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import shared_data
+from llm_energy.config import load as load_config
+from llm_energy.manifest import build_manifest, config_hash, file_sha256, package_versions
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_HW = "h100-sxm5-copied"  # a hardware this machine is not
+
+SMALL = {
+    "models": {"m1": {"source": "build", "seed": 3, "dtype": "bfloat16",
+                      "architecture": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "num_key_value_heads": 1,
+                                       "max_position_embeddings": 1024}}},
+    "workloads": {"burstgpt": {"file": "burstgpt_slice.csv", "input_column": "Request tokens",
+                               "output_column": "Response tokens",
+                               "sha256": "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"}},
+    "bins": {"input": [128, 512], "output": [16, 64]},
+    "measurement": {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s": 0.05, "pause_s": 0,
+                    "idle_s": 0.2, "examples_per_point": 0, "examples_per_point_large_batch": 0,
+                    "sweep_batch_sizes": [1], "sweep_input_lengths": [32], "sweep_output_lengths": [4],
+                    "sweep_fixed_input": 32, "sweep_fixed_output": 4},
+    "replay": {"enabled": False},
+    "validation": {"max_cv": 5.0},
+    "comparisons": [],
+    "cells": [{"model": "m1", "variants": ["transformers-eager"]}],
+}
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Snakefile, workflow/, envs/ and the rule scripts (the package itself is imported from the install)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "workflow", dest / "workflow", ignore=ignore)
+    shutil.copytree(REPO / "envs", dest / "envs")
+    shutil.copytree(REPO / "scripts" / "rules", dest / "scripts" / "rules", ignore=ignore)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+
+
+def jobs_planned(proc: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the job-stats table of a dry run (empty when nothing is to be done)."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"job\s+count", line)]
+    if not starts:
+        assert "Nothing to be done" in proc.stdout + proc.stderr
+        return set()
+    names = set()
+    for line in lines[starts[0] + 2:]:
+        if not line.strip() or line.startswith("total"):
+            break
+        names.add(line.split()[0])
+    return names
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, shared):
+    d = copy_workflow(tmp_path_factory.mktemp("merge") / "wf")
+    (d / "config.yaml").write_text(yaml.safe_dump(SMALL))
+    shared_data.link_raw(d / "data" / "raw")
+    proc = snakemake(d)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return d
+
+
+def this_hardware(run: Path) -> str:
+    (hw,) = [p.name for p in (run / "results/measurements").iterdir() if p.name != FAKE_HW]
+    return hw
+
+
+# --- the manifest as a unit ---------------------------------------------------------------------
+
+def test_config_hash_ignores_key_order_and_sees_values():
+    a = {"bins": {"input": [1, 2]}, "seed": 0}
+    assert config_hash(a) == config_hash({"seed": 0, "bins": {"input": [1, 2]}})
+    assert config_hash(a) != config_hash({"seed": 1, "bins": {"input": [1, 2]}})
+
+
+def test_package_versions_of_this_environment():
+    versions = package_versions()
+    assert versions["numpy"] == "2.3.5" and versions["snakemake"] == "9.27.1"
+    assert package_versions(["no-such-package-xyz"]) == {"no-such-package-xyz": None}
+
+
+def test_manifest_of_a_measurement_file(tmp_path):
+    table = tmp_path / "greedy.parquet"
+    pd.DataFrame({"hardware": ["a100-sxm4-40gb"] * 2, "model": "m", "variant": "vllm-eager", "decoding": "greedy",
+                  "torch_version": "2.14.0", "energy_j": [1.0, 2.0],
+                  "start_time": ["2026-01-02T00:00:00", "2026-01-01T00:00:00"]}).to_parquet(table)
+    m = build_manifest({"seed": 0}, "cpu-x", [table])
+    (cell,) = m["measurements"]
+    assert cell["hardware"] == "a100-sxm4-40gb" and cell["torch_version"] == "2.14.0" and cell["n_rows"] == 2
+    assert cell["sha256"] == file_sha256(table) and cell["start_time"] == "2026-01-01T00:00:00"
+    assert m["hardware"]["in_results"] == ["a100-sxm4-40gb"] and m["hardware"]["measured_here"] == "cpu-x"
+    assert m["config_sha256"] == config_hash({"seed": 0}) and m["git_commit"]
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_manifest_records_the_run(small_run):
+    from llm_energy.hardware import detect
+
+    m = json.loads((small_run / "results/manifest.json").read_text())
+    assert m["config_sha256"] == config_hash(load_config(small_run / "config.yaml"))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert m["git_commit"].startswith(head)
+    assert m["hardware"]["this_machine"] == m["hardware"]["measured_here"] == detect()
+    assert m["hardware"]["in_results"] == [detect()]
+    assert m["packages"]["numpy"] == "2.3.5" and m["packages"]["transformers"] == "5.19.0"
+    (cell,) = m["measurements"]
+    path = small_run / cell["file"]
+    assert cell["sha256"] == file_sha256(path) and cell["variant"] == "transformers-eager"
+    assert cell["n_rows"] == len(pd.read_parquet(path))
+
+
+@pytest.mark.slow
+def test_editing_figure_or_aggregation_scripts_never_remeasures(small_run):
+    scripts = {name: small_run / "scripts/rules" / name for name in ("figures.py", "estimate.py")}
+    original = {name: p.read_text() for name, p in scripts.items()}
+    # Snakemake compares a script's mtime with its outputs' (the `code` trigger): restore both.
+    stamps = {name: (p.stat().st_atime_ns, p.stat().st_mtime_ns) for name, p in scripts.items()}
+    try:
+        scripts["figures.py"].write_text(original["figures.py"] + "\n# a user's edit to a figure script\n")
+        planned = jobs_planned(snakemake(small_run, "-n"))
+        assert "figures" in planned, planned
+        assert not planned & {"measure_cell", "build_model", "check_cell"}, planned
+        scripts["estimate.py"].write_text(original["estimate.py"] + "\n# an edit to the aggregation\n")
+        planned = jobs_planned(snakemake(small_run, "-n"))
+        assert {"estimate", "figures", "tables", "manifest"} <= planned, planned
+        assert not planned & {"measure_cell", "build_model", "check_cell"}, planned
+        # Without the code trigger (README: --rerun-triggers), a script edit re-plans nothing at all.
+        assert jobs_planned(snakemake(small_run, "-n", "--rerun-triggers", "mtime", "params", "input")) == set()
+    finally:
+        for name, p in scripts.items():
+            p.write_text(original[name])
+            os.utime(p, ns=stamps[name])
+    assert jobs_planned(snakemake(small_run, "-n")) == set()
+
+
+@pytest.mark.slow
+def test_copied_hardware_folder_is_merged_and_never_measured(small_run):
+    here = this_hardware(small_run)
+    cell = "m1/transformers-eager/greedy.parquet"
+    src = pd.read_parquet(small_run / "results/measurements" / here / cell)
+    fake = src.assign(hardware=FAKE_HW, energy_j=src["energy_j"] * 0.5,
+                      prefill_energy_j=src["prefill_energy_j"] * 0.5, decode_energy_j=src["decode_energy_j"] * 0.5)
+    dest = small_run / "results/measurements" / FAKE_HW / cell
+    dest.parent.mkdir(parents=True)
+    fake.to_parquet(dest, index=False)
+
+    planned = jobs_planned(snakemake(small_run, "-n"))
+    assert {"check_cell", "estimate", "figures", "tables", "manifest"} <= planned, planned
+    assert "measure_cell" not in planned and "build_model" not in planned, planned
+    proc = snakemake(small_run)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "measure_cell" not in proc.stderr
+
+    est = pd.read_parquet(small_run / "results/estimates/estimates.parquet").set_index(["workload", "hardware"])
+    assert set(est.index.get_level_values("hardware")) == {here, FAKE_HW}
+    # Same bins, half the energy per batch: half the workload's energy.
+    assert est.loc[("burstgpt", FAKE_HW), "energy_j"] == pytest.approx(0.5 * est.loc[("burstgpt", here), "energy_j"])
+    fig1 = pd.read_csv(small_run / "paper/figures/fig1_workload_energy.csv")
+    assert set(fig1["hardware"]) == {here, FAKE_HW}
+    manifest = json.loads((small_run / "results/manifest.json").read_text())
+    assert manifest["hardware"]["in_results"] == sorted([here, FAKE_HW])
+    assert manifest["hardware"]["measured_here"] == here
+    assert jobs_planned(snakemake(small_run, "-n")) == set()

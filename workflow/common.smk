@@ -167,9 +167,18 @@ def validation_files():
     return [f"results/validation/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
 
 
-FIGURES = ["fig1_workload_energy", "fig2_prefill_decode", "fig7_binning_cdfs"] + (
-    ["fig_replay_validation"] if config["replay"]["enabled"] else []
-)
+FIGURES = [
+    "fig1_workload_energy",
+    "fig2_prefill_decode",
+    "fig3_decoding",
+    "fig4_moe",
+    "fig5_compile_cudagraphs",
+    "fig6_tensor_parallel",
+    "fig7_binning_cdfs",
+    "fig8_tasks",
+    "fig9_online_offline",
+    "fig10_prefill_decode_transformers",
+] + (["fig_replay_validation"] if config["replay"]["enabled"] else [])
 TABLES = ["table1_workloads", "table2_tasks", "table3_bins", "table4_estimates"]
 
 
@@ -182,6 +191,7 @@ def all_targets():
         + ["results/estimates/estimates.parquet"]
         + [f"paper/figures/{f}.pdf" for f in FIGURES]
         + [f"paper/tables/{t}.tex" for t in TABLES]
+        + ["paper/main.pdf.txt"]
         # provenance of the run: workflow/rules/manifest.smk
         + ["results/manifest.json"]
     )

@@ -1,0 +1,461 @@
+"""Figures against batch size at the sweep's fixed shape (input ``sweep_fixed_input``, output
+``sweep_fixed_output``): decoding strategies (3), dense vs MoE (4), torch.compile and CUDA graphs (5),
+tensor parallelism (6), online vs offline serving (9).
+
+Each plots mean +- standard deviation over the valid repeats of every batch size measured; a batch
+size that did not run (``oom``, ``unsupported``) is marked with a cross at the bottom of its panel and
+kept in the CSV with its status. A comparison with nothing to compare says so in the CSV (``note``)
+and the caption instead of failing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import transforms
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+from .data import (CELL, architecture_label, base_variant, batch_table, decoding_order, is_online, model_info,
+                   model_label, single_device_offline, tensor_parallel, usable)
+from .style import (ESTIMATED, PANEL_H_IN, PANEL_W_IN, cells_note, colours, errorbar, estimated_handle,
+                    no_data_figure, no_data_panel, plain_log_labels, plt, save, setup_style, shared_legend, source_note, tex_escape)
+
+MAX_COLS = 2
+COMPILE = ("torch.compile", "transformers-eager", "transformers-compile")
+CUDA_GRAPHS = ("CUDA graphs", "vllm-eager", "vllm-cudagraph")
+
+
+def _note_row(columns, note: str, **values) -> dict:
+    return {**{c: np.nan for c in columns}, **values, "note": note}
+
+
+INTEGER_COLUMNS = ("batch_size", "n_repeats", "max_batch_fit", "tensor_parallel", "online_n_repeats",
+                   "offline_n_repeats")
+
+
+def _with_notes(data: pd.DataFrame, notes: list[dict]) -> pd.DataFrame:
+    """The plotted rows, then one row per note (its other columns empty); counts stay integers."""
+    data = data.assign(note="") if "note" not in data else data
+    if notes:
+        data = pd.concat([data, pd.DataFrame(notes)], ignore_index=True)
+    for c in INTEGER_COLUMNS:
+        if c in data:
+            data[c] = pd.to_numeric(data[c], errors="coerce").round().astype("Int64")
+    return data
+
+
+def _batch_ticks(ax, sizes) -> None:
+    sizes = sorted({int(s) for s in sizes})
+    if len(sizes) > 6:
+        sizes = sizes[::2] if sizes[-1] in sizes[::2] else sizes[::2] + [sizes[-1]]
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def batch_grid(data: pd.DataFrame, facets: list, hue_order: list, metrics: list[tuple], *,
+               hue_colours: dict | None = None, hue_labels: dict | None = None, marker_of: dict | None = None,
+               style_of: dict | None = None, mark_largest: bool = False, legend_extra: list | None = None,
+               zero_line: bool | str = False, banner: str = ""):
+    """Panels against batch size: one row per facet with its metrics side by side (one metric: facets
+    wrapped after ``MAX_COLS`` columns).
+
+    ``data`` has ``facet``, ``hue``, ``batch_size``, ``status``, ``energy_source`` and, for each metric
+    ``(mean_col, std_col, ylabel, log_y)``, its columns. ``mark_largest`` rings the largest batch that ran.
+    """
+    hue_colours = hue_colours or dict(zip(hue_order, colours(len(hue_order))))
+    hue_labels = hue_labels or {h: str(h) for h in hue_order}
+    if len(metrics) > 1:  # one row per facet, its metrics side by side
+        ncols, nrows = len(metrics), len(facets)
+        slots = {(k, r): (k, r) for k in range(len(facets)) for r in range(len(metrics))}
+    else:  # one metric: facets wrapped
+        ncols = min(len(facets), MAX_COLS)
+        nrows = -(-len(facets) // ncols)
+        slots = {(k, 0): (k // ncols, k % ncols) for k in range(len(facets))}
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W_IN * ncols + 0.4, PANEL_H_IN * nrows + 0.2),
+                             squeeze=False)
+    handles: dict = {}
+    failed_seen = False
+    for k, facet in enumerate(facets):
+        sub = data[data["facet"] == facet]
+        ok = sub[sub["status"] == "ok"]
+        for r, (mean, std, ylabel, log_y) in enumerate(metrics):
+            ax = axes[slots[(k, r)][0]][slots[(k, r)][1]]
+            okm = ok.dropna(subset=[mean])
+            if okm.empty:
+                no_data_panel(ax, f"{facet}:\nno data")
+                continue
+            for hue in hue_order:
+                grp = okm[okm["hue"] == hue].sort_values("batch_size")
+                if grp.empty:
+                    continue
+                est = bool((grp["energy_source"] == ESTIMATED).any())
+                h = errorbar(ax, grp["batch_size"], grp[mean], grp[std], hue_colours[hue], est,
+                             label=hue_labels[hue], marker=(marker_of or {}).get(hue, "o"),
+                             linestyle=(style_of or {}).get(hue, "-"))
+                handles.setdefault(hue, h)
+                if mark_largest:
+                    last = grp.iloc[-1]
+                    ax.plot(last["batch_size"], last[mean], marker="o", markersize=10, markerfacecolor="none",
+                            markeredgecolor=hue_colours[hue], linestyle="", zorder=1)
+            bottom = transforms.blended_transform_factory(ax.transData, ax.transAxes)
+            for row in sub[sub["status"] != "ok"].itertuples():
+                failed_seen = True
+                ax.plot(row.batch_size, 0.04, marker="x", color=hue_colours.get(row.hue, "black"), markersize=5,
+                        transform=bottom, clip_on=False, linestyle="")
+            if zero_line:
+                ax.axhline(0, color="black", linewidth=0.8)
+                if isinstance(zero_line, str):
+                    ax.text(0.02, 0.97, zero_line, transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
+            _batch_ticks(ax, sub["batch_size"])
+            if log_y:
+                ax.set_yscale("log")
+                plain_log_labels(ax)
+            ax.set_ylabel(ylabel, fontsize="small")
+            ax.set_xlabel("batch size", fontsize="small")
+            ax.tick_params(labelsize="x-small")
+            ax.set_title(str(facet), fontsize="small")
+    for k in range(len(slots), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    fig.tight_layout()
+    legend = [handles[h] for h in hue_order if h in handles]
+    if (data["energy_source"] == ESTIMATED).any():
+        legend.append(estimated_handle())
+    if failed_seen:
+        legend.append(Line2D([], [], color="grey", marker="x", linestyle="", label="x: did not run (oom / unsupported)"))
+    if mark_largest:
+        legend.append(Line2D([], [], color="grey", marker="o", markersize=10, markerfacecolor="none", linestyle="",
+                             label="ring: largest batch that ran"))
+    legend += legend_extra or []
+    shared_legend(fig, legend, ncol=min(len(legend), 3))
+    if banner:  # what is missing from the comparison, said in the figure itself
+        import textwrap
+
+        fig.suptitle(textwrap.fill(banner, width=int(fig.get_figwidth() * 14)), fontsize="small", y=1.0,
+                     va="bottom", color="dimgrey")
+    return fig
+
+
+def _banner(notes: list[dict]) -> str:
+    return " ".join(n["note"][0].upper() + n["note"][1:] + "." for n in notes)
+
+
+def _save_no_data(out_dir, name: str, columns: list[str], why: str, title: str, context: pd.DataFrame):
+    data = pd.DataFrame([_note_row(columns, f"no data: {why}")])
+    fig = no_data_figure(f"No data: {why}.")
+    caption = f"{title}: no data; {tex_escape(why)}. " + cells_note(context)
+    return save(fig, data, out_dir, name, caption)
+
+
+def _context(measurements: pd.DataFrame) -> pd.DataFrame:
+    return measurements[["hardware", "model"]] if not measurements.empty else pd.DataFrame()
+
+
+def _shape_note(fixed_input: int, fixed_output: int) -> str:
+    return (f"Points at input {fixed_input} and output {fixed_output} tokens, every batch size measured; mean over "
+            "valid repeats with their standard deviation.")
+
+
+def _invalid_note(n: int) -> str:
+    return f" {n} measurement row(s) failed validation and are left out." if n else ""
+
+
+def _pct_vs(data: pd.DataFrame, ref_mask: pd.Series, keys: list[str], value: str) -> pd.Series:
+    """100 x (value / value of the reference row with the same keys - 1)."""
+    ref = data[ref_mask].set_index(keys)[value]
+    ref = ref[~ref.index.duplicated()]
+    idx = pd.MultiIndex.from_frame(data[keys])
+    return pd.Series(100.0 * (data[value].to_numpy() / ref.reindex(idx).to_numpy() - 1.0), index=data.index)
+
+
+# Figure 3 -----------------------------------------------------------------------------------------------
+
+
+def fig_decoding(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
+                 name: str = "fig3_decoding") -> list[Path]:
+    """Figure 3: each decoding strategy's energy per batch and per output token against batch size,
+    one panel per (hardware, model, variant); ``vs_greedy_pct`` compares with greedy at the same batch."""
+    setup_style()
+    _, n_invalid = usable(at_fixed_shape_or_empty(measurements, fixed_input, fixed_output))
+    data = batch_table(single_device_offline(measurements), fixed_input, fixed_output)
+    title = "Decoding strategies against batch size (Figure 3)"
+    if data.empty:
+        return _save_no_data(out_dir, name, list(data.columns) + ["vs_greedy_pct"],
+                             f"no cell has points at input {fixed_input} and output {fixed_output}", title,
+                             _context(measurements))
+    cell = ["hardware", "model", "variant"]
+    n_dec = data.groupby(cell)["decoding"].nunique()
+    notes = []
+    if (n_dec > 1).any():
+        keep = n_dec[n_dec > 1].index
+        data = data.set_index(cell).loc[keep].reset_index()
+    else:
+        notes.append(_note_row(data.columns, "only one decoding strategy measured ("
+                               + ", ".join(sorted(data["decoding"].unique()))
+                               + "): add decoding strategies to the cells to compare them"))
+    data["vs_greedy_pct"] = _pct_vs(data, data["decoding"] == "greedy", cell + ["batch_size"], "energy_mean_j")
+    order = decoding_order(data["decoding"])
+    data["facet"] = [f"{v}\n{h}, {m}" for h, m, v in zip(data["hardware"], data["model"], data["variant"])]
+    data["hue"] = data["decoding"]
+    data["energy_per_token_mean_mj"] = 1e3 * data["energy_per_token_mean_j"]
+    data["energy_per_token_std_mj"] = 1e3 * data["energy_per_token_std_j"]
+    facets = list(dict.fromkeys(data.sort_values(cell)["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("energy_per_token_mean_mj", "energy_per_token_std_mj",
+                                            "energy per output token (mJ)", True)], banner=_banner(notes))
+    unsupported = data[data["status"] != "ok"]
+    fail_note = ("" if unsupported.empty else " Crosses mark batch sizes that did not run ("
+                 + ", ".join(sorted(f"{tex_escape(d)} at batch {int(b)}: {s}" for d, b, s in
+                                    unsupported[["decoding", "batch_size", "status"]].itertuples(index=False)))
+                 + ").")
+    caption = (f"{title}: energy per batch and per output token (energy per batch / (batch size $\\times$ output "
+               "length)) of each decoding strategy, one row of panels per framework variant, hardware and model. "
+               + _shape_note(fixed_input, fixed_output) + fail_note
+               + (" Only one decoding strategy was measured: add strategies to the cells to compare them."
+                  if notes else "")
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue", "energy_per_token_mean_mj", "energy_per_token_std_mj"]),
+                      notes)
+    return save(fig, out, out_dir, name, caption)
+
+
+def at_fixed_shape_or_empty(m: pd.DataFrame, fixed_input: int, fixed_output: int) -> pd.DataFrame:
+    if m.empty:
+        return m
+    return m[(m["input_len"] == fixed_input) & (m["output_len"] == fixed_output)]
+
+
+# Figure 4 -----------------------------------------------------------------------------------------------
+
+
+def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
+            name: str = "fig4_moe") -> list[Path]:
+    """Figure 4: dense against mixture-of-experts models: energy and latency per batch against batch size,
+    one panel per (hardware, variant), greedy decoding; models told apart by the ``moe``, ``model_type``,
+    ``n_parameters`` and ``n_active_parameters`` columns (unknown where a table lacks them)."""
+    setup_style()
+    m = single_device_offline(measurements)
+    m = m[m["decoding"] == "greedy"] if not m.empty else m
+    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
+    data = batch_table(m, fixed_input, fixed_output)
+    title = "Dense and mixture-of-experts models against batch size (Figure 4)"
+    info = model_info(measurements) if not measurements.empty else pd.DataFrame(columns=["model"])
+    if data.empty:
+        return _save_no_data(out_dir, name, list(data.columns) + list(info.columns[1:]) + ["architecture"],
+                             f"no greedy cell has points at input {fixed_input} and output {fixed_output}", title,
+                             _context(measurements))
+    info["architecture"] = [architecture_label(r) for r in info.to_dict("records")]
+    info["label"] = [model_label(r) for r in info.to_dict("records")]
+    data = data.merge(info, on="model", how="left")
+    notes = []
+    archs = set(info["architecture"])
+    if archs == {"unknown"}:
+        notes.append(_note_row(data.columns, "architecture unknown for every model (no moe or model_type column in "
+                               "the measurements): models told apart by name only"))
+    elif "MoE" not in archs:
+        notes.append(_note_row(data.columns, "no mixture-of-experts model measured: add one (e.g. OLMoE) to the cells"))
+    elif "dense" not in archs:
+        notes.append(_note_row(data.columns, "no dense model measured: add one (e.g. OLMo-1B) to the cells"))
+    data["facet"] = [f"{v}\n{h}" for h, v in zip(data["hardware"], data["variant"])]
+    data["hue"] = data["label"]
+    order = list(dict.fromkeys(data.sort_values(["architecture", "model"])["label"]))
+    markers = {lab: {"MoE": "s", "dense": "o"}.get(arch, "^")
+               for lab, arch in zip(data["label"], data["architecture"])}
+    facets = list(dict.fromkeys(data.sort_values(["hardware", "variant"])["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("duration_mean_s", "duration_std_s", "latency per batch (s)", True)],
+                     marker_of=markers, banner=_banner(notes))
+    caption = (f"{title}: energy and latency per batch of each model (square markers: MoE; circles: dense; "
+               "triangles: unknown), one row of panels per framework variant and hardware, greedy decoding. "
+               + _shape_note(fixed_input, fixed_output)
+               + "".join(" " + tex_escape(n["note"][0].upper() + n["note"][1:]) + "." for n in notes)
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
+    return save(fig, out, out_dir, name, caption)
+
+
+# Figure 5 -----------------------------------------------------------------------------------------------
+
+
+def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
+                       name: str = "fig5_compile_cudagraphs") -> list[Path]:
+    """Figure 5: torch.compile off/on (transformers-eager, transformers-compile) and CUDA graphs off/on
+    (vllm-eager, vllm-cudagraph): energy per batch and throughput against batch size per hardware and
+    model, the largest batch that ran ringed and batch sizes out of memory crossed."""
+    setup_style()
+    m = single_device_offline(measurements)
+    m = m[m["decoding"] == "greedy"] if not m.empty else m
+    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
+    data = batch_table(m, fixed_input, fixed_output)
+    title = "torch.compile and CUDA graphs against batch size (Figure 5)"
+    extra = ["optimization", "setting", "max_batch_fit", "vs_off_energy_pct", "vs_off_throughput_pct"]
+    pairs = {v: (opt, "off" if v == off else "on") for opt, off, on in (COMPILE, CUDA_GRAPHS) for v in (off, on)}
+    data = data[data["variant"].isin(pairs)] if not data.empty else data
+    if data.empty:
+        return _save_no_data(out_dir, name, list(data.columns) + extra,
+                             "none of transformers-eager, transformers-compile, vllm-eager, vllm-cudagraph has "
+                             f"greedy points at input {fixed_input} and output {fixed_output}", title,
+                             _context(measurements))
+    data = data.assign(optimization=data["variant"].map(lambda v: pairs[v][0]),
+                       setting=data["variant"].map(lambda v: pairs[v][1]))
+    fit = data[data["status"] == "ok"].groupby(CELL)["batch_size"].max().rename("max_batch_fit")
+    data = data.merge(fit, left_on=CELL, right_index=True, how="left")
+    keys = ["hardware", "model", "decoding", "optimization", "batch_size"]
+    off = data["setting"] == "off"
+    data["vs_off_energy_pct"] = _pct_vs(data, off, keys, "energy_mean_j").where(~off)
+    data["vs_off_throughput_pct"] = _pct_vs(data, off, keys, "throughput_mean_tok_s").where(~off)
+    notes = []
+    for (hw, model, opt), grp in data.groupby(["hardware", "model", "optimization"]):
+        for o, a, b in (COMPILE, CUDA_GRAPHS):
+            if o == opt:
+                for v in (a, b):
+                    if v not in set(grp["variant"]):
+                        notes.append(_note_row(data.columns, f"not measured: nothing to compare {opt} with",
+                                               hardware=hw, model=model, variant=v, optimization=opt))
+    data["facet"] = [f"{o}\n{h}, {m}" for h, m, o in zip(data["hardware"], data["model"], data["optimization"])]
+    data["hue"] = data["variant"]
+    order = [v for _, a, b in (COMPILE, CUDA_GRAPHS) for v in (a, b) if v in set(data["variant"])]
+    palette = colours(4)
+    hue_colours = {COMPILE[1]: palette[0], COMPILE[2]: palette[1], CUDA_GRAPHS[1]: palette[2],
+                   CUDA_GRAPHS[2]: palette[3]}
+    styles = {v: "--" if pairs[v][1] == "off" else "-" for v in order}
+    facets = list(dict.fromkeys(data.sort_values(["optimization", "hardware", "model"], ascending=[False, True, True])
+                                ["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("throughput_mean_tok_s", "throughput_std_tok_s", "throughput (tok/s)",
+                                            True)],
+                     hue_colours=hue_colours, style_of=styles, mark_largest=True,
+                     banner="Not measured: " + "; ".join(f"{n['variant']} on {n['hardware']} / {n['model']}"
+                                                          for n in notes) + "." if notes else "")
+    fits = "; ".join(f"{tex_escape(v)} on {tex_escape(h)} / {tex_escape(mo)}: {int(b)}"
+                     for (h, mo, v, _), b in fit.items())
+    missing = "; ".join(f"{tex_escape(n['variant'])} on {tex_escape(n['hardware'])} / {tex_escape(n['model'])}"
+                        for n in notes)
+    caption = (f"{title}: energy per batch and generation throughput with each optimization off (dashed) and on "
+               f"(solid), one row per optimization, hardware and model, greedy decoding. "
+               f"{_shape_note(fixed_input, fixed_output)} The ring marks the largest batch that ran ({fits}); "
+               "crosses mark batch sizes that ran out of memory."
+               + (f" Not measured, so without a comparison: {missing}." if notes else "")
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
+    return save(fig, out, out_dir, name, caption)
+
+
+# Figure 6 -----------------------------------------------------------------------------------------------
+
+
+def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
+                        name: str = "fig6_tensor_parallel") -> list[Path]:
+    """Figure 6: tensor parallel 1/2/4: energy and latency per batch against batch size, for each variant
+    measured at more than one tensor-parallel size (``-tpN`` suffix or ``tensor_parallel`` column)."""
+    setup_style()
+    m = measurements
+    if not m.empty:
+        m = m[(m["decoding"] == "greedy") & ~m["variant"].astype(str).map(is_online)]
+        m = m.assign(tensor_parallel=tensor_parallel(m), base_variant=m["variant"].map(base_variant))
+    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
+    data = batch_table(m, fixed_input, fixed_output)
+    title = "Tensor parallelism against batch size (Figure 6)"
+    extra = ["base_variant", "tensor_parallel", "vs_tp1_energy_pct", "vs_tp1_latency_pct"]
+    if not data.empty:
+        tp = m.drop_duplicates("variant").set_index("variant")[["tensor_parallel", "base_variant"]]
+        data = data.join(tp, on="variant")
+        sizes = data.groupby(["hardware", "model", "base_variant"])["tensor_parallel"].agg(["nunique", "max"])
+        keep = sizes[(sizes["max"] > 1)].index
+        data = data.set_index(["hardware", "model", "base_variant"]).loc[keep].reset_index() if len(keep) else \
+            data.iloc[0:0]
+    if data.empty:
+        return _save_no_data(out_dir, name, list(batch_table(pd.DataFrame(), 0, 0).columns) + extra,
+                             "no tensor-parallel cells (variants such as vllm-eager-tp2, vllm-cudagraph-tp4) were "
+                             "measured; they need a machine with 2 or 4 GPUs", title, _context(measurements))
+    keys = ["hardware", "model", "base_variant", "decoding", "batch_size"]
+    tp1 = data["tensor_parallel"] == 1
+    data["vs_tp1_energy_pct"] = _pct_vs(data, tp1, keys, "energy_mean_j").where(~tp1)
+    data["vs_tp1_latency_pct"] = _pct_vs(data, tp1, keys, "duration_mean_s").where(~tp1)
+    notes = [_note_row(data.columns, "tensor parallel 1 not measured: no baseline", hardware=h, model=mo,
+                       base_variant=b)
+             for (h, mo, b), g in data.groupby(["hardware", "model", "base_variant"]) if not (g["tensor_parallel"] == 1).any()]
+    data["facet"] = [f"{b}\n{h}, {mo}" for h, mo, b in zip(data["hardware"], data["model"], data["base_variant"])]
+    data["hue"] = data["tensor_parallel"]
+    order = sorted(data["tensor_parallel"].unique())
+    facets = list(dict.fromkeys(data.sort_values(["hardware", "model", "base_variant"])["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("duration_mean_s", "duration_std_s", "latency per batch (s)", True)],
+                     hue_labels={t: f"tensor parallel {t}" for t in order})
+    caption = (f"{title}: energy (all GPUs of the cell) and latency per batch at tensor-parallel sizes "
+               f"{', '.join(str(t) for t in order)}, greedy decoding. {_shape_note(fixed_input, fixed_output)}"
+               + (" Tensor parallel 1 was not measured for some variants: no baseline there." if notes else "")
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
+    return save(fig, out, out_dir, name, caption)
+
+
+# Figure 9 -----------------------------------------------------------------------------------------------
+
+
+def offline_of(online: str) -> str:
+    """The offline variant an online one is compared with: same engine settings, static batches."""
+    return str(online).replace("online", "eager")
+
+
+def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
+               name: str = "fig9_online_offline") -> list[Path]:
+    """Figure 9: energy reduction of online serving (continuous batching; ``vllm-online``) against offline
+    batches with the same engine settings (``vllm-eager``), 100 x (1 - online / offline), per batch size.
+
+    The spread is propagated from both means' standard deviations to first order.
+    """
+    setup_style()
+    data = batch_table(measurements, fixed_input, fixed_output)
+    title = "Online against offline serving (Figure 9)"
+    cols = ["hardware", "model", "decoding", "online_variant", "offline_variant", "batch_size", "energy_source",
+            "online_energy_mean_j", "online_energy_std_j", "online_n_repeats", "offline_energy_mean_j",
+            "offline_energy_std_j", "offline_n_repeats", "reduction_pct", "reduction_std_pct", "status"]
+    ok = data[data["status"] == "ok"] if not data.empty else data
+    online = ok[ok["variant"].astype(str).map(is_online)] if not ok.empty else ok
+    if online.empty:
+        return _save_no_data(out_dir, name, cols, "no online cell (vllm-online) was measured", title,
+                             _context(measurements))
+    online = online.assign(offline_variant=online["variant"].map(offline_of))
+    keys = ["hardware", "model", "decoding", "batch_size"]
+    offline = ok.rename(columns={"variant": "offline_variant"})
+    merged = online.merge(offline, on=keys + ["offline_variant"], how="left", suffixes=("_on", "_off"))
+    r = merged["energy_mean_j_on"] / merged["energy_mean_j_off"]
+    rel = np.sqrt((merged["energy_std_j_on"] / merged["energy_mean_j_on"]) ** 2
+                  + (merged["energy_std_j_off"] / merged["energy_mean_j_off"]) ** 2)
+    either_estimated = (merged["energy_source_on"] == ESTIMATED) | (merged["energy_source_off"] == ESTIMATED)
+    sources = merged["energy_source_on"].where(~either_estimated, ESTIMATED)
+    out = pd.DataFrame({
+        "hardware": merged["hardware"], "model": merged["model"], "decoding": merged["decoding"],
+        "online_variant": merged["variant"], "offline_variant": merged["offline_variant"],
+        "batch_size": merged["batch_size"], "energy_source": sources,
+        "online_energy_mean_j": merged["energy_mean_j_on"], "online_energy_std_j": merged["energy_std_j_on"],
+        "online_n_repeats": merged["n_repeats_on"], "offline_energy_mean_j": merged["energy_mean_j_off"],
+        "offline_energy_std_j": merged["energy_std_j_off"], "offline_n_repeats": merged["n_repeats_off"],
+        "reduction_pct": 100.0 * (1.0 - r), "reduction_std_pct": 100.0 * r * rel,
+        "status": np.where(merged["energy_mean_j_off"].isna(), "no offline point", "ok"),
+    })[cols]
+    notes = [_note_row(cols, f"{v} not measured: no offline baseline", offline_variant=v)
+             for v in sorted(set(out["offline_variant"]) - set(ok["variant"]))]
+    plot = out[out["status"] == "ok"]
+    if plot.empty:
+        return _save_no_data(out_dir, name, cols + ["note"], "online cells were measured but no offline cell "
+                             "(vllm-eager) at the same batch sizes", title, _context(measurements))
+    plot = plot.assign(facet=[f"{h}, {m}" + ("" if d == "greedy" else f", {d}")
+                              for h, m, d in zip(plot["hardware"], plot["model"], plot["decoding"])],
+                       hue=plot["online_variant"] + " vs " + plot["offline_variant"])
+    order = sorted(plot["hue"].unique())
+    facets = list(dict.fromkeys(plot["facet"]))
+    fig = batch_grid(plot, facets, order, [("reduction_pct", "reduction_std_pct", "energy reduction (%)", False)],
+                     zero_line="above 0: online uses less energy")
+    caption = (f"{title}: energy saved by online serving with continuous batching against offline static batches "
+               "on the same engine, 100 $\\times$ (1 $-$ online / offline energy per batch), against batch size "
+               "(online: the most requests in flight). Above zero online saves energy; error bars propagate the "
+               f"standard deviations of both means. {_shape_note(fixed_input, fixed_output)} "
+               + cells_note(plot) + " " + source_note(plot["energy_source"]))
+    return save(fig, _with_notes(out, notes), out_dir, name, caption)

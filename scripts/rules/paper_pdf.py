@@ -23,19 +23,22 @@ HOW = ("install a TeX distribution with latexmk (Debian/Ubuntu: apt-get install 
 
 def main(sm):
     tex = Path(sm.input.main)
-    status = Path(sm.output.status)
     latexmk = shutil.which("latexmk")
     if latexmk is None:
         msg = f"paper/main.pdf not built: latexmk not found; {HOW}."
         log.warning(msg)
-        write_text(msg + "\n", status)
+        write_text(msg + "\n", sm.output.status)
         return
-    paper = tex.parent
+    # Build in a scratch folder of this run's paper/ (main.tex copied from the repository, which may be
+    # elsewhere with --directory; figures/ and tables/ linked), so that only main.pdf is left behind.
+    paper = Path(sm.output.status).parent
     build = Path(tempfile.mkdtemp(prefix=".latexmk-", dir=paper))
     try:
-        proc = subprocess.run([latexmk, "-pdf", "-interaction=nonstopmode", "-halt-on-error",
-                               f"-outdir={build.name}", tex.name], cwd=paper, capture_output=True, text=True,
-                              timeout=600)
+        shutil.copyfile(tex, build / "main.tex")
+        for sub in ("figures", "tables"):
+            (build / sub).symlink_to(Path("..") / sub)
+        proc = subprocess.run([latexmk, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+                              cwd=build, capture_output=True, text=True, timeout=600)
         log.info("%s", proc.stdout[-4000:])
         if proc.returncode != 0 or not (build / "main.pdf").exists():
             tail = (build / "main.log").read_text(errors="replace")[-3000:] if (build / "main.log").exists() else ""
@@ -48,7 +51,7 @@ def main(sm):
         shutil.rmtree(build, ignore_errors=True)
     msg = f"paper/main.pdf built with {latexmk} ({pdf.stat().st_size} bytes)."
     log.info(msg)
-    write_text(msg + "\n", status)
+    write_text(msg + "\n", sm.output.status)
 
 
 if __name__ == "__main__":

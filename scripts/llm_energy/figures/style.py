@@ -71,10 +71,12 @@ def cells_note(df: pd.DataFrame) -> str:
     return f"Hardware: \\texttt{{{tex_escape(hw)}}}; model: \\texttt{{{tex_escape(models)}}}."
 
 
-def figure_tex(name: str, caption: str) -> str:
-    """The LaTeX fragment ``paper/main.tex`` inputs for a figure."""
-    return ("\\begin{figure}[tbp]\n  \\centering\n"
-            f"  \\includegraphics[width=\\columnwidth,height=0.8\\textheight,keepaspectratio]{{figures/{name}.pdf}}\n"
+def figure_tex(name: str, caption: str, width_in: float | None = None) -> str:
+    """The LaTeX fragment ``paper/main.tex`` inputs for a figure: at its own size (so that every figure's
+    text has the same size on the page), scaled down only to fit the column and 80 % of the page height."""
+    width = f"{min(width_in, 6.5):.2f}in" if width_in else "\\columnwidth"
+    return ("\\begin{figure}[htbp]\n  \\centering\n"
+            f"  \\includegraphics[width={width},height=0.8\\textheight,keepaspectratio]{{figures/{name}.pdf}}\n"
             f"  \\caption{{{caption}}}\n  \\label{{fig:{name}}}\n\\end{{figure}}\n")
 
 
@@ -82,6 +84,7 @@ def save(fig, data: pd.DataFrame, out_dir: str | Path, name: str, caption: str) 
     """Write ``name``.pdf/.png/.csv/.tex into ``out_dir`` (each complete or absent)."""
     out_dir = Path(out_dir)
     paths = []
+    width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width + 2 * plt.rcParams["savefig.pad_inches"]
     for ext in ("pdf", "png"):
         p = out_dir / f"{name}.{ext}"
         with atomic_path(p) as tmp:
@@ -90,7 +93,7 @@ def save(fig, data: pd.DataFrame, out_dir: str | Path, name: str, caption: str) 
     plt.close(fig)
     with atomic_path(out_dir / f"{name}.csv") as tmp:
         data.to_csv(tmp, index=False)
-    write_text(figure_tex(name, caption), out_dir / f"{name}.tex")
+    write_text(figure_tex(name, caption, width_in), out_dir / f"{name}.tex")
     return paths + [out_dir / f"{name}.csv", out_dir / f"{name}.tex"]
 
 

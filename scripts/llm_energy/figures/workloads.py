@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .style import (ESTIMATED, PANEL_H_IN, SINGLE_COLUMN_IN, cells_note, hatch_estimated, no_data_figure, plt,
+from ..io import atomic_path
+from .style import (ESTIMATED, SINGLE_COLUMN_IN, cells_note, hatch_estimated, no_data_figure, plt,
                     save, setup_style, sns, source_note, tex_escape)
 
 log = logging.getLogger(__name__)

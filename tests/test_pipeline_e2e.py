@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,10 +97,24 @@ def test_second_run_has_nothing_to_do(run_dir):
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_report_and_paper(run_dir):
+    """The browsable report builds from the finished run, and the paper is built or says how to get it."""
+    proc = snakemake(run_dir, "--report", "report.html", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (run_dir / "report.html").read_text(errors="replace")
+    assert "fig3_decoding.png" in html and "fig6_tensor_parallel.png" in html
+    status = (run_dir / "paper/main.pdf.txt").read_text()
+    if shutil.which("latexmk"):
+        assert status.startswith("paper/main.pdf built")
+        assert (run_dir / "paper/main.pdf").read_bytes().startswith(b"%PDF")
+    else:
+        assert "latexmk not found" in status and "apt-get install latexmk" in status
+
+
 def test_figure_and_aggregation_changes_never_remeasure(run_dir):
     for f in (run_dir / "paper" / "figures").glob("fig1*"):
         f.unlink()
-    assert jobs_planned(snakemake(run_dir, "-n")) == {"all", "figures"}
+    assert jobs_planned(snakemake(run_dir, "-n")) == {"all", "figures", "paper_pdf"}
     # A changed profile (one request fewer) re-bins and re-estimates, and measures nothing again.
     prof = run_dir / "results/profile/burstgpt.parquet"
     pd.read_parquet(prof).iloc[:-1].to_parquet(prof, index=False)

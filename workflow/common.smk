@@ -1,6 +1,8 @@
 # Configuration check, wildcard constraints and input functions shared by every stage.
 
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,6 +27,10 @@ CELLS = config_check.cells(config)
 
 
 def _missing_cells(slug):
+    # SLURM (a submit host, or inside a job): cells run on the cluster's nodes, and each measurement
+    # job refuses a node that is not `slug`, so `hardware:` may name the nodes' hardware (README).
+    if shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ:
+        return []
     files = [f"results/measurements/{slug}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
     return [f for f in files if not Path(f).exists()]
 

@@ -48,12 +48,14 @@ SMALL = {
 
 
 def copy_workflow(dest: Path) -> Path:
-    """Snakefile, workflow/, envs/ and the rule scripts (the package itself is imported from the install)."""
+    """Snakefile, workflow/, envs/, the rule scripts and paper/main.tex (the package is imported from the install)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "Snakefile", dest / "Snakefile")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "workflow", dest / "workflow", ignore=ignore)
     shutil.copytree(REPO / "envs", dest / "envs")
+    (dest / "paper").mkdir(exist_ok=True)
+    shutil.copy(REPO / "paper" / "main.tex", dest / "paper" / "main.tex")
     shutil.copytree(REPO / "scripts" / "rules", dest / "scripts" / "rules", ignore=ignore)
     return dest
 

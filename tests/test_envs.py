@@ -147,26 +147,40 @@ esac
     script.chmod(0o755)
 
 
-def test_dry_run_with_sdm_conda_lists_each_rules_environment(tmp_path):
+def conda_dry_run(tmp_path: Path, *extra: str, sbatch: bool = False) -> tuple[set[str], str]:
+    """`--list-conda-envs` and `-n` with `--sdm conda` on the default config: (environment files, dry-run log)."""
     env = dict(os.environ)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
     if shutil.which("conda") is None:
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
         fake_conda(bin_dir)
-        env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    if sbatch:  # a SLURM login node, where `hardware:` may name the nodes' GPU (README)
+        (bin_dir / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / "sbatch").chmod(0o755)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(REPO / "config.yaml", work / "config.yaml")
     base = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
-            "--cores", "2", "--sdm", "conda"]
+            "--cores", "2", "--sdm", "conda", *extra]
     listed = subprocess.run([*base, "--list-conda-envs"], capture_output=True, text=True, env=env, timeout=120)
     assert listed.returncode == 0, listed.stderr[-3000:]
-    # One line per environment: its file (relative, or absolute when run elsewhere), container, location.
-    envs = set(re.findall(r"^(\S*envs/[\w.-]+\.yaml)\s", listed.stdout, flags=re.M))
-    assert {Path(e).name for e in envs} >= {"analysis.yaml", "measure-cpu.yaml"}, listed.stdout
-    assert all(Path(e).resolve().parent == REPO / "envs" for e in envs if Path(e).is_absolute())
     dry = subprocess.run([*base, "-n"], capture_output=True, text=True, env=env, timeout=120)
     assert dry.returncode == 0, dry.stderr[-3000:]
-    out = dry.stdout + dry.stderr
+    # One line per environment: its file (relative, or absolute when run elsewhere), container, location.
+    return set(re.findall(r"^(\S*envs/[\w.-]+\.yaml)\s", listed.stdout, flags=re.M)), dry.stdout + dry.stderr
+
+
+def test_dry_run_with_sdm_conda_lists_each_rules_environment(tmp_path):
+    envs, out = conda_dry_run(tmp_path)
+    assert {Path(e).name for e in envs} == {"analysis.yaml", "measure-cpu.yaml"}, envs
+    assert all(Path(e).resolve().parent == REPO / "envs" for e in envs if Path(e).is_absolute())
     for name in envs:
         assert f"Conda environment {name} will be created" in out
+
+
+@pytest.mark.xfail("conda: measure_env" not in (REPO / "workflow/rules/measure.smk").read_text(),
+                   reason="measure_cell does not choose its environment by hardware yet (conda: measure_env)")
+def test_gpu_cells_use_the_gpu_environment(tmp_path):
+    envs, out = conda_dry_run(tmp_path, "--config", "hardware=h100-80gb-hbm3", sbatch=True)
+    assert "measure-gpu.yaml" in {Path(e).name for e in envs}, envs

@@ -121,6 +121,13 @@ def measured_model_dirs():
     return [ancient(model_folder(m)) for m in MEASURED_MODELS]
 
 
+def measure_env(wildcards):
+    """conda: of the measurement rules: vLLM's CPU build for CPU hardware, its CUDA build on GPUs."""
+    if wildcards.hardware.startswith("cpu-"):
+        return "../../envs/measure-cpu.yaml"
+    return "../../envs/measure-gpu.yaml"
+
+
 def measurement_files():
     return [f"results/measurements/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
 

@@ -38,7 +38,7 @@ from typing import Iterator
 log = logging.getLogger("slurm_cluster")
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
-COMMANDS = ["slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scancel", "munged"]
+COMMANDS = ["slurmctld", "slurmd", "sbatch", "srun", "sinfo", "squeue", "scancel", "scontrol", "munged"]
 PARTITION = "cpu"  # the SLURM profile's default partition
 # Commands inside a job find the cluster here: Snakemake's job step drops SLURM_CONF from the
 # environment of the `srun` it starts, so srun reads only the compiled-in default path.
@@ -279,6 +279,8 @@ def slurm_cluster(root: str | Path | None = None, **kwargs) -> Iterator[Cluster]
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cmd = argv[argv.index("--") + 1:] if "--" in argv else ["sinfo"]
+    # SIGTERM (a CI time-out, `kill`) unwinds through the `with` block, so the daemons stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with slurm_cluster() as cluster:
         return subprocess.run(cmd, env=cluster.env).returncode
 

@@ -34,6 +34,8 @@ class Arch:
     top_k: int = 0
     shared_intermediate: int = 0
     shared_gate: bool = False
+    tied_embeddings: bool = False
+    qkv_bias: bool = False  # Qwen2's biased q/k/v projections (parameters only; FLOPs leave biases out)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Arch":
@@ -51,7 +53,9 @@ class Arch:
             intermediate=(cfg.get("moe_intermediate_size") or cfg["intermediate_size"]) if n_experts
             else cfg["intermediate_size"],
             n_experts=n_experts, top_k=cfg.get("num_experts_per_tok") or 0 if n_experts else 0,
-            shared_intermediate=shared, shared_gate=bool(shared))
+            shared_intermediate=shared, shared_gate=bool(shared),
+            tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") in ("qwen2", "qwen2_moe"))))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Arch":
@@ -68,6 +72,30 @@ class Arch:
         else:
             mlp = 6 * h * self.intermediate
         return self.layers * (attn + mlp)
+
+    def _attention_parameters(self) -> int:
+        h, d = self.hidden, self.head_dim
+        bias = (self.heads + 2 * self.kv_heads) * d if self.qkv_bias else 0
+        return 2 * h * self.heads * d + 2 * h * self.kv_heads * d + bias
+
+    def _mlp_parameters(self, active: bool) -> int:
+        h = self.hidden
+        if not self.n_experts:
+            return 3 * h * self.intermediate
+        experts = self.top_k if active else self.n_experts
+        shared = 3 * h * self.shared_intermediate + (h if self.shared_gate else 0)
+        return h * self.n_experts + experts * 3 * h * self.intermediate + shared
+
+    def parameters(self, active: bool = False) -> int:
+        """Weights of the matrices (embeddings, projections, MLP or experts, head; norms left out).
+
+        ``active``: only the experts one token uses (an MoE's "active parameters").
+        """
+        embed = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+        return embed + self.layers * (self._attention_parameters() + self._mlp_parameters(active))
+
+    def active_parameters(self) -> int:
+        return self.parameters(active=True)
 
     def attention_scores(self, queries: int, keys: int) -> int:
         """QK^T and attention x V for ``queries`` positions over ``keys`` positions, every layer."""

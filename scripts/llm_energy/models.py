@@ -1,8 +1,11 @@
-"""Models: build a small Llama-architecture model with seeded random weights and a real tokenizer, offline.
+"""Models: build any transformers architecture with seeded random weights and a real tokenizer, offline;
+or download a hub model.
 
 The tokenizer is Mistral's 32,000-token sentencepiece model, which the ``mistral_common`` package
 ships inside itself, so nothing is downloaded. The folder written is ordinary Hugging Face format
-that both transformers and vLLM load.
+that both transformers and vLLM load. The paper's architectures ship as config files in
+``workflow/architectures/`` (with their sources), so a model can be measured at its real shape
+before (or without) access to its weights.
 """
 
 from __future__ import annotations
@@ -52,32 +55,86 @@ def save_tokenizer(out_dir: Path) -> None:
     tok.save_pretrained(out_dir)
 
 
-def build_model(out_dir: str | Path, architecture: dict, seed: int = 0) -> Path:
-    """Write a random-weight Llama model and its tokenizer to ``out_dir`` (complete or absent).
+ARCHITECTURES_DIR = Path(__file__).resolve().parents[2] / "workflow" / "architectures"
+# Special ids of the shipped (Mistral) tokenizer; a built model uses them whatever its source config says,
+# so that the tokenizer and the model agree on <s> and </s>.
+TOKENIZER_IDS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}
 
-    Weights are drawn with transformers' own initialisation (normal, std ``initializer_range``)
-    after seeding torch, so the same seed gives the same bytes.
+
+def shipped_architectures() -> dict[str, Path]:
+    """The architecture configs that ship with the pipeline (``workflow/architectures/*.json``), by name."""
+    return {p.stem: p for p in sorted(ARCHITECTURES_DIR.glob("*.json"))}
+
+
+def read_architecture_file(name_or_path: str) -> dict:
+    """A shipped architecture by name, or a config.json-like file by path; ``_``-prefixed keys are notes."""
+    shipped = shipped_architectures()
+    path = shipped.get(name_or_path) or Path(name_or_path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"architecture {name_or_path!r} is neither a shipped one ({', '.join(shipped)}) nor a "
+                        "file") from None
+    except ValueError as exc:
+        raise UserError(f"architecture file {path} is not valid JSON: {exc}") from None
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+def hf_config(architecture: dict):
+    """A transformers config for ``architecture`` (``model_type`` plus Hugging Face config keys).
+
+    Unknown keys are refused (a Hugging Face config would silently keep a misspelt key).
+    """
+    from transformers import AutoConfig, CONFIG_MAPPING
+
+    arch = dict(architecture)
+    model_type = arch.pop("model_type", "llama")
+    if model_type not in CONFIG_MAPPING:
+        raise UserError(f"architecture: model_type {model_type!r} is not known to transformers")
+    cls = CONFIG_MAPPING[model_type]
+    # Keys of the type's config, its aliases, and the rope keys that transformers 5 still reads from
+    # older config.json files (and turns into rope_parameters).
+    known = set(cls().to_dict()) | set(getattr(cls, "attribute_map", {})) | {"rope_scaling", "rope_theta"}
+    unknown = sorted(set(arch) - known)
+    if unknown:
+        raise UserError(f"architecture: {', '.join(unknown)} not a {model_type} config key")
+    arch.setdefault("vocab_size", VOCAB_SIZE)
+    if arch["vocab_size"] < VOCAB_SIZE:
+        raise UserError(f"architecture: vocab_size {arch['vocab_size']} is smaller than the tokenizer's {VOCAB_SIZE}")
+    arch.update(TOKENIZER_IDS)
+    arch.setdefault("tie_word_embeddings", False)
+    return AutoConfig.for_model(model_type, **arch)
+
+
+def build_model(out_dir: str | Path, architecture: dict, seed: int = 0, dtype: str = "bfloat16",
+                tokenizer_dir: str | Path | None = None) -> Path:
+    """Write a random-weight model of any transformers architecture and the tokenizer to ``out_dir``.
+
+    ``architecture`` holds ``model_type`` (default ``llama``) and Hugging Face config keys. Weights
+    are drawn by the architecture's own initialisation (its ``_init_weights``: normal with std
+    ``initializer_range`` for most) after seeding torch, so the same seed gives the same bytes.
+    The folder is complete or absent. ``tokenizer_dir``: copy that folder's tokenizer files instead
+    of converting the shipped one (e.g. where mistral_common is not installed).
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     out_dir = Path(out_dir)
-    cfg = LlamaConfig(
-        vocab_size=VOCAB_SIZE,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=None,
-        tie_word_embeddings=False,
-        torch_dtype="bfloat16",
-        **architecture,
-    )
+    cfg = hf_config(architecture)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg).eval()
+    model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype)).eval()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        save_tokenizer(tmp)
+        if tokenizer_dir is None:
+            save_tokenizer(tmp)
+        else:
+            for f in Path(tokenizer_dir).glob("tokenizer*"):
+                shutil.copy(f, tmp / f.name)
+            for f in ("special_tokens_map.json",):
+                if (Path(tokenizer_dir) / f).is_file():
+                    shutil.copy(Path(tokenizer_dir) / f, tmp / f)
         n_params = sum(p.numel() for p in model.parameters())
         (tmp / MARKER).write_text(json.dumps({
             "weights": "random", "seed": seed, "architecture": architecture, "n_parameters": n_params,
@@ -92,8 +149,45 @@ def build_model(out_dir: str | Path, architecture: dict, seed: int = 0) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("built %s: %d parameters, seed %d", out_dir, n_params, seed)
+    log.info("built %s (%s): %d parameters, seed %d", out_dir, cfg.model_type, n_params, seed)
     return out_dir
+
+
+def download_model(out_dir: str | Path, hub_id: str, revision: str | None = None) -> Path:
+    """Download a hub model (config, safetensors weights, tokenizer) into ``out_dir`` (complete or absent).
+
+    Offline, or without access to a gated model, one line says what to place where.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(hub_id, revision=revision, local_dir=tmp,
+                          allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken"])
+        check_model_dir(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the one-line instruction below
+        shutil.rmtree(tmp, ignore_errors=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"could not download {hub_id} ({first}); place the model folder (config.json, *.safetensors, "
+            f"tokenizer.json or tokenizer.model) at {out_dir}, or log in with `huggingface-cli login` for a "
+            "gated model") from None
+    return out_dir
+
+
+def model_facts(model_dir: str | Path) -> dict:
+    """Architecture facts of a model folder for the measurement rows: type, parameters, active ones, MoE."""
+    from .flops import Arch
+
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    arch = Arch.from_config(cfg)
+    return {"model_type": cfg.get("model_type", ""), "n_parameters": arch.parameters(),
+            "n_active_parameters": arch.active_parameters(), "moe": bool(arch.n_experts)}
 
 
 def weights_kind(model_dir: str | Path) -> str:

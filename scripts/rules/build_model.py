@@ -1,11 +1,11 @@
-"""Rule build_model: a random-weight Llama model with a real tokenizer, in Hugging Face format."""
+"""Rule build_model: a random-weight model of the configured architecture with a real tokenizer."""
 
 from llm_energy.models import build_model
 from llm_energy.rulekit import run_rule
 
 
 def main(sm):
-    build_model(sm.output[0], dict(sm.params.architecture), seed=sm.params.seed)
+    build_model(sm.output[0], dict(sm.params.architecture), seed=sm.params.seed, dtype=sm.params.dtype)
 
 
 if __name__ == "__main__":

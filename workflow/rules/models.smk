@@ -1,4 +1,5 @@
-# Models built locally: Llama architecture, seeded random weights, a real tokenizer.
+# Models: built locally (any transformers architecture, seeded random weights, a real tokenizer)
+# or downloaded from the Hugging Face hub (offline: place the folder, the rule then never runs).
 
 
 rule build_model:
@@ -6,10 +7,28 @@ rule build_model:
         directory(f"{MODELS_DIR}/{{model}}"),
     log:
         "logs/models/{model}.log",
+    wildcard_constraints:
+        model=_alternatives(BUILT_MODELS),
     conda:
         "../../envs/measure-cpu.yaml"
     params:
         architecture=model_architecture,
         seed=model_seed,
+        dtype=model_dtype,
     script:
         "../../scripts/rules/build_model.py"
+
+
+rule download_model:
+    output:
+        directory(f"{MODELS_DIR}/{{model}}"),
+    log:
+        "logs/models/{model}.download.log",
+    wildcard_constraints:
+        model=_alternatives(HUB_MODELS),
+    conda:
+        "../../envs/measure-cpu.yaml"
+    params:
+        hub=model_hub,
+    script:
+        "../../scripts/rules/download_model.py"

@@ -59,3 +59,31 @@ def vllm_backend(tiny_model):
     backend.load()
     yield backend
     backend.close()
+
+
+DRAFT_ARCH = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "max_position_embeddings": 1024}
+
+
+@pytest.fixture(scope="session")
+def draft_model(tmp_path_factory) -> Path:
+    """A smaller model with the same tokenizer: the draft of speculative decoding."""
+    from llm_energy.models import build_model
+
+    return build_model(tmp_path_factory.mktemp("models") / "draft", DRAFT_ARCH, seed=1)
+
+
+class Loaded:
+    """A loaded session engine handed to run_cell, which must neither load nor close it again."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def load(self):
+        pass
+
+    def close(self):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)

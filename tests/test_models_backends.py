@@ -62,20 +62,7 @@ def test_vllm_generates_exact_lengths(vllm_backend):
 
 
 def test_run_cell_rows_with_vllm(vllm_backend):
-    class Loaded:  # the session engine is already loaded; run_cell must not load it twice
-        def __init__(self, inner):
-            self.inner = inner
-            self.model_dir, self.variant = inner.model_dir, inner.variant
-
-        def load(self):
-            pass
-
-        def close(self):
-            pass
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
+    from conftest import Loaded  # the session engine is already loaded; run_cell must not load it twice
     points = [Point(32, 4, 1), Point(32, 16, 2)]
     protocol = Protocol(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.2, min_window_s=0.2)
     df, _ = run_cell(Loaded(vllm_backend), points, protocol, labels={"model": "tiny"})

@@ -18,8 +18,12 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
-    "models": {"m1": {"source": "build", "seed": 3, "dtype": "bfloat16",
+    "models": {"m1": {"source": "build", "seed": 3, "dtype": "bfloat16", "draft_model": "m0",
                       "architecture": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "num_key_value_heads": 1,
+                                       "max_position_embeddings": 1024}},
+               "m0": {"source": "build", "seed": 4,
+                      "architecture": {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1,
                                        "num_attention_heads": 2, "num_key_value_heads": 1,
                                        "max_position_embeddings": 1024}}},
     "workloads": {
@@ -39,7 +43,9 @@ TINY = {
     "replay": {"n_requests": 6, "seed": 1},
     # 0.05 s windows of CPU time (10 ms ticks) are noise by design here; validation has its own tests.
     "validation": {"max_cv": 5.0},
-    "cells": [{"model": "m1", "variants": ["transformers-eager", "vllm-eager"]}],
+    "cells": [{"model": "m1", "variants": ["transformers-eager", "vllm-eager"]},
+              # A batch-only cell with a draft model: measured, checked and plotted, never estimated.
+              {"model": "m1", "variants": ["transformers-eager"], "decoding": ["speculative"], "points": ["batch"]}],
 }
 
 
@@ -79,7 +85,11 @@ def run_dir(tmp_path_factory, shared):
 
 def test_outputs_hold_the_right_numbers(run_dir, shared):
     summary = check(run_dir)
-    assert summary["cells"] == 2 and summary["estimates"] == 6
+    assert summary["cells"] == 3 and summary["estimates"] == 6  # the speculative cell has no grid
+    spec = pd.read_parquet(run_dir / "results/checked" / f"{detect_slug()}/m1/transformers-eager/speculative.parquet")
+    assert set(spec["role"]) == {"sweep"} and (spec["input_len"] == 32).all() and (spec["output_len"] == 4).all()
+    assert spec["status"].eq("ok").all() and (spec["num_speculative_tokens"] == 4).all()
+    assert spec["draft_model_dir"].str.endswith("models/m0").all()
     est = pd.read_parquet(run_dir / "results/estimates/estimates.parquet")
     assert est["ideal_energy_j"].notna().all() and (est["pct_above_ideal"] > 0).all()
     assert set(summary["replay_error_pct"]) == {f"{w}/{v}" for w in ("burstgpt", "azure_code_2023", "wmt14")
@@ -90,6 +100,12 @@ def test_outputs_hold_the_right_numbers(run_dir, shared):
         rows = [(int(r["Request tokens"]), int(r["Response tokens"])) for r in csv.DictReader(f)]
     expected = sum(1 for i, o in rows if o > 0 and i <= 512 and o <= 64)
     assert summary["workloads"]["burstgpt"] == expected
+
+
+def detect_slug() -> str:
+    from llm_energy.hardware import detect
+
+    return detect()
 
 
 def test_second_run_has_nothing_to_do(run_dir):

@@ -50,8 +50,10 @@ def test_window_covers_examples_per_point_and_divides_back_to_one_batch():
     backend = FakeBackend()
     df, power = run_cell(backend, [Point(8, 4, 4)], _protocol(examples_per_point=16))
     assert backend.loads == 1
-    # 2 warm-up + 2 repeats x (4 full + 4 prefill batches): 16 examples / batch 4 = 4 batches per window.
-    assert len(backend.calls) == 2 + 2 * (4 + 4)
+    # 2 warm-up + 1 warm-up of the prefill shape + 2 repeats x (4 full + 4 prefill batches):
+    # 16 examples / batch 4 = 4 batches per window.
+    assert len(backend.calls) == 3 + 2 * (4 + 4)
+    assert [c[2] for c in backend.calls[:3]] == [4, 4, 1]
     assert df["n_batches_in_window"].tolist() == [4, 4] and df["n_prefill_batches_in_window"].tolist() == [4, 4]
     # Per-batch duration, not per-window: one full batch sleeps 4 ms.
     assert df["duration_s"].between(0.004, 0.05).all()

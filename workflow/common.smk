@@ -40,8 +40,8 @@ try:
 except UserError as _err:
     sys.stderr.write(f"{_err}\n")
     sys.exit(1)
-POINTS = config_check.cell_points(config)
 BUILT_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "build"]
+HUB_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "hub"]
 
 
 def _alternatives(names):
@@ -74,11 +74,36 @@ def workload_of_file(filename):
 
 
 def measure_inputs(wildcards):
-    """The model, and the prompt book when prompts come from PG-19."""
+    """The model, the draft model of speculative decoding, and the prompt book when prompts come
+    from PG-19."""
     inputs = {"model": model_dir(wildcards)}
+    inputs.update(draft_input(wildcards))
     if config["measurement"]["prompts"] == "pg19":
         inputs["book"] = ancient(f"{DATA_DIR}/{config['measurement']['prompt_file']}")
     return inputs
+
+
+def draft_input(wildcards):
+    """The draft model's folder for speculative cells (ancient, like the model itself)."""
+    if wildcards.decoding != "speculative":
+        return {}
+    return {
+        "draft": ancient(model_folder(config["models"][wildcards.model]["draft_model"]))
+    }
+
+
+def cell_points(wildcards):
+    """The points a cell sweeps: a change re-measures only the cells whose points changed."""
+    return config_check.points_of(
+        config, wildcards.model, wildcards.variant, wildcards.decoding
+    )
+
+
+def cell_gpus(wildcards):
+    """GPUs a measurement job holds: its tensor-parallel size on GPU hardware, none on CPU."""
+    if wildcards.hardware.startswith("cpu-"):
+        return 0
+    return config_check.tensor_parallel(wildcards.variant)
 
 
 def raw_path(wildcards):
@@ -101,10 +126,7 @@ def profile_inputs(wildcards):
 def model_dir(wildcards):
     """The model folder a cell loads; ancient() so that rebuilding the same seeded model never
     re-runs a measurement."""
-    spec = config["models"][wildcards.model]
-    return ancient(
-        spec["path"] if spec["source"] == "local" else f"{MODELS_DIR}/{wildcards.model}"
-    )
+    return ancient(model_folder(wildcards.model))
 
 
 MEASURED_MODELS = sorted({c[0] for c in CELLS})
@@ -116,9 +138,9 @@ def model_folder(model):
 
 
 def measured_model_dirs():
-    """Each measured model's folder (its config.json gives the FLOPs); ancient, as rebuilding the
+    """Each grid model's folder (its config.json gives the FLOPs); ancient, as rebuilding the
     same seeded model changes no shape."""
-    return [ancient(model_folder(m)) for m in MEASURED_MODELS]
+    return [ancient(model_folder(m)) for m in grid_models()]
 
 
 def measure_env(wildcards):
@@ -174,10 +196,29 @@ VALIDATION = {
 }
 
 
+def grid_checked_files():
+    """The checked tables of cells that measure the bin grid: what workload estimates need."""
+    return [
+        f
+        for f in checked_files()
+        if config_check.has_grid(config, tuple(Path(f).with_suffix("").parts[-3:]))
+    ]
+
+
+def grid_models():
+    """Models with at least one grid cell (their config.json gives the ideal's FLOPs)."""
+    return sorted({m for m, v, d in CELLS if config_check.has_grid(config, (m, v, d))})
+
+
 def validation_files():
+    """Replay validation of every grid cell measured here."""
     if not config["replay"]["enabled"]:
         return []
-    return [f"results/validation/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
+    return [
+        f"results/validation/{HARDWARE}/{m}/{v}/{d}.parquet"
+        for m, v, d in CELLS
+        if config_check.has_grid(config, (m, v, d))
+    ]
 
 
 FIGURES = [
@@ -233,7 +274,17 @@ def workload_spec(wildcards):
 
 
 def model_architecture(wildcards):
-    return config["models"][wildcards.model]["architecture"]
+    """A built model's architecture: its architecture_file with the config's overrides on top."""
+    return config_check.architecture(config["models"][wildcards.model])
+
+
+def model_dtype(wildcards):
+    return config["models"][wildcards.model]["dtype"]
+
+
+def model_hub(wildcards):
+    spec = config["models"][wildcards.model]
+    return {"hub_id": spec["hub_id"], "revision": spec["revision"]}
 
 
 def model_seed(wildcards):

@@ -23,9 +23,10 @@ def _check_config(args) -> None:
     from . import config
 
     cfg = config.load(args.config)
-    n_cells = len(config.cells(cfg))
-    print(f"{args.config}: ok ({len(cfg['models'])} models, {len(cfg['workloads'])} workloads, {n_cells} cells, "
-          f"{len(config.cell_points(cfg))} points per cell)")
+    kinds = config.cell_kinds(cfg)
+    n_points = sum(len(config.cell_points(cfg, k)) for k in kinds.values())
+    print(f"{args.config}: ok ({len(cfg['models'])} models, {len(cfg['workloads'])} workloads, {len(kinds)} cells, "
+          f"{n_points} points in all)")
 
 
 def _build_model(args) -> None:
@@ -36,18 +37,21 @@ def _build_model(args) -> None:
     spec = cfg["models"].get(args.model)
     if spec is None or spec["source"] != "build":
         raise UserError(f"model {args.model!r} is not a 'build' model in {args.config}")
-    build_model(args.out or Path(cfg["models_dir"]) / args.model, spec["architecture"], spec["seed"])
+    build_model(args.out or Path(cfg["models_dir"]) / args.model, config.architecture(spec), spec["seed"],
+                spec["dtype"])
 
 
 def _measure(args) -> None:
     from . import config
     from .cell import measure_cell
 
+    from .hardware import detect
+
     cfg = config.load(args.config)
-    hw = args.hardware
+    hw = args.hardware or detect()
     out = args.out or f"results/measurements/{hw}/{args.model}/{args.variant}/{args.decoding}.parquet"
     df = measure_cell(cfg, hardware=hw, model=args.model, variant=args.variant, decoding=args.decoding,
-                      model_dir=args.model_dir, out=out)
+                      model_dir=args.model_dir, out=out, draft_dir=args.draft_dir)
     print(f"{out}: {len(df)} rows")
 
 
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--variant", required=True)
     m.add_argument("--decoding", default="greedy")
     m.add_argument("--model-dir", help="model folder (default: models_dir/<model> or the model's path)")
+    m.add_argument("--draft-dir", help="draft model folder for --decoding speculative (default: the config's)")
     m.add_argument("--out")
     m.set_defaults(fn=_measure)
     pr = sub.add_parser("profile", help="statistics of one trace workload from the config")

@@ -12,30 +12,55 @@ from . import config as config_mod
 from .backends import make_backend
 from .io import write_parquet
 from .measure import Point, Protocol, check_hardware, run_cell
-from .models import check_model_dir, weights_kind
+from .models import check_model_dir, model_facts, weights_kind
 
 log = logging.getLogger(__name__)
 
 
 def _cell_backend(cfg: dict, model: str, variant: str, decoding: str, model_dir: Path, longest: int,
-                  max_batch_size: int):
-    """The cell's backend (not loaded): the model's dtype and length limit, the measurement seed."""
+                  max_batch_size: int, draft_dir: str | Path | None = None):
+    """The cell's backend (not loaded): the model's dtype and length limit, the measurement seed, the
+    decoding settings, the draft model of speculative decoding, the online server's arrivals."""
     m = cfg["measurement"]
+    extra = {}
+    if variant.startswith("vllm-"):
+        extra["kv_cache_gib"] = m["vllm_kv_cache_gib"]
+    if variant.startswith("vllm-online"):
+        o = cfg["online"]
+        extra.update(arrival=o["arrival"], rate_per_s=o["rate_per_s"], startup_timeout_s=o["startup_timeout_s"])
+    if decoding == "speculative":
+        draft = cfg["models"][model]["draft_model"]
+        if not draft:
+            raise UserError(f"decoding 'speculative' needs models.{model}.draft_model in the config")
+        draft_dir = check_model_dir(draft_dir or model_dir_of(cfg, draft))
     return make_backend(
         variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=decoding, seed=m["seed"],
         max_model_len=config_mod.max_model_len(cfg, model) or longest, max_batch_size=max_batch_size,
-        **({"kv_cache_gib": m["vllm_kv_cache_gib"]} if variant.startswith("vllm-") else {}))
+        decoding_options=cfg["decoding"], draft_dir=str(draft_dir) if draft_dir else None, **extra)
 
 
 def model_dir_of(cfg: dict, model: str) -> Path:
-    """Where a configured model lives: its own ``path`` or ``models_dir/<name>`` for built ones."""
+    """Where a configured model lives: its own ``path`` or ``models_dir/<name>`` for built and hub ones."""
     spec = cfg["models"][model]
     return Path(spec["path"]) if spec["source"] == "local" else Path(cfg["models_dir"]) / model
 
 
+def check_gpus(variant: str) -> None:
+    """Refuse a tensor-parallel variant on a machine with fewer GPUs than it spans."""
+    tp = config_mod.tensor_parallel(variant)
+    if tp == 1:
+        return
+    from .hardware import visible_gpu_count
+
+    have = visible_gpu_count()
+    if have < tp:
+        raise UserError(f"variant {variant!r} runs tensor parallel over {tp} GPUs, and this machine has {have}; "
+                        f"measure it on a machine with {tp} GPUs and copy the file here")
+
+
 def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str,
                  model_dir: str | Path | None = None, out: str | Path | None = None,
-                 prompt_file: str | Path | None = None) -> pd.DataFrame:
+                 prompt_file: str | Path | None = None, draft_dir: str | Path | None = None) -> pd.DataFrame:
     """Measure every point of the cell; write ``out`` (complete or absent) when given.
 
     Prompts are cut from ``prompt_file`` (default: ``data_dir/measurement.prompt_file``) when the
@@ -44,19 +69,20 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
     check_hardware(hardware)
     if model not in cfg["models"]:
         raise UserError(f"model {model!r} is not in the config ({', '.join(cfg['models'])})")
+    check_gpus(variant)
     model_dir = check_model_dir(model_dir or model_dir_of(cfg, model))
     m = cfg["measurement"]
     if m["cpu_threads"]:
         import torch
 
         torch.set_num_threads(m["cpu_threads"])
-    points = [Point(*p) for p in config_mod.cell_points(cfg)]
+    points = [Point(*p) for p in config_mod.points_of(cfg, model, variant, decoding)]
     longest = max(p.input_len + p.output_len for p in points)
     if m["max_batch_probe"]:
         points_batch = max(max(m["max_batch_probe"]), max(p.batch_size for p in points))
     else:
         points_batch = max(p.batch_size for p in points)
-    backend = _cell_backend(cfg, model, variant, decoding, model_dir, longest, points_batch)
+    backend = _cell_backend(cfg, model, variant, decoding, model_dir, longest, points_batch, draft_dir)
     log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, variant, decoding, len(points),
              m["repeats"])
     prompts = None
@@ -69,7 +95,7 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
         prompts = BookPrompts.from_file(book, AutoTokenizer.from_pretrained(model_dir), seed=m["seed"])
     df, power = run_cell(backend, points, Protocol.from_config(m), prompts=prompts,
                          labels={"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
-                                 "weights": weights_kind(model_dir)})
+                                 "weights": weights_kind(model_dir), **model_facts(model_dir)})
     if out is not None:
         write_parquet(power if not power.empty else _EMPTY_POWER, power_path(out))
         write_parquet(df, out)
@@ -88,8 +114,8 @@ def power_path(out: str | Path) -> Path:
 
 
 def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir: str | Path,
-                profiles: dict[str, str | Path], measurements: str | Path, out: str | Path | None = None
-                ) -> pd.DataFrame:
+                profiles: dict[str, str | Path], measurements: str | Path, out: str | Path | None = None,
+                draft_dir: str | Path | None = None) -> pd.DataFrame:
     """Serve a seeded sample of every workload with this cell's stack; compare with its binned estimate."""
     from .locks import device_locks
     from .replay import compare, replay, sample_requests
@@ -102,7 +128,8 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     batch_size = int(grid["batch_size"].max())
     meter = Protocol.from_config(m).make_meter()
     edges_in, edges_out = cfg["bins"]["input"], cfg["bins"]["output"]
-    backend = _cell_backend(cfg, model, variant, decoding, model_dir, edges_in[-1] + edges_out[-1], batch_size)
+    backend = _cell_backend(cfg, model, variant, decoding, model_dir, edges_in[-1] + edges_out[-1], batch_size,
+                            draft_dir)
     rows = []
     with device_locks(meter.device_keys()):
         backend.load()

@@ -57,6 +57,9 @@ def _one_line(error: jsonschema.ValidationError, schema: dict) -> str:
         return f"{key}: {error.message}"
     if error.validator == "enum":
         return f"{key}: {error.instance!r} is not allowed; choose one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "pattern" and error.parent is None and "variants" in key:
+        return (f"{key}: {error.instance!r} is not allowed; choose one of transformers-eager, transformers-compile, "
+                "vllm-eager, vllm-cudagraph, vllm-online (a vLLM variant may end in -tp2, -tp4 or -tp8)")
     if error.validator == "propertyNames":
         return f"{key}: name {error.instance!r} is not allowed; {error.message}"
     return f"{key}: {error.message}"
@@ -86,33 +89,19 @@ def _cross_field_checks(cfg: dict) -> None:
         if not _increasing(edges):
             raise UserError(f"config error: bins.{axis}: edges must be strictly increasing, got {edges}")
     for name, model in cfg["models"].items():
-        if model["source"] == "build":
-            arch = model.get("architecture")
-            if not arch:
-                raise UserError(f"config error: models.{name}.architecture is required when source is 'build'")
-            missing = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                       "num_key_value_heads", "max_position_embeddings"} - set(arch)
-            if missing:
-                raise UserError(f"config error: models.{name}.architecture: missing {', '.join(sorted(missing))}")
-            if arch["hidden_size"] % arch["num_attention_heads"]:
-                raise UserError(f"config error: models.{name}.architecture: hidden_size {arch['hidden_size']} "
-                                f"is not divisible by num_attention_heads {arch['num_attention_heads']}")
-            head_dim = arch["hidden_size"] // arch["num_attention_heads"]
-            if head_dim < MIN_HEAD_DIM:
-                raise UserError(f"config error: models.{name}.architecture: head_dim {head_dim} "
-                                f"(hidden_size / num_attention_heads) must be at least {MIN_HEAD_DIM}")
-            if arch["num_attention_heads"] % arch["num_key_value_heads"]:
-                raise UserError(f"config error: models.{name}.architecture: num_attention_heads must be a "
-                                f"multiple of num_key_value_heads")
-        elif not model.get("path"):
-            raise UserError(f"config error: models.{name}.path is required when source is 'local'")
+        _check_model(cfg, name, model)
     for i, cell in enumerate(cfg["cells"]):
         if cell["model"] not in cfg["models"]:
             raise UserError(f"config error: cells[{i}].model: {cell['model']!r} is not in models "
                             f"({', '.join(cfg['models'])})")
+        if "speculative" in cell["decoding"]:
+            draft = cfg["models"][cell["model"]]["draft_model"]
+            if not draft:
+                raise UserError(f"config error: cells[{i}]: decoding 'speculative' needs "
+                                f"models.{cell['model']}.draft_model")
         limit = max_model_len(cfg, cell["model"])
         if limit is not None:
-            longest = max(p[0] + p[1] for p in cell_points(cfg))
+            longest = max(p[0] + p[1] for p in cell_points(cfg, cell["points"]))
             if longest > limit:
                 raise UserError(f"config error: cells[{i}]: a point needs {longest} tokens (input + output) but "
                                 f"model {cell['model']!r} accepts at most {limit} (max_position_embeddings)")
@@ -132,14 +121,55 @@ def _cross_field_checks(cfg: dict) -> None:
                                 f"in models ({', '.join(cfg['models'])})")
 
 
+_REQUIRED_ARCH = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                  "max_position_embeddings"}
+
+
+def _check_model(cfg: dict, name: str, model: dict) -> None:
+    where = f"config error: models.{name}"
+    if model["source"] == "build":
+        arch = architecture(model)
+        missing = _REQUIRED_ARCH - set(arch)
+        if missing:
+            raise UserError(f"{where}.architecture: missing {', '.join(sorted(missing))} (or give architecture_file)")
+        heads = arch["num_attention_heads"]
+        kv = arch.get("num_key_value_heads") or heads
+        if not arch.get("head_dim") and arch["hidden_size"] % heads:
+            raise UserError(f"{where}.architecture: hidden_size {arch['hidden_size']} is not divisible by "
+                            f"num_attention_heads {heads}")
+        head_dim = arch.get("head_dim") or arch["hidden_size"] // heads
+        if head_dim < MIN_HEAD_DIM:
+            raise UserError(f"{where}.architecture: head_dim {head_dim} (hidden_size / num_attention_heads) must "
+                            f"be at least {MIN_HEAD_DIM}")
+        if heads % kv:
+            raise UserError(f"{where}.architecture: num_attention_heads must be a multiple of num_key_value_heads")
+    elif model["source"] == "local" and not model.get("path"):
+        raise UserError(f"{where}.path is required when source is 'local'")
+    elif model["source"] == "hub" and not model.get("hub_id"):
+        raise UserError(f"{where}.hub_id is required when source is 'hub'")
+    draft = model["draft_model"]
+    if draft is not None and (draft not in cfg["models"] or draft == name):
+        raise UserError(f"{where}.draft_model: {draft!r} is not another model in models ({', '.join(cfg['models'])})")
+
+
+def architecture(spec: dict) -> dict:
+    """A built model's architecture: its ``architecture_file`` (if any) with ``architecture`` on top."""
+    base = {}
+    if spec.get("architecture_file"):
+        from .models import read_architecture_file
+
+        base = read_architecture_file(spec["architecture_file"])
+    return {**base, **(spec.get("architecture") or {})}
+
+
 def max_model_len(cfg: dict, model: str) -> int | None:
     """Longest sequence a model accepts: from the config (built models) or the folder's config.json."""
     spec = cfg["models"][model]
     if spec["source"] == "build":
-        return (spec.get("architecture") or {}).get("max_position_embeddings")
+        return architecture(spec).get("max_position_embeddings")
     import json
 
-    path = Path(spec.get("path", "")) / "config.json"
+    path = Path(spec["path"] if spec["source"] == "local" else Path(cfg["models_dir"]) / model) / "config.json"
     try:
         return json.loads(path.read_text()).get("max_position_embeddings")
     except (OSError, ValueError):
@@ -176,30 +206,64 @@ def load(path: str | Path) -> dict:
     return validate(raw)
 
 
-def cell_points(cfg: dict) -> list[tuple[int, int, int, str]]:
-    """The (input_len, output_len, batch_size, role) points every cell sweeps, sorted.
+ALL_POINTS = ("grid", "sweep")
 
-    Two families: the bin grid (``grid``: every (input edge, output edge), so that any workload's
-    bins can be estimated) at batch ``batch_size`` (or the largest that fits, when probing is on)
-    and the controlled sweeps of Figure 2 (``sweep``). A point in both has role ``grid,sweep``.
+
+def cell_points(cfg: dict, kinds=ALL_POINTS) -> list[tuple[int, int, int, str]]:
+    """The (input_len, output_len, batch_size, role) points a cell sweeps, sorted.
+
+    Families (``kinds``): the bin grid (``grid``: every (input edge, output edge), so that any
+    workload's bins can be estimated) at batch ``batch_size`` (or the largest that fits, when
+    probing is on); the controlled sweeps of Figure 2 (``sweep``); and only the fixed sweep
+    shape at every sweep batch size (``batch``, a subset of ``sweep``, for the batch-size
+    figures). A point in several has every role, e.g. ``grid,sweep``; ``batch`` points have
+    role ``sweep``.
     """
     m = cfg["measurement"]
     roles: dict[tuple[int, int, int], set[str]] = {}
-    for i in cfg["bins"]["input"]:
-        for o in cfg["bins"]["output"]:
-            roles.setdefault((i, o, m["batch_size"]), set()).add("grid")
+    if "grid" in kinds:
+        for i in cfg["bins"]["input"]:
+            for o in cfg["bins"]["output"]:
+                roles.setdefault((i, o, m["batch_size"]), set()).add("grid")
     for b in m["sweep_batch_sizes"]:
-        for shape in [(i, m["sweep_fixed_output"], b) for i in m["sweep_input_lengths"]] + \
-                     [(m["sweep_fixed_input"], o, b) for o in m["sweep_output_lengths"]]:
+        shapes = []
+        if "sweep" in kinds:
+            shapes += [(i, m["sweep_fixed_output"], b) for i in m["sweep_input_lengths"]]
+            shapes += [(m["sweep_fixed_input"], o, b) for o in m["sweep_output_lengths"]]
+        if "batch" in kinds:
+            shapes.append((m["sweep_fixed_input"], m["sweep_fixed_output"], b))
+        for shape in shapes:
             roles.setdefault(shape, set()).add("sweep")
     return [(*shape, ",".join(sorted(r))) for shape, r in sorted(roles.items())]
 
 
 def cells(cfg: dict) -> list[tuple[str, str, str]]:
     """Every (model, variant, decoding) combination the config asks for, in order, without repeats."""
-    seen: dict[tuple[str, str, str], None] = {}
+    return list(cell_kinds(cfg))
+
+
+def cell_kinds(cfg: dict) -> dict[tuple[str, str, str], tuple[str, ...]]:
+    """Each (model, variant, decoding) cell and the point families it sweeps (union over the entries
+    that name it)."""
+    seen: dict[tuple[str, str, str], set[str]] = {}
     for cell in cfg["cells"]:
         for variant in cell["variants"]:
             for decoding in cell["decoding"]:
-                seen[(cell["model"], variant, decoding)] = None
-    return list(seen)
+                seen.setdefault((cell["model"], variant, decoding), set()).update(cell["points"])
+    return {key: tuple(k for k in ("grid", "sweep", "batch") if k in kinds) for key, kinds in seen.items()}
+
+
+def points_of(cfg: dict, model: str, variant: str, decoding: str) -> list[tuple[int, int, int, str]]:
+    """The points of one cell (every family when the config does not name the cell)."""
+    return cell_points(cfg, cell_kinds(cfg).get((model, variant, decoding), ALL_POINTS))
+
+
+def tensor_parallel(variant: str) -> int:
+    """Tensor-parallel size of a variant (``vllm-cudagraph-tp4`` -> 4; 1 without a suffix)."""
+    head, _, tp = variant.rpartition("-tp")
+    return int(tp) if head and tp.isdigit() else 1
+
+
+def has_grid(cfg: dict, cell: tuple[str, str, str]) -> bool:
+    """Whether a cell measures the bin grid (needed for workload estimates and replay)."""
+    return "grid" in cell_kinds(cfg).get(cell, ALL_POINTS)

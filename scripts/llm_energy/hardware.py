@@ -118,3 +118,8 @@ def detect() -> str:
     if gpus:
         return slugify(gpus[0].name)
     return cpu_slug()
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use (NVML's list filtered by ``CUDA_VISIBLE_DEVICES``)."""
+    return len(select_visible(nvml_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")))

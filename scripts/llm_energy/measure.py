@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import UserError, hardware
-from .backends import Backend
+from .backends import Backend, Unsupported
 from .locks import device_locks
 from .meters import make_meter
 from .prompts import RandomPrompts
@@ -35,6 +35,9 @@ VOCAB_SIZE = 32000
 # Warm-up and probe batches draw prompts from their own seed streams, apart from the measured repeats.
 WARMUP_STREAM = 1_000_000
 PROBE_STREAM = 2_000_000
+# With a prompt cache on (vLLM beam search), every batch of a window draws fresh prompts from these.
+FRESH_STREAM = 3_000_000
+PREFILL_STREAM = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -170,18 +173,24 @@ class CellRun:
         self.power_rows: list[dict] = []
         self.warmup_s = 0.0  # unmetered work the protocol asks for (warm-up, probing, pauses)
 
-    def _metered(self, prompts, output_len: int, min_batches: int, tag: dict):
+    def _metered(self, prompts, output_len: int, min_batches: int, tag: dict, fresh=None):
         """Run the batch back to back until the window holds ``min_batches`` and lasts ``min_window_s``.
 
         Energy counters tick every 10-100 ms, so a window of one short batch is mostly quantisation
-        noise; a longer window divided by its batch count is not.
+        noise; a longer window divided by its batch count is not. ``fresh(k)`` gives batch k its own
+        prompts when the backend caches prompts (else a repeated batch would skip its prefill).
         """
         n = 0
         with self.meter.window() as w:
             t0 = time.perf_counter()
             while True:
-                result = self.backend.run(prompts, output_len)
-                n += 1
+                if fresh is not None:
+                    result = self.backend.run(prompts if n == 0 else fresh(n), output_len)
+                    n += 1
+                else:
+                    k = max(min_batches - n, 1)
+                    result = self.backend.run_many(prompts, output_len, k)
+                    n += k
                 if n >= min_batches and time.perf_counter() - t0 >= self.p.min_window_s:
                     break
         self.power_rows += [{**tag, "t_s": t, "power_w": pw} for t, pw in w.power_samples]
@@ -200,7 +209,7 @@ class CellRun:
                 self.backend.run(self.prompts(input_len, output_len, b, PROBE_STREAM), output_len)
                 fits = b
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is a result; others re-raise
-                if not is_oom(exc):
+                if not (is_oom(exc) or isinstance(exc, Unsupported)):
                     raise
                 self.backend.release_memory()
                 failed.append(b)
@@ -210,6 +219,10 @@ class CellRun:
     def _prompts(self, point: Point, stream: int) -> list[list[int]]:
         return self.prompts(point.input_len, point.output_len, point.batch_size, stream)
 
+    def _fresh(self, point: Point, stream: int):
+        """Prompts of batch k of a window from their own stream (for backends that cache prompts)."""
+        return lambda k: self._prompts(point, stream + k)
+
     def measure_point(self, point: Point, idle_power_w: float) -> list[dict]:
         """Rows for every repeat of one point; one ``oom`` row when it does not fit."""
         base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
@@ -218,6 +231,10 @@ class CellRun:
             t_warm = time.perf_counter()
             for w in range(self.p.warmup_batches):
                 self.backend.run(self._prompts(point, WARMUP_STREAM + w), point.output_len)
+            if self.p.warmup_batches:
+                # The prefill window's shape too: compiled variants compile (and capture) per shape,
+                # which must happen here, not inside a metered window.
+                self.backend.run(self._prompts(point, WARMUP_STREAM + self.p.warmup_batches), 1)
             self.warmup_s += time.perf_counter() - t_warm
             rows = []
             min_batches = self.p.batches_per_window(point.batch_size)
@@ -228,9 +245,17 @@ class CellRun:
                 prompts = self._prompts(point, r)
                 self.backend.reset_peak_memory()
                 tag = {**base, "repeat": r}
-                full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"})
+                full_fresh = prefill_fresh = None
+                prefill_prompts = prompts
+                if getattr(self.backend, "prefix_caching", False):
+                    full_fresh = self._fresh(point, FRESH_STREAM + 1000 * r)
+                    prefill_fresh = self._fresh(point, PREFILL_STREAM + 1000 * r)
+                    prefill_prompts = prefill_fresh(0)
+                full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"},
+                                                     full_fresh)
                 _check_tokens(result.output_tokens, point)
-                prefill, n_prefill, _ = self._metered(prompts, 1, min_batches, {**tag, "phase": "prefill"})
+                prefill, n_prefill, _ = self._metered(prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
+                                                      prefill_fresh)
                 peak = self.backend.peak_memory_bytes()
                 rows.append({
                     **tag, "status": "ok",
@@ -248,6 +273,10 @@ class CellRun:
                     **full.state,
                 })
             return rows
+        except Unsupported as exc:
+            log.warning("point in=%d out=%d batch=%d is not supported here: %s", point.input_len, point.output_len,
+                        point.batch_size, exc)
+            return [{**base, "repeat": 0, "status": "unsupported", "output_tokens": 0, "reason": str(exc)}]
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is a result; others re-raise
             if not is_oom(exc):
                 raise

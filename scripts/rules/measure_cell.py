@@ -12,7 +12,7 @@ def main(sm):
     cfg = config_mod.validate(sm.config)
     w = sm.wildcards
     measure_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
-                 model_dir=sm.input.model, out=sm.output.table,
+                 model_dir=sm.input.model, out=sm.output.table, draft_dir=sm.input.get("draft"),
                  prompt_file=sm.input.book if "book" in sm.input.keys() else None)
 
 

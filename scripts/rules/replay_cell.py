@@ -13,7 +13,7 @@ def main(sm):
     w = sm.wildcards
     replay_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
                 model_dir=sm.input.model, profiles=dict(zip(sm.params.workloads, sm.input.profiles)),
-                measurements=sm.input.measurements, out=sm.output[0])
+                measurements=sm.input.measurements, out=sm.output[0], draft_dir=sm.input.get("draft"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ rule estimate:
     input:
         bins=expand("results/bins/{workload}.parquet", workload=WORKLOADS),
         summaries=expand("results/bins/{workload}.summary.json", workload=WORKLOADS),
-        measurements=checked_files(),
+        measurements=grid_checked_files(),
         model_dirs=measured_model_dirs(),
     output:
         estimates="results/estimates/estimates.parquet",
@@ -22,7 +22,7 @@ rule estimate:
         "../../envs/analysis.yaml"
     params:
         workloads=WORKLOADS,
-        models=MEASURED_MODELS,
+        models=grid_models(),
         hardware_specs=config["hardware_specs"],
         comparisons=config["comparisons"],
     script:

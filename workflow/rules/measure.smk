@@ -11,12 +11,14 @@ rule measure_cell:
     log:
         "logs/measure/{hardware}/{model}/{variant}/{decoding}.log",
     conda:
-        "../../envs/measure-cpu.yaml"
+        measure_env
     threads: workflow.cores
     resources:
-        gpu=0,
+        gpu=cell_gpus,
     params:
-        points=POINTS,
+        points=cell_points,
         measurement=config["measurement"],
+        decoding=config["decoding"],
+        online=config["online"],
     script:
         "../../scripts/rules/measure_cell.py"

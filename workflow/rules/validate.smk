@@ -27,6 +27,7 @@ rule check_cell:
 
 rule replay_cell:
     input:
+        unpack(draft_input),
         model=model_dir,
         profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
         measurements="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
@@ -35,10 +36,10 @@ rule replay_cell:
     log:
         "logs/validation/{hardware}/{model}/{variant}/{decoding}.log",
     conda:
-        "../../envs/measure-cpu.yaml"
+        measure_env
     threads: workflow.cores
     resources:
-        gpu=0,
+        gpu=cell_gpus,
     params:
         workloads=WORKLOADS,
         replay=config["replay"],

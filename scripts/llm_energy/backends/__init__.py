@@ -6,9 +6,9 @@ one does not import the other (vLLM is not installed on every machine).
 
 from __future__ import annotations
 
-from .base import Backend, BatchResult
+from .base import DECODINGS, Backend, BatchResult, Unsupported
 
-VARIANTS = ("transformers-eager", "vllm-eager")
+VARIANTS = ("transformers-eager", "transformers-compile", "vllm-eager", "vllm-cudagraph", "vllm-online")
 
 
 def make_backend(variant: str, model_dir: str, **options) -> Backend:
@@ -17,6 +17,10 @@ def make_backend(variant: str, model_dir: str, **options) -> Backend:
         from .hf import TransformersBackend
 
         return TransformersBackend(model_dir, variant=variant, **options)
+    if variant.startswith("vllm-online"):
+        from .vllm_online import VllmOnlineBackend
+
+        return VllmOnlineBackend(model_dir, variant=variant, **options)
     if variant.startswith("vllm-"):
         from .vllm import VllmBackend
 
@@ -24,4 +28,4 @@ def make_backend(variant: str, model_dir: str, **options) -> Backend:
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
-__all__ = ["Backend", "BatchResult", "make_backend", "VARIANTS"]
+__all__ = ["Backend", "BatchResult", "DECODINGS", "Unsupported", "make_backend", "VARIANTS"]

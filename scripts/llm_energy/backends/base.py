@@ -6,6 +6,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 
+DECODING_DEFAULTS = {"beam_width": 4, "temperature": 0.7, "top_p": 0.9, "num_speculative_tokens": 4}
+DECODINGS = ("greedy", "beam", "temperature", "top-p", "speculative")
+
+
+class Unsupported(Exception):
+    """The backend cannot run this point as asked (e.g. batched assisted generation); a result, not a crash."""
+
+
 @dataclass
 class BatchResult:
     """Tokens generated for each request of one batch."""
@@ -19,7 +27,12 @@ class Backend(ABC):
     variant: str
 
     def __init__(self, model_dir: str, *, variant: str, dtype: str = "bfloat16", decoding: str = "greedy",
-                 seed: int = 0, max_model_len: int | None = None, max_batch_size: int = 1):
+                 seed: int = 0, max_model_len: int | None = None, max_batch_size: int = 1,
+                 decoding_options: dict | None = None, draft_dir: str | None = None):
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; known: {', '.join(DECODINGS)}")
+        if decoding == "speculative" and not draft_dir:
+            raise ValueError("speculative decoding needs a draft model folder (draft_dir)")
         self.model_dir = str(model_dir)
         self.variant = variant
         self.dtype = dtype
@@ -27,6 +40,19 @@ class Backend(ABC):
         self.seed = seed
         self.max_model_len = max_model_len
         self.max_batch_size = max_batch_size
+        self.options = {**DECODING_DEFAULTS, **(decoding_options or {})}
+        self.draft_dir = str(draft_dir) if draft_dir else None
+        head, _, tp = variant.rpartition("-tp")
+        self.tensor_parallel = int(tp) if head and tp.isdigit() else 1
+
+    def describe_decoding(self) -> dict:
+        """The decoding settings that apply to this cell, for its rows."""
+        o = self.options
+        return {"beam_width": o["beam_width"] if self.decoding == "beam" else 1,
+                "temperature": {"temperature": o["temperature"], "top-p": 1.0}.get(self.decoding, 0.0),
+                "top_p": o["top_p"] if self.decoding == "top-p" else 1.0,
+                "num_speculative_tokens": o["num_speculative_tokens"] if self.decoding == "speculative" else 0,
+                "draft_model_dir": self.draft_dir or "", "tensor_parallel": self.tensor_parallel}
 
     @abstractmethod
     def load(self) -> None:
@@ -35,6 +61,16 @@ class Backend(ABC):
     @abstractmethod
     def run(self, prompts: list[list[int]], output_len: int) -> BatchResult:
         """Generate exactly ``output_len`` tokens for every prompt, as one batch; return when done."""
+
+    def run_many(self, prompts: list[list[int]], output_len: int, n: int) -> BatchResult:
+        """Run the batch ``n`` times back to back (a metered window); the last batch's result.
+
+        Serving backends override this to stream all ``n`` batches' requests at once.
+        """
+        result = None
+        for _ in range(n):
+            result = self.run(prompts, output_len)
+        return result
 
     def serve(self, prompts: list[list[int]], output_lens: list[int], batch_size: int) -> list[int]:
         """Serve requests of their own lengths, at most ``batch_size`` at a time; tokens generated per request.

@@ -1,5 +1,11 @@
 """vLLM offline inference (``LLM.generate``), the paper's optimized stack.
 
+``vllm-eager`` runs with ``enforce_eager=True``; ``vllm-cudagraph`` with vLLM's defaults (torch.compile
+and CUDA graph capture on GPUs; on CPU, where there are no CUDA graphs, vLLM's torch.compile path is
+the nearest equivalent). ``-tpN`` sets ``tensor_parallel_size``. Decoding: greedy, temperature and
+top-p sampling (seeded through the engine), beam search (``LLM.beam_search``) and speculative
+decoding with a draft model (``speculative_config``, ``method = draft_model``).
+
 vLLM starts worker processes: whatever calls :meth:`VllmBackend.load` must run under an
 ``if __name__ == "__main__":`` guard.
 """
@@ -21,46 +27,125 @@ _SCHEDULER_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_TH
                           "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-class VllmBackend(Backend):
-    """One engine per cell; prefix caching off so that every repeat pays for its prefill."""
+def prepare_cpu_environment(kv_cache_gib: float) -> None:
+    """Size vLLM's CPU KV cache and clear inherited thread-count variables (see above)."""
+    import torch
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+    if not torch.cuda.is_available():
+        cleared = {v: os.environ.pop(v) for v in _SCHEDULER_THREAD_VARS if v in os.environ}
+        if cleared:
+            log.info("cleared %s so that vLLM's CPU backend places its own threads", ", ".join(cleared))
+
+
+def engine_args(backend: Backend) -> dict:
+    """vLLM engine arguments of a backend's variant and decoding (shared by offline and online)."""
+    longest = backend.max_model_len or 4096
+    args = {
+        "model": backend.model_dir,
+        "dtype": backend.dtype,
+        "enforce_eager": "-eager" in backend.variant or backend.variant.startswith("vllm-online"),
+        # Off, so that every repeat pays for its prefill; on for beam search, whose vLLM implementation
+        # resubmits every beam's prefix at each step and relies on the cache (prompts then differ
+        # from batch to batch, see prefix_caching below).
+        "enable_prefix_caching": backend.decoding == "beam",
+        "seed": backend.seed,
+        "max_model_len": longest,
+        "max_num_seqs": max(backend.max_batch_size, 1) * (backend.options["beam_width"]
+                                                         if backend.decoding == "beam" else 1),
+        # A whole batch of prompts in one scheduler step where it fits, as a static batch would be.
+        "max_num_batched_tokens": max(longest, 2048),
+        "tensor_parallel_size": backend.tensor_parallel,
+    }
+    if backend.decoding == "speculative":
+        args["speculative_config"] = {"model": backend.draft_dir, "method": "draft_model",
+                                      "num_speculative_tokens": backend.options["num_speculative_tokens"]}
+    return args
+
+
+def sampling_kwargs(backend: Backend, output_len: int) -> dict:
+    """Sampling settings of a decoding strategy; every request generates exactly ``output_len`` tokens."""
+    kw = {"max_tokens": output_len, "min_tokens": output_len, "ignore_eos": True, "temperature": 0.0}
+    if backend.decoding == "temperature":
+        kw.update(temperature=backend.options["temperature"], top_p=1.0, top_k=0)
+    elif backend.decoding == "top-p":
+        kw.update(temperature=1.0, top_p=backend.options["top_p"], top_k=0)
+    return kw
+
+
+def describe_vllm(backend: Backend) -> dict:
+    """Provenance of a vLLM cell (offline or online): versions, device, engine settings, decoding."""
+    import torch
+    import transformers
+    import vllm
+
+    args = engine_args(backend)
+    return {"framework": "vllm", "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__, "vllm_version": vllm.__version__,
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "dtype": backend.dtype, "cuda_runtime_version": torch.version.cuda or "",
+            "enforce_eager": args["enforce_eager"], "prefix_caching": args["enable_prefix_caching"],
+            **backend.describe_decoding()}
+
+
+class VllmBase(Backend):
+    """What offline and online vLLM cells share: KV-cache size, prompt caching rule, provenance."""
+
+    VARIANTS: tuple[str, ...] = ()
 
     def __init__(self, model_dir: str, *, kv_cache_gib: float = 1.0, **kwargs):
         super().__init__(model_dir, **kwargs)
         self.kv_cache_gib = kv_cache_gib
 
-    def load(self) -> None:
-        if self.variant != "vllm-eager":
-            raise ValueError(f"variant {self.variant!r} is not implemented by the vLLM backend")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.kv_cache_gib:g}")
-        import torch
+    @property
+    def prefix_caching(self) -> bool:
+        """Whether the engine caches prompts (then a window's batches must not repeat prompts)."""
+        return self.decoding == "beam"
 
-        if not torch.cuda.is_available():
-            cleared = {v: os.environ.pop(v) for v in _SCHEDULER_THREAD_VARS if v in os.environ}
-            if cleared:
-                log.info("cleared %s so that vLLM's CPU backend places its own threads", ", ".join(cleared))
+    def _prepare(self) -> None:
+        """Check the variant, then ready the environment the engine starts in."""
+        if self.variant.split("-tp")[0] not in self.VARIANTS:
+            raise ValueError(f"variant {self.variant!r} is not one of {self.VARIANTS} (-tpN)")
+        prepare_cpu_environment(self.kv_cache_gib)
+
+    def describe(self) -> dict:
+        return describe_vllm(self)
+
+
+class VllmBackend(VllmBase):
+    """One engine per cell; prefix caching off (except for beam search) so that every repeat pays for its
+    prefill."""
+
+    VARIANTS = ("vllm-eager", "vllm-cudagraph")
+
+    def load(self) -> None:
+        self._prepare()
         from vllm import LLM, SamplingParams
+        from vllm.sampling_params import BeamSearchParams
 
         self._SamplingParams = SamplingParams
-        longest = self.max_model_len or 4096
-        self.llm = LLM(
-            model=self.model_dir,
-            dtype=self.dtype,
-            enforce_eager=True,
-            enable_prefix_caching=False,
-            seed=self.seed,
-            max_model_len=longest,
-            max_num_seqs=max(self.max_batch_size, 1),
-            # A whole batch of prompts in one scheduler step where it fits, as a static batch would be.
-            max_num_batched_tokens=max(longest, 2048),
-        )
+        self._BeamSearchParams = BeamSearchParams
+        self.llm = LLM(**engine_args(self))
 
     def _sampling_params(self, output_len: int):
-        if self.decoding != "greedy":
-            raise ValueError(f"decoding {self.decoding!r} is not implemented by the vLLM backend")
-        return self._SamplingParams(max_tokens=output_len, min_tokens=output_len, ignore_eos=True,
-                                    temperature=0.0, seed=self.seed)
+        return self._SamplingParams(**sampling_kwargs(self, output_len))
+
+    def _beam(self, prompts: list[list[int]], output_lens: list[int], concurrency: int) -> list[int]:
+        """Beam search per distinct output length; tokens generated by each request's best beam."""
+        tokens = [0] * len(prompts)
+        for length in sorted(set(output_lens)):
+            idx = [k for k, o in enumerate(output_lens) if o == length]
+            params = self._BeamSearchParams(beam_width=self.options["beam_width"], max_tokens=length,
+                                            ignore_eos=True)
+            outs = self.llm.beam_search([{"prompt_token_ids": prompts[k]} for k in idx], params,
+                                        concurrency_limit=concurrency)
+            for k, out in zip(idx, outs):
+                tokens[k] = len(out.sequences[0].tokens) - len(prompts[k])
+        return tokens
 
     def run(self, prompts: list[list[int]], output_len: int) -> BatchResult:
+        if self.decoding == "beam":
+            return BatchResult(output_tokens=self._beam(prompts, [output_len] * len(prompts), len(prompts)))
         requests = [{"prompt_token_ids": p} for p in prompts]
         outputs = self.llm.generate(requests, self._sampling_params(output_len), use_tqdm=False)
         return BatchResult(output_tokens=[len(o.outputs[0].token_ids) for o in outputs])
@@ -68,6 +153,8 @@ class VllmBackend(Backend):
     def serve(self, prompts: list[list[int]], output_lens: list[int], batch_size: int) -> list[int]:
         """All requests at once with their own lengths; the scheduler keeps up to ``max_num_seqs``
         running (continuous batching within one offline call)."""
+        if self.decoding == "beam":
+            return self._beam(prompts, output_lens, batch_size)
         params = [self._sampling_params(o) for o in output_lens]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return [len(o.outputs[0].token_ids) for o in outputs]
@@ -93,13 +180,3 @@ class VllmBackend(Backend):
             if callable(shutdown):
                 shutdown()
             self.llm = None
-
-    def describe(self) -> dict:
-        import torch
-        import transformers
-        import vllm
-
-        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-        return {"framework": "vllm", "torch_version": torch.__version__,
-                "transformers_version": transformers.__version__, "vllm_version": vllm.__version__,
-                "device": name, "dtype": self.dtype, "cuda_runtime_version": torch.version.cuda or ""}

@@ -419,8 +419,10 @@ def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, 
     ok = data[data["status"] == "ok"] if not data.empty else data
     online = ok[ok["variant"].astype(str).map(is_online)] if not ok.empty else ok
     if online.empty:
-        return _save_no_data(out_dir, name, cols, "no online cell (vllm-online) was measured", title,
-                             _context(measurements))
+        measured = not measurements.empty and measurements["variant"].astype(str).map(is_online).any()
+        why = ("the online cells have no valid row at the fixed shape (see their invalid_reason)" if measured
+               else "no online cell (vllm-online) was measured")
+        return _save_no_data(out_dir, name, cols, why, title, _context(measurements))
     online = online.assign(offline_variant=online["variant"].map(offline_of))
     keys = ["hardware", "model", "decoding", "batch_size"]
     offline = ok.rename(columns={"variant": "offline_variant"})

@@ -1,0 +1,174 @@
+"""The GPU run of a lent GPU machine: what this CPU-only project can only check on real hardware.
+
+Parts, in order of value, each written to ``--out`` as soon as it is done (CSV), skipped when the time
+budget is spent:
+  A  NVML counter vs integrated 10 Hz power timeline (goal: within 10 %) on a random-weight model of
+     Llama-3.2-1B's shape, transformers eager, four points (benchmarks/gpu_check.py's check).
+  B  Framework variants and decoding strategies through the pipeline's measurement loop:
+     transformers-eager x {greedy, beam, temperature, top-p, speculative}, at the fixed shape, batch 1
+     and 16 (compile: part D).
+  C  Dense vs MoE at the paper's widths, reduced depth: OLMo-1B vs OLMoE-1B-7B (4 layers each).
+  D  transformers-compile x greedy (last: compiling per shape takes the longest).
+
+Needs torch, transformers, nvidia-ml-py, pandas and this package from the working tree (no vLLM, no
+Snakemake, no mistral_common: the tokenizer is copied from ``--tokenizer-dir``):
+    PYTHONPATH=scripts python benchmarks/gpu_run.py --tokenizer-dir models/tiny-llama --out DIR
+``--meter cpu-estimate --small`` runs the same path on a CPU in a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import pandas as pd  # noqa: E402
+
+from llm_energy.backends import make_backend  # noqa: E402
+from llm_energy.hardware import detect, nvml_gpus  # noqa: E402
+from llm_energy.measure import Point, Protocol, run_cell  # noqa: E402
+from llm_energy.models import build_model, model_facts, read_architecture_file  # noqa: E402
+
+DRAFT = {"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 2, "num_attention_heads": 8,
+         "num_key_value_heads": 2, "vocab_size": 128256, "max_position_embeddings": 4096}
+SMALL = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "max_position_embeddings": 4096}
+
+SHOW = ["model", "variant", "decoding", "input_len", "output_len", "batch_size", "repeat", "status", "energy_j",
+        "timeline_energy_j", "prefill_energy_j", "decode_energy_j", "duration_s", "throughput_tok_s", "avg_power_w",
+        "n_batches_in_window", "n_power_samples"]
+
+
+def summary(df: pd.DataFrame) -> str:
+    ok = df[df["status"] == "ok"]
+    if ok.empty:
+        return df[[c for c in SHOW if c in df]].to_string(index=False)
+    g = ok.groupby(["model", "variant", "decoding", "input_len", "output_len", "batch_size"])
+    out = g.agg(energy_j=("energy_j", "mean"), energy_std_j=("energy_j", "std"), duration_s=("duration_s", "mean"),
+                throughput_tok_s=("throughput_tok_s", "mean"), avg_power_w=("avg_power_w", "mean"),
+                prefill_j=("prefill_energy_j", "mean"), decode_j=("decode_energy_j", "mean")).reset_index()
+    text = out.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    other = df[df["status"] != "ok"]
+    if not other.empty:
+        text += "\n" + other[["model", "variant", "decoding", "batch_size", "status"]].to_string(index=False)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--meter", default="nvml", choices=["nvml", "cpu-estimate"])
+    ap.add_argument("--tokenizer-dir", default=None)
+    ap.add_argument("--out", default="gpu-run")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="skip parts that would start after this")
+    ap.add_argument("--small", action="store_true", help="tiny shapes (the CPU path)")
+    ap.add_argument("--min-window-s", type=float, default=3.0)
+    ap.add_argument("--window-a-s", type=float, default=None, help="part A's windows (default: --min-window-s)")
+    ap.add_argument("--parts", default="A,B,C,D", help="which parts, in order (A is always first when named)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.meter == "nvml" and not nvml_gpus():
+        print("no NVIDIA GPU visible (use --meter cpu-estimate --small for the CPU path)")
+        return 2
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hw = detect()
+    dtype = "bfloat16"
+    protocol = Protocol(meter=args.meter, warmup_batches=2, repeats=2, pause_s=0.5, idle_s=3.0,
+                        min_window_s=args.min_window_s)
+    tmp = Path(tempfile.mkdtemp(prefix="gpu-run-"))
+    build = dict(seed=0, dtype=dtype, tokenizer_dir=args.tokenizer_dir)
+    target_arch = SMALL if args.small else {**read_architecture_file("llama-3.2-1b"), "max_position_embeddings": 4096}
+    target = build_model(tmp / "llama-3.2-1b-shape", target_arch, **build)
+    print(f"[{time.perf_counter() - t0:.0f} s] built target {model_facts(target)}", flush=True)
+    results = {}
+
+    wanted = set(args.parts.split(","))
+
+    def part(name, fn):
+        if name not in wanted:
+            return
+        if name != "A" and time.perf_counter() - t0 > args.budget_s:
+            print(f"== part {name}: skipped, budget spent", flush=True)
+            return
+        print(f"== part {name} (at {time.perf_counter() - t0:.0f} s)", flush=True)
+        try:
+            df = fn()
+        except Exception as exc:  # noqa: BLE001 - report and go on to the next part
+            import traceback
+
+            traceback.print_exc()
+            print(f"== part {name} failed: {exc}", flush=True)
+            return
+        df.to_csv(out / f"part_{name}.csv", index=False)
+        results[name] = df
+        print(summary(df), flush=True)
+
+    def part_a():
+        points = [Point(512, 64, 1), Point(512, 64, 16), Point(2048, 8, 8), Point(128, 256, 32)]
+        if args.small:
+            points = [Point(32, 8, 1), Point(32, 8, 4)]
+        window = args.window_a_s or args.min_window_s
+        df, power = run_cell(make_backend("transformers-eager", str(target), dtype=dtype), points,
+                             Protocol(**{**protocol.__dict__, "min_window_s": window}),
+                             labels={"hardware": hw, "model": "llama-3.2-1b-shape", "variant": "transformers-eager",
+                                     "decoding": "greedy", "weights": "random"})
+        power.to_csv(out / "part_A.power.csv", index=False)
+        rel = (df["timeline_energy_j"] / df["energy_j"] - 1).abs()
+        print(f"timeline vs counter: worst {100 * rel.max():.2f} %, mean {100 * rel.mean():.2f} % (goal <= 10 %); "
+              f"source {df['energy_source'].iloc[0]}; idle {df['idle_power_w'].iloc[0]:.1f} W", flush=True)
+        return df
+
+    def part_b(compiled=False):
+        draft = tmp / "draft"
+        if not draft.exists():
+            build_model(draft, SMALL if args.small else DRAFT, **build)
+        shape = (32, 8) if args.small else (256, 64)
+        points = [Point(*shape, b, "sweep") for b in ((1, 4) if args.small else (1, 16))]
+        frames = []
+        cells = [("transformers-compile", "greedy")] if compiled else [
+            ("transformers-eager", "greedy"), ("transformers-eager", "beam"), ("transformers-eager", "temperature"),
+            ("transformers-eager", "top-p"), ("transformers-eager", "speculative")]
+        for variant, decoding in cells:
+            backend = make_backend(variant, str(target), dtype=dtype, decoding=decoding, draft_dir=str(draft))
+            df, _ = run_cell(backend, points, protocol,
+                             labels={"hardware": hw, "model": "llama-3.2-1b-shape", "variant": variant,
+                                     "decoding": decoding, "weights": "random"})
+            frames.append(df)
+            pd.concat(frames, ignore_index=True).to_csv(out / f"part_{'D' if compiled else 'B'}.partial.csv",
+                                                        index=False)
+        return pd.concat(frames, ignore_index=True)
+
+    def part_c():
+        frames = []
+        shape = (32, 8) if args.small else (256, 64)
+        points = [Point(*shape, b, "sweep") for b in ((1, 4) if args.small else (1, 8, 32))]
+        for name in ("olmo-1b", "olmoe-1b-7b"):
+            arch = {**read_architecture_file(name), "num_hidden_layers": 4}
+            if args.small:
+                arch.update(hidden_size=256, intermediate_size=128 if "moe" in name else 512, num_attention_heads=4,
+                            num_key_value_heads=4, vocab_size=32000)
+                if "moe" in name:
+                    arch.update(num_experts=8, num_experts_per_tok=4)
+            model = build_model(tmp / name, arch, **build)
+            df, _ = run_cell(make_backend("transformers-eager", str(model), dtype=dtype), points, protocol,
+                             labels={"hardware": hw, "model": f"{name}-4layers", "variant": "transformers-eager",
+                                     "decoding": "greedy", "weights": "random", **model_facts(model)})
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True)
+
+    part("A", part_a)
+    part("B", part_b)
+    part("C", part_c)
+    part("D", lambda: part_b(compiled=True))
+    print(f"== done in {time.perf_counter() - t0:.0f} s; parts: {', '.join(results) or 'none'}", flush=True)
+    return 0 if "A" in results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,6 +78,15 @@ def check(root: str | Path) -> dict:
     for s in sav.itertuples():
         e = est.set_index(["workload", "variant"])["energy_j"]
         assert math.isclose(s.saving_pct, 100 * (1 - e[(s.workload, s.optimized)] / e[(s.workload, s.baseline)]))
+    # Table 4's data: the estimates and savings, row for row.
+    t4 = pd.read_csv(root / "paper/tables/table4_estimates.csv")
+    assert len(t4) == len(est)
+    joined = t4.merge(est, on=["workload", "hardware", "model", "variant", "decoding"], suffixes=("", "_est"))
+    assert len(joined) == len(est) and (joined["energy_j"] - joined["energy_j_est"]).abs().max() < 1e-6
+    for s in sav.itertuples():
+        row = t4[(t4["workload"] == s.workload) & (t4["variant"] == s.optimized) & (t4["model"] == s.model)
+                 & (t4["hardware"] == s.hardware) & (t4["decoding"] == s.decoding)]
+        assert math.isclose(row["saving_pct"].iloc[0], s.saving_pct, rel_tol=1e-9)
     check_figures(root, pd.concat(cells.values(), ignore_index=True), est)
     # Replay validation: two independent numbers per workload and stack, and the error between them.
     val_files = sorted((root / "results/validation").rglob("*.parquet"))
@@ -149,13 +158,18 @@ def check_figures(root: Path, valid: pd.DataFrame, est: pd.DataFrame) -> None:
     for name, fw in (("fig2_prefill_decode", "vllm"), ("fig10_prefill_decode_transformers", "transformers")):
         csv = pd.read_csv(root / f"paper/figures/{name}.csv")
         rows = greedy[greedy["variant"].str.startswith(fw) & greedy["role"].str.contains("sweep")]
+        # Cells that swept lengths (batch-only cells have a single shape).
+        swept = {k for k, g in rows.groupby(["hardware", "model", "variant"])
+                 if g["input_len"].nunique() > 1 or g["output_len"].nunique() > 1}
+        rows = rows[[k in swept for k in zip(rows["hardware"], rows["model"], rows["variant"])]]
         tex = (root / f"paper/figures/{name}.tex").read_text()
         if rows.empty:
             assert csv["note"].iloc[0].startswith("no data") and "no data" in tex, name
             continue
         assert set(csv["panel"]) == {"prefill", "decode"} and (csv["n_repeats"] > 0).all(), name
-        pre = rows[rows["output_len"] == fo].groupby(["variant", "batch_size", "input_len"])["prefill_energy_j"].mean()
-        got = csv[csv["panel"] == "prefill"].set_index(["variant", "batch_size", "x"])["energy_mean_j"]
+        pre = rows[rows["output_len"] == fo].groupby(["model", "variant", "batch_size", "input_len"])[
+            "prefill_energy_j"].mean()
+        got = csv[csv["panel"] == "prefill"].set_index(["model", "variant", "batch_size", "x"])["energy_mean_j"]
         assert len(got) == len(pre) and ((got.sort_index() - pre.sort_index().to_numpy()).abs() < 1e-9).all(), name
     # Figures 3-6: means at the fixed shape per cell and batch size.
     shape = tp1[(tp1["input_len"] == fi) & (tp1["output_len"] == fo)]

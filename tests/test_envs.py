@@ -179,8 +179,6 @@ def test_dry_run_with_sdm_conda_lists_each_rules_environment(tmp_path):
         assert f"Conda environment {name} will be created" in out
 
 
-@pytest.mark.xfail("conda: measure_env" not in (REPO / "workflow/rules/measure.smk").read_text(),
-                   reason="measure_cell does not choose its environment by hardware yet (conda: measure_env)")
 def test_gpu_cells_use_the_gpu_environment(tmp_path):
     envs, out = conda_dry_run(tmp_path, "--config", "hardware=h100-80gb-hbm3", sbatch=True)
     assert "measure-gpu.yaml" in {Path(e).name for e in envs}, envs

@@ -146,3 +146,16 @@ def test_cell_for_other_hardware_is_refused_with_a_hint(run_dir):
     log = (run_dir / "logs/measure/h100-80gb-hbm3/m1/transformers-eager/greedy.log").read_text()
     assert "but the cell is for 'h100-80gb-hbm3'" in log and "Traceback" not in log
     assert not (run_dir / target).exists()
+
+
+def test_a_decoding_setting_re_measures_only_its_cells(run_dir):
+    """The look-ahead is a parameter of the speculative cell only: greedy cells are not planned again."""
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["decoding"] = {"num_speculative_tokens": 3, "beam_width": 5}  # no beam cell here
+    other = run_dir / "other.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(run_dir, "-n", "--configfile", str(other))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    measured = [line for line in proc.stdout.splitlines() if line.strip().startswith("wildcards:")
+                and "decoding=" in line]
+    assert measured and all("decoding=speculative" in line for line in measured), measured

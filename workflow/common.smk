@@ -99,6 +99,23 @@ def cell_points(wildcards):
     )
 
 
+def cell_decoding(wildcards):
+    """The decoding settings a cell uses (none for greedy): changing one re-measures only its cells."""
+    d = config["decoding"]
+    used = {
+        "beam": ["beam_width"],
+        "temperature": ["temperature"],
+        "top-p": ["top_p"],
+        "speculative": ["num_speculative_tokens"],
+    }.get(wildcards.decoding, [])
+    return {k: d[k] for k in used}
+
+
+def cell_online(wildcards):
+    """The online section, for online cells only."""
+    return config["online"] if wildcards.variant.startswith("vllm-online") else {}
+
+
 def cell_gpus(wildcards):
     """GPUs a measurement job holds: its tensor-parallel size on GPU hardware, none on CPU."""
     if wildcards.hardware.startswith("cpu-"):

@@ -88,10 +88,16 @@ def _pct(x: float) -> str:
 
 def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, path: str | Path) -> str:
     """Table 4: workload energy per stack, percent above the FLOPs ideal, and the optimized stack's saving."""
-    rows = []
+    rows, csv_rows = [], []
     saving = {(r.workload, r.hardware, r.model, r.decoding, r.optimized): r for r in savings.itertuples()}
     for r in estimates.sort_values(["workload", "hardware", "model", "variant", "decoding"]).itertuples():
         s = saving.get((r.workload, r.hardware, r.model, r.decoding, r.variant))
+        csv_rows.append({"workload": r.workload, "hardware": r.hardware, "model": r.model, "variant": r.variant,
+                         "decoding": r.decoding, "energy_j": r.energy_j, "ideal_energy_j": r.ideal_energy_j,
+                         "pct_above_ideal": r.pct_above_ideal, "pct_above_ideal_sparse": r.pct_above_ideal_sparse,
+                         "saving_pct": s.saving_pct if s else float("nan"),
+                         "saving_baseline": s.baseline if s else "", "n_included": r.n_included,
+                         "n_excluded": r.n_excluded, "energy_source": r.energy_source})
         rows.append(f"{_tex_escape(r.workload)} & {_tex_escape(r.hardware)} & {_tex_escape(r.variant)} & "
                     f"{r.energy_j / 1e3:.3f} & {r.ideal_energy_j / 1e3:.4f} & {_pct(r.pct_above_ideal)} & "
                     f"{_pct(r.pct_above_ideal_sparse)} & {_pct(s.saving_pct) if s else '--'} & "
@@ -104,4 +110,5 @@ def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, path: str | 
                  "Requests above the largest bin are excluded. Energy marked \\texttt{cpu-estimate} is "
                  "estimated from CPU time, not measured.", "estimates")
     write_text(tex, path)
+    _csv(csv_rows, path)
     return tex

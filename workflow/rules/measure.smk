@@ -18,7 +18,7 @@ rule measure_cell:
     params:
         points=cell_points,
         measurement=config["measurement"],
-        decoding=config["decoding"],
-        online=config["online"],
+        decoding=cell_decoding,
+        online=cell_online,
     script:
         "../../scripts/rules/measure_cell.py"

@@ -261,6 +261,10 @@ def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out
         notes.append(_note_row(data.columns, "no mixture-of-experts model measured: add one (e.g. OLMoE) to the cells"))
     elif "dense" not in archs:
         notes.append(_note_row(data.columns, "no dense model measured: add one (e.g. OLMo-1B) to the cells"))
+    if "MoE" in archs:
+        # Only the (hardware, variant) panels that hold a mixture-of-experts model: the comparison.
+        with_moe = data.groupby(["hardware", "variant"])["architecture"].transform(lambda a: (a == "MoE").any())
+        data = data[with_moe.astype(bool)]
     data["facet"] = [f"{v}\n{h}" for h, v in zip(data["hardware"], data["variant"])]
     data["hue"] = data["label"]
     order = list(dict.fromkeys(data.sort_values(["architecture", "model"])["label"]))
@@ -309,14 +313,21 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     off = data["setting"] == "off"
     data["vs_off_energy_pct"] = _pct_vs(data, off, keys, "energy_mean_j").where(~off)
     data["vs_off_throughput_pct"] = _pct_vs(data, off, keys, "throughput_mean_tok_s").where(~off)
-    notes = []
+    notes, without_on = [], []
     for (hw, model, opt), grp in data.groupby(["hardware", "model", "optimization"]):
         for o, a, b in (COMPILE, CUDA_GRAPHS):
             if o == opt:
+                if b not in set(grp["variant"]) and (data["variant"] == b).any():
+                    # The optimization was measured, just not for this model: no panel of its own.
+                    without_on.append((hw, model, opt))
+                    continue
                 for v in (a, b):
                     if v not in set(grp["variant"]):
                         notes.append(_note_row(data.columns, f"not measured: nothing to compare {opt} with",
                                                hardware=hw, model=model, variant=v, optimization=opt))
+    if without_on:
+        drop = pd.Series(list(zip(data["hardware"], data["model"], data["optimization"]))).isin(without_on).to_numpy()
+        data = data[~drop]
     data["facet"] = [f"{o}\n{h}, {m}" for h, m, o in zip(data["hardware"], data["model"], data["optimization"])]
     data["hue"] = data["variant"]
     order = [v for _, a, b in (COMPILE, CUDA_GRAPHS) for v in (a, b) if v in set(data["variant"])]

@@ -27,7 +27,9 @@ def prefill_decode_table(measurements: pd.DataFrame, fixed_input: int, fixed_out
 
     ``prefill`` rows: points at output ``fixed_output``, x = input length, y = prefill energy;
     ``decode`` rows: points at input ``fixed_input``, x = output length, y = decode energy.
-    Only variants whose name starts with ``framework``, greedy decoding, sweep points.
+    Only variants whose name starts with ``framework``, greedy decoding, sweep points, and only cells
+    that swept lengths (a cell measured at the fixed shape alone, for the batch-size figures, has
+    one point per batch size: no line to draw).
     """
     m = measurements
     if not m.empty:
@@ -35,6 +37,10 @@ def prefill_decode_table(measurements: pd.DataFrame, fixed_input: int, fixed_out
         if "role" in m:
             m = m[m["role"].astype(str).str.split(",").map(lambda r: "sweep" in r)]
         m = single_device_offline(m)
+    if not m.empty:
+        lengths = m.groupby(["hardware", "model", "variant", "decoding"])[["input_len", "output_len"]] \
+            .transform("nunique")
+        m = m[(lengths["input_len"] > 1) | (lengths["output_len"] > 1)]
     m, n_invalid = usable(m)
     if m.empty:
         return pd.DataFrame(columns=COLUMNS), n_invalid

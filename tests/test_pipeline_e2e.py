@@ -156,6 +156,10 @@ def test_a_decoding_setting_re_measures_only_its_cells(run_dir):
     other.write_text(yaml.safe_dump(cfg))
     proc = snakemake(run_dir, "-n", "--configfile", str(other))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    measured = [line for line in proc.stdout.splitlines() if line.strip().startswith("wildcards:")
-                and "decoding=" in line]
+    measured, rule = [], None
+    for line in proc.stdout.splitlines():
+        if line.startswith("rule "):
+            rule = line.split()[1].rstrip(":")
+        elif rule == "measure_cell" and line.strip().startswith("wildcards:"):
+            measured.append(line.strip())
     assert measured and all("decoding=speculative" in line for line in measured), measured

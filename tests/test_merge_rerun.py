@@ -10,7 +10,6 @@ that its scripts can be edited the way a user edits a figure script:
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 import shared_data
+from pipeline_configs import BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, jobs_planned
 from llm_energy.config import load as load_config
 from llm_energy.manifest import build_manifest, config_hash, file_sha256, package_versions
 
@@ -28,18 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 FAKE_HW = "h100-sxm5-copied"  # a hardware this machine is not
 
 SMALL = {
-    "models": {"m1": {"source": "build", "seed": 3, "dtype": "bfloat16",
-                      "architecture": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1,
-                                       "num_attention_heads": 2, "num_key_value_heads": 1,
-                                       "max_position_embeddings": 1024}}},
-    "workloads": {"burstgpt": {"file": "burstgpt_slice.csv", "input_column": "Request tokens",
-                               "output_column": "Response tokens",
-                               "sha256": "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"}},
-    "bins": {"input": [128, 512], "output": [16, 64]},
-    "measurement": {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s": 0.05, "pause_s": 0,
-                    "idle_s": 0.2, "examples_per_point": 0, "examples_per_point_large_batch": 0,
-                    "sweep_batch_sizes": [1], "sweep_input_lengths": [32], "sweep_output_lengths": [4],
-                    "sweep_fixed_input": 32, "sweep_fixed_output": 4},
+    "models": {"m1": TINY_MODEL},
+    "workloads": {"burstgpt": BURSTGPT},
+    "bins": BINS,
+    "measurement": MEASUREMENT,
     "replay": {"enabled": False},
     "validation": {"max_cv": 5.0},
     "comparisons": [],
@@ -64,22 +56,6 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
-
-
-def jobs_planned(proc: subprocess.CompletedProcess) -> set[str]:
-    """Rule names in the job-stats table of a dry run (empty when nothing is to be done)."""
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = (proc.stdout + "\n" + proc.stderr).splitlines()
-    starts = [i for i, line in enumerate(lines) if re.match(r"job\s+count", line)]
-    if not starts:
-        assert "Nothing to be done" in proc.stdout + proc.stderr
-        return set()
-    names = set()
-    for line in lines[starts[0] + 2:]:
-        if not line.strip() or line.startswith("total"):
-            break
-        names.add(line.split()[0])
-    return names
 
 
 @pytest.fixture(scope="module")

@@ -13,33 +13,18 @@ import yaml
 
 import shared_data
 from check_outputs import check
+from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, jobs_planned, wmt14
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
-    "models": {"m1": {"source": "build", "seed": 3, "dtype": "bfloat16", "draft_model": "m0",
-                      "architecture": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1,
-                                       "num_attention_heads": 2, "num_key_value_heads": 1,
-                                       "max_position_embeddings": 1024}},
+    "models": {"m1": {**TINY_MODEL, "draft_model": "m0"},
                "m0": {"source": "build", "seed": 4,
-                      "architecture": {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1,
-                                       "num_attention_heads": 2, "num_key_value_heads": 1,
-                                       "max_position_embeddings": 1024}}},
-    "workloads": {
-        "burstgpt": {"file": "burstgpt_slice.csv", "input_column": "Request tokens",
-                     "output_column": "Response tokens",
-                     "sha256": "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"},
-        "azure_code_2023": {"file": "AzureLLMInferenceTrace_code.csv", "input_column": "ContextTokens",
-                            "output_column": "GeneratedTokens"},
-        "wmt14": {"kind": "task", "task": "wmt14", "file": "data_de_validation.txt", "n_examples": 50,
-                  "template": "Translate German to English.\nGerman: {text}\nEnglish:", "output_tokens": 16},
-    },
-    "bins": {"input": [128, 512], "output": [16, 64]},
-    "measurement": {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s": 0.05, "pause_s": 0,
-                    "idle_s": 0.2, "examples_per_point": 0, "examples_per_point_large_batch": 0,
-                    "sweep_batch_sizes": [1], "sweep_input_lengths": [32, 128], "sweep_output_lengths": [4, 16],
-                    "sweep_fixed_input": 32, "sweep_fixed_output": 4},
+                      "architecture": {**TINY_MODEL["architecture"], "intermediate_size": 128}}},
+    "workloads": {"burstgpt": BURSTGPT, "azure_code_2023": AZURE_CODE, "wmt14": wmt14(50)},
+    "bins": BINS,
+    "measurement": {**MEASUREMENT, "sweep_input_lengths": [32, 128], "sweep_output_lengths": [4, 16]},
     "replay": {"n_requests": 6, "seed": 1},
     # 0.05 s windows of CPU time (10 ms ticks) are noise by design here; validation has its own tests.
     "validation": {"max_cv": 5.0},
@@ -53,20 +38,6 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
                            str(workdir), "--cores", "2", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
-
-
-def jobs_planned(proc: subprocess.CompletedProcess) -> set[str]:
-    """Rule names in the job-stats table of a dry run."""
-    lines = proc.stdout.splitlines()
-    if "job" not in "\n".join(lines):
-        return set()
-    start = next(i for i, line in enumerate(lines) if line.startswith("job ") and "count" in line)
-    names = set()
-    for line in lines[start + 2:]:
-        if not line.strip() or line.startswith("total"):
-            break
-        names.add(line.split()[0])
-    return names
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import yaml
 
 import shared_data
 from check_outputs import check
+from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, wmt14
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
@@ -29,25 +30,11 @@ PROFILE = REPO / "workflow" / "profiles" / "slurm"
 NO_ACCOUNTING = ["--slurm-no-account", "--slurm-status-command", "squeue"]
 
 TINY = {
-    "models": {"m1": {"source": "build", "seed": 3, "dtype": "bfloat16",
-                      "architecture": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1,
-                                       "num_attention_heads": 2, "num_key_value_heads": 1,
-                                       "max_position_embeddings": 1024}}},
-    "workloads": {
-        "burstgpt": {"file": "burstgpt_slice.csv", "input_column": "Request tokens",
-                     "output_column": "Response tokens",
-                     "sha256": "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"},
-        "azure_code_2023": {"file": "AzureLLMInferenceTrace_code.csv", "input_column": "ContextTokens",
-                            "output_column": "GeneratedTokens"},
-        # A task too (tokenized with the built model's tokenizer), so that every figure has data.
-        "wmt14": {"kind": "task", "task": "wmt14", "file": "data_de_validation.txt", "n_examples": 20,
-                  "template": "Translate German to English.\nGerman: {text}\nEnglish:", "output_tokens": 16},
-    },
-    "bins": {"input": [128, 512], "output": [16, 64]},
-    "measurement": {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s": 0.05, "pause_s": 0,
-                    "idle_s": 0.2, "examples_per_point": 0, "examples_per_point_large_batch": 0,
-                    "sweep_batch_sizes": [1], "sweep_input_lengths": [32], "sweep_output_lengths": [4],
-                    "sweep_fixed_input": 32, "sweep_fixed_output": 4},
+    "models": {"m1": TINY_MODEL},
+    # A task too (tokenized with the built model's tokenizer), so that every figure has data.
+    "workloads": {"burstgpt": BURSTGPT, "azure_code_2023": AZURE_CODE, "wmt14": wmt14(20)},
+    "bins": BINS,
+    "measurement": MEASUREMENT,
     "replay": {"enabled": False},
     "validation": {"max_cv": 5.0},
     "comparisons": [],

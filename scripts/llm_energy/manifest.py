@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import hardware
+from .data import sha256_of as file_sha256
 from .measure import git_commit
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,6 @@ def config_hash(config: dict) -> str:
     """sha256 of the config as canonical JSON (sorted keys): equal configs hash equal, whatever their YAML."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def package_versions(names: list[str] | None = None) -> dict[str, str | None]:

@@ -43,15 +43,17 @@ def _build_model(args) -> None:
 
 def _measure(args) -> None:
     from . import config
-    from .cell import measure_cell
+    from .cell import measure_cell, refuse_existing
 
     from .hardware import detect
 
-    cfg = config.load(args.config)
     hw = args.hardware or detect()
     out = args.out or f"results/measurements/{hw}/{args.model}/{args.variant}/{args.decoding}.parquet"
+    if not args.overwrite:
+        refuse_existing(out)  # before the config is read and anything loads
+    cfg = config.load(args.config)
     df = measure_cell(cfg, hardware=hw, model=args.model, variant=args.variant, decoding=args.decoding,
-                      model_dir=args.model_dir, out=out, draft_dir=args.draft_dir)
+                      model_dir=args.model_dir, out=out, draft_dir=args.draft_dir, overwrite=args.overwrite)
     print(f"{out}: {len(df)} rows")
 
 
@@ -77,6 +79,9 @@ def _profile(args) -> None:
 def _flops(args) -> None:
     from .flops import Arch, decode_flops, generation_flops, prefill_flops
 
+    for flag, value in (("--input-len", args.input_len), ("--output-len", args.output_len), ("--batch", args.batch)):
+        if value < 1:
+            raise UserError(f"flops: {flag} must be at least 1, got {value}")
     try:
         arch = Arch.from_file(args.model_config)
     except (OSError, ValueError, KeyError) as exc:
@@ -112,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--decoding", default="greedy")
     m.add_argument("--model-dir", help="model folder (default: models_dir/<model> or the model's path)")
     m.add_argument("--draft-dir", help="draft model folder for --decoding speculative (default: the config's)")
-    m.add_argument("--out")
+    m.add_argument("--out", help="measurement file (default: the pipeline's "
+                   "results/measurements/<hardware>/<model>/<variant>/<decoding>.parquet)")
+    m.add_argument("--overwrite", action="store_true", help="replace --out where it exists (default: refuse)")
     m.set_defaults(fn=_measure)
     pr = sub.add_parser("profile", help="statistics of one trace workload from the config")
     pr.add_argument("workload")

@@ -60,12 +60,18 @@ def check_gpus(variant: str) -> None:
 
 def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str,
                  model_dir: str | Path | None = None, out: str | Path | None = None,
-                 prompt_file: str | Path | None = None, draft_dir: str | Path | None = None) -> pd.DataFrame:
+                 prompt_file: str | Path | None = None, draft_dir: str | Path | None = None,
+                 overwrite: bool = True) -> pd.DataFrame:
     """Measure every point of the cell; write ``out`` (complete or absent) when given.
 
     Prompts are cut from ``prompt_file`` (default: ``data_dir/measurement.prompt_file``) when the
     config asks for PG-19 prompts, else seeded random token ids.
+
+    ``overwrite=False`` (the command line without ``--overwrite``) refuses an existing ``out`` before
+    anything loads, and where ``out`` appears during the sweep, writes beside it instead of over it.
     """
+    if out is not None and not overwrite:
+        refuse_existing(out)
     check_hardware(hardware)
     if model not in cfg["models"]:
         raise UserError(f"model {model!r} is not in the config ({', '.join(cfg['models'])})")
@@ -97,9 +103,41 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
                          labels={"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
                                  "weights": weights_kind(model_dir), **model_facts(model_dir)})
     if out is not None:
-        write_parquet(power if not power.empty else _EMPTY_POWER, power_path(out))
-        write_parquet(df, out)
+        final = out
+        if not overwrite and Path(out).exists():  # written by someone else while this cell was measured
+            final = Path(out).with_name(f"{Path(out).stem}.measured-{_stamp(df)}.parquet")
+        write_parquet(power if not power.empty else _EMPTY_POWER, power_path(final))
+        write_parquet(df, final)
+        if final != out:
+            raise UserError(f"{out} appeared while this cell was measured ({_measured(out)}), so this measurement "
+                            f"is in {final} (and its .power.parquet); move them over {out} to use them")
     return df
+
+
+def _measured(path: str | Path) -> str:
+    """When a measurement file was measured, as far as it says: its first ``start_time``."""
+    try:
+        times = pd.read_parquet(path, columns=["start_time"])["start_time"].dropna()
+    except (OSError, ValueError, KeyError, ImportError):
+        return "not readable as a measurement table"
+    return f"measured {times.min()}" if len(times) else "no start_time in it"
+
+
+def _stamp(df: pd.DataFrame) -> str:
+    """A file-name-safe start time of a measurement (``20260102T000000Z``), or now."""
+    from datetime import datetime, timezone
+
+    try:
+        t = pd.Timestamp(df["start_time"].dropna().min())
+        return (t.tz_convert("UTC") if t.tzinfo else t).strftime("%Y%m%dT%H%M%SZ")
+    except (KeyError, ValueError, TypeError):
+        return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def refuse_existing(out: str | Path) -> None:
+    """One line, before anything loads, where the command line would overwrite a measurement."""
+    if Path(out).exists():
+        raise UserError(f"{out} exists ({_measured(out)}); pass --overwrite to replace it, or --out elsewhere")
 
 
 _EMPTY_POWER = pd.DataFrame({c: pd.Series(dtype=t) for c, t in [

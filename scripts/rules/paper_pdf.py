@@ -5,6 +5,7 @@ nor re-runs the rule every time. A LaTeX error where latexmk exists does fail: t
 """
 
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -21,17 +22,24 @@ HOW = ("install a TeX distribution with latexmk (Debian/Ubuntu: apt-get install 
        "it here with `snakemake --cores 1 --forcerun paper_pdf`")
 
 
+def rel(path) -> str:
+    """``path`` relative to the working directory (the run's folder): the status file names no absolute
+    path, so that it stays true, and the same, when the checkout or run folder moves."""
+    return os.path.relpath(path)
+
+
 def main(sm):
     tex = Path(sm.input.main)
+    paper = Path(sm.output.status).parent
+    pdf = paper / "main.pdf"
     latexmk = shutil.which("latexmk")
     if latexmk is None:
-        msg = f"paper/main.pdf not built: latexmk not found; {HOW}."
+        msg = f"{rel(pdf)} not built: latexmk not found; {HOW}."
         log.warning(msg)
         write_text(msg + "\n", sm.output.status)
         return
     # Build in a scratch folder of this run's paper/ (main.tex copied from the repository, which may be
     # elsewhere with --directory; figures/ and tables/ linked), so that only main.pdf is left behind.
-    paper = Path(sm.output.status).parent
     build = Path(tempfile.mkdtemp(prefix=".latexmk-", dir=paper))
     try:
         shutil.copyfile(tex, build / "main.tex")
@@ -43,13 +51,12 @@ def main(sm):
         if proc.returncode != 0 or not (build / "main.pdf").exists():
             tail = (build / "main.log").read_text(errors="replace")[-3000:] if (build / "main.log").exists() else ""
             log.error("latexmk output:\n%s\n%s\nmain.log (end):\n%s", proc.stdout[-3000:], proc.stderr[-2000:], tail)
-            raise UserError(f"latexmk failed to build {tex} (exit {proc.returncode}); see the rule's log")
-        pdf = paper / "main.pdf"
+            raise UserError(f"latexmk failed to build {rel(tex)} (exit {proc.returncode}); see the rule's log")
         with atomic_path(pdf) as tmp:
             shutil.copyfile(build / "main.pdf", tmp)
     finally:
         shutil.rmtree(build, ignore_errors=True)
-    msg = f"paper/main.pdf built with {latexmk} ({pdf.stat().st_size} bytes)."
+    msg = f"{rel(pdf)} built with latexmk ({pdf.stat().st_size} bytes)."
     log.info(msg)
     write_text(msg + "\n", sm.output.status)
 

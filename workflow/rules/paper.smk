@@ -172,8 +172,9 @@ rule tables:
 # PDF), so that a machine without TeX neither fails the run nor reruns this rule every time.
 rule paper_pdf:
     input:
-        # The repository's main.tex, also when the run's folder is elsewhere (--directory).
-        main=f"{workflow.basedir}/paper/main.tex",
+        # The repository's main.tex, also when the run's folder is elsewhere (--directory); relative,
+        # so that moving the checkout re-plans nothing.
+        main=os.path.relpath(f"{workflow.basedir}/paper/main.tex"),
         figures=expand(
             "paper/figures/{figure}.{ext}", figure=FIGURES, ext=["pdf", "tex"]
         ),

@@ -50,7 +50,18 @@ case "$cmd" in
     install) install ;;
     run)
         install
-        exec "$VENV/bin/snakemake" --cores all "$@"
+        # After kill -9 of a run, Snakemake's lock stays and its next run stops with a LockException:
+        # unlock only when no Snakemake (nor a job it started) still runs here, then rerun what was
+        # incomplete. Outputs are written complete or not at all, so nothing half-made is kept.
+        state=0
+        "$VENV/bin/python" -m llm_energy lock-state . || state=$?
+        case "$state" in
+            0) echo "unlocking: a killed run left Snakemake's lock" >&2
+               "$VENV/bin/snakemake" --unlock --cores 1 >/dev/null ;;
+            1) ;;
+            *) exit 1 ;;
+        esac
+        exec "$VENV/bin/snakemake" --cores all --rerun-incomplete "$@"
         ;;
     test)
         install

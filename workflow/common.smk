@@ -20,16 +20,25 @@ except UserError as _err:
 config.clear()
 config.update(_checked)
 
+# Cheap rules that check what a user placed (raw files, profiles, models) run before any
+# measurement, so that a bad file stops the run before an expensive job, not after it.
+CHEAP_FIRST = 50
+
 DATA_DIR = config["data_dir"].rstrip("/")
 MODELS_DIR = config["models_dir"].rstrip("/")
 WORKLOADS = list(config["workloads"])
 CELLS = config_check.cells(config)
 
 
+def _on_slurm():
+    """A SLURM submit host, or inside a SLURM job: cells run on the cluster's nodes."""
+    return bool(shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ)
+
+
 def _missing_cells(slug):
-    # SLURM (a submit host, or inside a job): cells run on the cluster's nodes, and each measurement
-    # job refuses a node that is not `slug`, so `hardware:` may name the nodes' hardware (README).
-    if shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ:
+    # On SLURM each measurement job refuses a node that is not `slug`, so `hardware:` may name the
+    # nodes' hardware (README).
+    if _on_slurm():
         return []
     files = [f"results/measurements/{slug}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
     return [f for f in files if not Path(f).exists()]
@@ -37,6 +46,48 @@ def _missing_cells(slug):
 
 try:
     HARDWARE = config_check.check_hardware_choice(config, detect(), _missing_cells)
+except UserError as _err:
+    sys.stderr.write(f"{_err}\n")
+    sys.exit(1)
+
+
+def _other_hardware_targets():
+    """A measurement of another hardware named as a target: no rule makes it here (so that a copied
+    file can never be deleted by a forced run), so say in one line what to do instead.
+    """
+    from llm_energy.measure import check_hardware
+
+    # Snakemake has not parsed its targets yet when the Snakefile is read: look at the command line.
+    for target in sys.argv[1:]:
+        found = re.fullmatch(
+            r"results/(?:measurements|validation)/([a-z0-9][a-z0-9-]*)/.+\.parquet",
+            os.path.normpath(str(target)),
+        )
+        if not found or found.group(1) == HARDWARE:
+            continue
+        if not Path(target).exists():
+            check_hardware(found.group(1))  # raises: measure it there, copy it here
+        raise UserError(
+            f"{target} was copied in from a {found.group(1)} machine and is kept as it is (no rule "
+            "makes it here): `snakemake --cores all` merges it; to replace it, re-measure it there "
+            "and copy it again"
+        )
+
+
+def _cell_missing(model, variant, decoding):
+    return not Path(
+        f"results/measurements/{HARDWARE}/{model}/{variant}/{decoding}.parquet"
+    ).exists()
+
+
+try:
+    _other_hardware_targets()
+    if not _on_slurm():  # on a cluster, the nodes' GPUs count, not the login node's
+        from llm_energy.hardware import visible_gpu_count
+
+        config_check.check_gpus_suffice(
+            config, HARDWARE, visible_gpu_count(), _cell_missing
+        )
 except UserError as _err:
     sys.stderr.write(f"{_err}\n")
     sys.exit(1)
@@ -48,21 +99,46 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
+def _absent_raw(archives):
+    """Raw files (or archive folders) of the config that are not in data_dir yet.
+
+    Only these can be made by the fetch rules: a file that is present, placed by hand, linked in
+    or downloaded by an earlier run, is a source file with no rule, so no --force, --forcerun or
+    code change can make Snakemake delete it. A link to nothing stops here with one line.
+    """
+    names = {
+        w["file"]
+        for w in config["workloads"].values()
+        if bool(w["archive_root"]) == archives
+    }
+    if not archives:
+        names.add(config["measurement"]["prompt_file"])
+    absent = []
+    for name in sorted(names):
+        path = Path(DATA_DIR) / name
+        if path.is_symlink() and not path.exists():
+            sys.stderr.write(
+                f"{path} is a link to {os.readlink(path)}, which does not exist: "
+                "fix or remove the link (a removed file is downloaded when it has a url)\n"
+            )
+            sys.exit(1)
+        if not path.exists():
+            absent.append(name)
+    return absent
+
+
+ABSENT_FILES = _absent_raw(archives=False)
+ABSENT_FOLDERS = _absent_raw(archives=True)
+
+
 wildcard_constraints:
     workload=_alternatives(WORKLOADS),
     model=_alternatives(config["models"]),
     variant=_alternatives(sorted({c[1] for c in CELLS})),
     decoding=_alternatives(sorted({c[2] for c in CELLS})),
     hardware="[a-z0-9][a-z0-9-]*",
-    filename=_alternatives(
-        sorted(
-            {w["file"] for w in config["workloads"].values() if not w["archive_root"]}
-            | {config["measurement"]["prompt_file"]}
-        )
-    ),
-    folder=_alternatives(
-        sorted({w["file"] for w in config["workloads"].values() if w["archive_root"]})
-    ),
+    filename=_alternatives(ABSENT_FILES),
+    folder=_alternatives(ABSENT_FOLDERS),
 
 
 def workload_of_file(filename):
@@ -131,10 +207,7 @@ def raw_path(wildcards):
 def profile_inputs(wildcards):
     """The raw file, and for a task the model whose tokenizer counts its tokens."""
     w = config["workloads"][wildcards.workload]
-    if w["archive_root"]:  # a folder: its marker stands for it (see rule fetch_archive)
-        inputs = {"ready": f"{DATA_DIR}/.{w['file']}.ready"}
-    else:
-        inputs = {"raw": raw_path(wildcards)}
+    inputs = {"raw": raw_path(wildcards)}
     if w["kind"] == "task":
         inputs["tokenizer"] = ancient(model_folder(w["tokenizer_model"]))
     return inputs
@@ -144,9 +217,6 @@ def model_dir(wildcards):
     """The model folder a cell loads; ancient() so that rebuilding the same seeded model never
     re-runs a measurement."""
     return ancient(model_folder(wildcards.model))
-
-
-MEASURED_MODELS = sorted({c[0] for c in CELLS})
 
 
 def model_folder(model):
@@ -168,6 +238,9 @@ def measure_env(wildcards):
 
 
 def measurement_files():
+    """This machine's measurement files: targets themselves, so that deleting one re-measures it
+    (and re-checks, re-estimates and re-plots what came from it) instead of leaving stale results.
+    """
     return [f"results/measurements/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
 
 
@@ -257,7 +330,9 @@ def all_targets():
     return (
         [f"{MODELS_DIR}/{m}" for m in BUILT_MODELS]
         + [f"results/profile/{w}.stats.json" for w in WORKLOADS]
+        + [f"results/profile/{w}.parquet" for w in WORKLOADS]
         + [f"results/bins/{w}.parquet" for w in WORKLOADS]
+        + measurement_files()
         + checked_files()
         + ["results/estimates/estimates.parquet"]
         + [f"paper/figures/{f}.pdf" for f in FIGURES]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,10 +25,31 @@ def _check_config(args) -> None:
     from . import config
 
     cfg = config.load(args.config)
+    if not (shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ):  # as the workflow: nodes' GPUs count there
+        from .hardware import detect, visible_gpu_count
+
+        here = detect()
+        config.check_gpus_suffice(cfg, here, visible_gpu_count(), lambda m, v, d: not Path(
+            f"results/measurements/{here}/{m}/{v}/{d}.parquet").exists())
     kinds = config.cell_kinds(cfg)
     n_points = sum(len(config.cell_points(cfg, k)) for k in kinds.values())
     print(f"{args.config}: ok ({len(cfg['models'])} models, {len(cfg['workloads'])} workloads, {len(kinds)} cells, "
           f"{n_points} points in all)")
+
+
+def _lock_state(args) -> None:
+    """Exit 0 when the working directory's Snakemake lock is stale (a killed run), 1 when there is
+    none, 2 (with one line) when a Snakemake or one of its jobs still runs there."""
+    from .rerun import lock_state
+
+    state, detail = lock_state(args.workdir)
+    if state == "busy":
+        print(f"error: another Snakemake run, or a job of a killed one, is still running here ({detail}); "
+              "wait for it to end or stop it, then rerun", file=sys.stderr)
+        sys.exit(2)
+    if state == "stale":
+        print(detail)
+    sys.exit(0 if state == "stale" else 1)
 
 
 def _build_model(args) -> None:
@@ -104,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("config", nargs="?", default="config.yaml")
     c.set_defaults(fn=_check_config)
+    k = sub.add_parser("lock-state", help="exit 0 if a killed Snakemake run left its lock here (see scripts/run.sh)")
+    k.add_argument("workdir", nargs="?", default=".")
+    k.set_defaults(fn=_lock_state)
     b = sub.add_parser("build-model", help="build a random-weight model from the config")
     b.add_argument("model")
     b.add_argument("--config", default="config.yaml")

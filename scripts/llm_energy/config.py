@@ -192,6 +192,22 @@ def check_hardware_choice(cfg: dict, detected: str, existing) -> str:
     return wanted
 
 
+def check_gpus_suffice(cfg: dict, hardware: str, gpus: int, missing) -> None:
+    """Refuse, before any job, a tensor-parallel cell this machine cannot run and that was not
+    measured elsewhere and copied in.
+
+    ``missing(model, variant, decoding)`` tells whether the cell's file for ``hardware`` is absent.
+    """
+    for model, variant, decoding in cells(cfg):
+        tp = tensor_parallel(variant)
+        if tp > max(gpus, 1) and missing(model, variant, decoding):
+            raise UserError(
+                f"config error: cells: variant {variant!r} runs tensor parallel over {tp} GPUs and this "
+                f"machine ({hardware}) has {gpus}; measure it on a machine with {tp} GPUs and copy "
+                f"results/measurements/<its hardware>/{model}/{variant}/{decoding}.parquet here, or remove "
+                f"{variant!r} from the cells")
+
+
 def load(path: str | Path) -> dict:
     """Read a YAML config file and validate it."""
     path = Path(path)

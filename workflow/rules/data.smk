@@ -1,4 +1,6 @@
-# Raw workload files: kept when already in data_dir, downloaded when absent.
+# Raw workload files: kept when already in data_dir, downloaded when absent. These rules only match
+# files and folders that are absent when the workflow is parsed (ABSENT_FILES, ABSENT_FOLDERS in
+# common.smk), so a file a user placed is never the output of a rule and never deleted by Snakemake.
 
 
 localrules:
@@ -11,6 +13,7 @@ rule fetch_raw:
         f"{DATA_DIR}/{{filename}}",
     log:
         "logs/fetch/{filename}.log",
+    priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -20,13 +23,13 @@ rule fetch_raw:
         "../../scripts/rules/fetch_raw.py"
 
 
-# A folder taken from an archive. Its output is a marker beside it, not the folder itself, so that a
-# folder placed by hand (or linked in) is never deleted by Snakemake before the rule runs.
+# A folder taken from an archive (in part), complete or absent.
 rule fetch_archive:
     output:
-        f"{DATA_DIR}/.{{folder}}.ready",
+        directory(f"{DATA_DIR}/{{folder}}"),
     log:
         "logs/fetch/{folder}.log",
+    priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"
     params:

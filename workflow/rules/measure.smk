@@ -2,6 +2,8 @@
 # A cell takes every core it is given, so two cells never share the machine while one is metered.
 
 
+# Only this machine's hardware: a measurement file of another hardware (copied in to merge) is then a
+# source file with no rule, so no --force, --forcerun or -F can delete it.
 rule measure_cell:
     input:
         unpack(measure_inputs),
@@ -10,6 +12,8 @@ rule measure_cell:
         power="results/measurements/{hardware}/{model}/{variant}/{decoding}.power.parquet",
     log:
         "logs/measure/{hardware}/{model}/{variant}/{decoding}.log",
+    wildcard_constraints:
+        hardware=re.escape(HARDWARE),
     conda:
         measure_env
     threads: workflow.cores

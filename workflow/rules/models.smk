@@ -9,6 +9,7 @@ rule build_model:
         "logs/models/{model}.log",
     wildcard_constraints:
         model=_alternatives(BUILT_MODELS),
+    priority: CHEAP_FIRST
     conda:
         "../../envs/measure-cpu.yaml"
     params:
@@ -25,7 +26,11 @@ rule download_model:
     log:
         "logs/models/{model}.download.log",
     wildcard_constraints:
-        model=_alternatives(HUB_MODELS),
+        # only folders not there yet: a folder placed by hand is never deleted by a forced run
+        model=_alternatives(
+            [m for m in HUB_MODELS if not Path(model_folder(m)).exists()]
+        ),
+    priority: CHEAP_FIRST
     conda:
         "../../envs/measure-cpu.yaml"
     params:

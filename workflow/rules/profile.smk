@@ -14,6 +14,7 @@ rule profile_workload:
         stats="results/profile/{workload}.stats.json",
     log:
         "logs/profile/{workload}.log",
+    priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -32,6 +33,7 @@ rule bin_workload:
         distortion="results/bins/{workload}.distortion.png",
     log:
         "logs/bins/{workload}.log",
+    priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -35,6 +35,8 @@ rule replay_cell:
         "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:
         "logs/validation/{hardware}/{model}/{variant}/{decoding}.log",
+    wildcard_constraints:
+        hardware=re.escape(HARDWARE),
     conda:
         measure_env
     threads: workflow.cores

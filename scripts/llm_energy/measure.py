@@ -305,6 +305,50 @@ def plan_points(run: CellRun, points: list[Point]) -> list[Point]:
     return planned
 
 
+def point_cost(point: Point, protocol: Protocol) -> tuple[float, float]:
+    """What measuring a point costs, roughly, for the ETA: (decode steps, tokens) of the full-length
+    batches it runs (warm-up and every repeat's window; the prefill runs are about proportional)."""
+    batches = protocol.warmup_batches + protocol.repeats * protocol.batches_per_window(point.batch_size)
+    return (float(batches * point.output_len),
+            float(batches * point.batch_size * (point.input_len + point.output_len)))
+
+
+def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[float],
+                         todo_cost: list[tuple[float, float]]) -> float | None:
+    """Seconds the points of ``todo_cost`` will take, from the points measured so far (None before any).
+
+    A point's time is fitted as ``a + b * steps + c * tokens`` (see :func:`point_cost`): a fixed part
+    (windows last at least ``min_window_s``, per-call overheads), a per-decode-step part (weights
+    read once per step, launch overheads) and a per-token part (compute), by least squares with
+    ``a, b, c >= 0`` over the measured points; model load and probing are not in ``done_s``. With one
+    point measured, its whole time counts as fixed. Scaling the elapsed time by a single work ratio
+    made a cell's first estimate tens of times too long: points run smallest first, the first one's
+    time is nearly all fixed part, and its work is thousands of times below the largest point's.
+    """
+    if not done_s:
+        return None
+    y = np.asarray(done_s, dtype=float)
+    done = np.column_stack([np.ones(len(y)), np.asarray(done_cost, dtype=float).reshape(len(y), 2)])
+    todo = np.column_stack([np.ones(len(todo_cost)), np.asarray(todo_cost, dtype=float).reshape(-1, 2)])
+    scale = np.maximum(np.abs(np.vstack([done, todo])).max(axis=0), 1e-12)  # comparable columns
+    X = done / scale
+    distinct = len({tuple(row) for row in X.round(12)})
+    coef, best = np.array([y.mean(), 0.0, 0.0]), float(((y - y.mean()) ** 2).sum())
+    # Non-negative least squares over 3 columns: the best of the column subsets whose plain fit is
+    # non-negative; a subset needs as many distinct points as columns, and wins only by a margin.
+    for cols in ([1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2]):
+        if len(cols) > distinct:
+            continue
+        c, *_ = np.linalg.lstsq(X[:, cols], y, rcond=None)
+        if (c < 0).any():
+            continue
+        residual = float(((X[:, cols] @ c - y) ** 2).sum())
+        if residual < best * (1 - 1e-9) - 1e-12:
+            coef, best = np.zeros(3), residual
+            coef[cols] = c
+    return float(((todo / scale) @ coef).sum())
+
+
 def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = None,
              labels: dict | None = None, prompts=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every point of one cell with a constructed (not yet loaded) backend.
@@ -332,16 +376,34 @@ def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = 
         points = plan_points(run, points)
         run.warmup_s += time.perf_counter() - t_probe
         rows: list[dict] = []
-        work = [pt.batch_size * (pt.input_len + pt.output_len * 4) for pt in points]  # rough cost, for the ETA
+        cost = [point_cost(pt, p) for pt in points]
+        done_cost: list[tuple[float, float]] = []
+        done_s: list[float] = []
+        log.info("sweeping %d points (model load %.1f s, batch probing %.1f s); ETA unknown until a point "
+                 "is measured", len(points), load_s, run.warmup_s)
         started = time.perf_counter()
         for k, point in enumerate(points, 1):
-            rows += run.measure_point(point, idle.avg_power_w)
-            elapsed = time.perf_counter() - started
-            remaining = elapsed * sum(work[k:]) / max(sum(work[:k]), 1)
-            log.info("point %d/%d (in=%d out=%d batch=%d) done; %.0f s elapsed, about %.0f s left",
-                     k, len(points), point.input_len, point.output_len, point.batch_size, elapsed, remaining)
+            t_point = time.perf_counter()
+            point_rows = run.measure_point(point, idle.avg_power_w)
+            point_s = time.perf_counter() - t_point
+            rows += point_rows
+            status = point_rows[0]["status"] if point_rows else "no rows"
+            if point_rows and all(r["status"] == "ok" for r in point_rows):  # oom, unsupported: no timing
+                done_cost.append(cost[k - 1])
+                done_s.append(point_s)
+            left = estimate_remaining_s(done_cost, done_s, cost[k:])
+            log.info("point %d/%d (in=%d out=%d batch=%d) %s in %.1f s; %.0f s elapsed, %s",
+                     k, len(points), point.input_len, point.output_len, point.batch_size, status, point_s,
+                     time.perf_counter() - started,
+                     "ETA unknown" if left is None else f"about {left:.0f} s left")
+        sweep_s = time.perf_counter() - started
         backend.close()
     meter.close()
+    statuses = pd.Series([r["status"] for r in rows], dtype=str).value_counts().to_dict()
+    log.info("cell %s done: %d points (%s) in %.0f s (model load %.1f s, sweep %.1f s)",
+             "/".join(str((labels or {}).get(k, "?")) for k in ("hardware", "model", "variant", "decoding")),
+             len(points), ", ".join(f"{n} rows {s}" for s, n in sorted(statuses.items())) or "no rows",
+             time.perf_counter() - cell_started, load_s, sweep_s)
     df = pd.DataFrame(rows)
     for key, value in provenance.items():
         df[key] = value

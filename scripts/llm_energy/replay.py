@@ -39,10 +39,14 @@ def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int) -> 
     """Serve the sample once (after one warm-up batch) inside one metered window."""
     prompts = prompts_for(sample, seed)
     outs = sample["output_tokens"].astype(int).tolist()
+    t0 = time.perf_counter()
     backend.serve(prompts[:batch_size], outs[:batch_size], batch_size)  # warm-up
+    log.info("replay: warm-up of %d requests in %.1f s; serving %d requests (%d output tokens) at batch %d",
+             min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs), batch_size)
     with meter.window() as w:
-        t0 = time.perf_counter()
         tokens = backend.serve(prompts, outs, batch_size)
+    log.info("replay: served %d requests, %d tokens in %.1f s, %.1f J (%s)", len(prompts), sum(tokens),
+             w.duration_s, w.energy_j, w.energy_source)
     short = [(t, o) for t, o in zip(tokens, outs) if t < o]
     if short:
         raise RuntimeError(f"replay: {len(short)} request(s) generated fewer tokens than their true length")

@@ -8,13 +8,27 @@ decoding with a draft model (``speculative_config``, ``method = draft_model``).
 
 vLLM starts worker processes: whatever calls :meth:`VllmBackend.load` must run under an
 ``if __name__ == "__main__":`` guard.
+
+Logging: when its engine starts, vLLM applies a ``dictConfig`` of its own (a stdout handler on the
+``vllm`` logger, which does not propagate to the root logger) in this process and again in each
+engine-core and worker process it spawns. A cell's log file would get none of vLLM's lines (engine
+start, errors in the engine process) and, with a write-mode file handler, none of the project's lines
+after the engine start either. :func:`vllm_logging` hands the engine a logging config that keeps
+vLLM's stdout handler and adds the log files of this process (``rulekit.log_files``) to the
+``vllm`` logger, so every engine process appends to the cell's log.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
 
+from ..rulekit import kept_log_handlers, log_files
 from .base import Backend, BatchResult
 
 log = logging.getLogger(__name__)
@@ -36,6 +50,96 @@ def prepare_cpu_environment(kv_cache_gib: float) -> None:
         cleared = {v: os.environ.pop(v) for v in _SCHEDULER_THREAD_VARS if v in os.environ}
         if cleared:
             log.info("cleared %s so that vLLM's CPU backend places its own threads", ", ".join(cleared))
+
+
+# vLLM's lines in a log file: the project's format, plus the process (engine core and workers are
+# processes of their own) that logged them.
+VLLM_FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(processName)s pid=%(process)d]: %(message)s"
+
+
+def vllm_logging_config(files: list[str]) -> dict | None:
+    """vLLM's default ``dictConfig`` (stdout handler, level from ``VLLM_LOGGING_LEVEL``) with an
+    append-mode file handler per entry of ``files`` on the ``vllm`` logger; None when this vLLM has no
+    default config to extend."""
+    try:
+        from vllm import envs
+        from vllm.logger import DEFAULT_LOGGING_CONFIG
+    except ImportError:
+        return None
+    config = copy.deepcopy(DEFAULT_LOGGING_CONFIG)
+    try:
+        vllm_logger = config["loggers"]["vllm"]
+        handler = config["handlers"]["vllm"]
+    except KeyError:
+        return None
+    # As vLLM does when it applies this config itself: refresh what the environment may have changed.
+    level = envs.VLLM_LOGGING_LEVEL
+    handler.update(level=level, stream=envs.VLLM_LOGGING_STREAM)
+    for formatter in config.get("formatters", {}).values():
+        if "log_level" in formatter:
+            formatter["log_level"] = level
+    vllm_logger["level"] = level
+    config.setdefault("formatters", {})["llm_energy_file"] = {"format": VLLM_FILE_FORMAT}
+    for k, path in enumerate(files):
+        name = f"llm_energy_file_{k}"
+        config["handlers"][name] = {"class": "logging.FileHandler", "filename": path, "mode": "a",
+                                    "encoding": "utf-8", "formatter": "llm_energy_file", "level": level}
+        vllm_logger.setdefault("handlers", []).append(name)
+    return config
+
+
+@contextmanager
+def vllm_logging() -> Iterator[dict]:
+    """Engine arguments that send vLLM's log lines, from every engine process, to this process's log
+    files too; the root logger keeps its handlers through the engine start.
+
+    Yields ``{}`` (vLLM's own behaviour) when nothing logs to a file, or when the user configures
+    vLLM's logging (``VLLM_LOGGING_CONFIG_PATH``, or ``VLLM_CONFIGURE_LOGGING=0``: then vLLM's loggers
+    propagate to the root logger's handlers, in this process). A vLLM without a logging config to
+    extend gets the files on its ``vllm`` logger after the engine start (this process's lines only).
+    """
+    from vllm import envs
+
+    files = log_files()
+    path = None
+    extra: dict = {}
+    user_configured = not envs.VLLM_CONFIGURE_LOGGING or bool(envs.VLLM_LOGGING_CONFIG_PATH)
+    if files and not user_configured:
+        config = vllm_logging_config(files)
+        try:
+            from vllm.config.logging import LoggingConfig
+        except ImportError:
+            config = None
+        if config is not None:
+            fd, path = tempfile.mkstemp(prefix="vllm-logging-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(config, f)
+            extra["logging_config"] = LoggingConfig(pylogging_config_file=path)
+            log.info("vLLM logs to stdout and to %s", ", ".join(files))
+    try:
+        with kept_log_handlers():
+            yield extra
+    finally:
+        if path is not None:  # every engine process has read it once the engine is up (or failed)
+            os.unlink(path)
+    if files and not user_configured and not extra:
+        vllm_logger = logging.getLogger("vllm")
+        attached = {h.baseFilename for h in vllm_logger.handlers if isinstance(h, logging.FileHandler)}
+        for name in files:
+            if name not in attached and not vllm_logger.propagate:
+                handler = logging.FileHandler(name, mode="a", encoding="utf-8")
+                handler.setFormatter(logging.Formatter(VLLM_FILE_FORMAT))
+                vllm_logger.addHandler(handler)
+
+
+def detach_log_files(files: list[str]) -> None:
+    """Take the file handlers of ``files`` off the ``vllm`` logger (after the engine shut down), so that
+    a later engine in this process does not write into a finished cell's log."""
+    vllm_logger = logging.getLogger("vllm")
+    for handler in list(vllm_logger.handlers):
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename in files:
+            vllm_logger.removeHandler(handler)
+            handler.close()
 
 
 def engine_args(backend: Backend) -> dict:
@@ -125,7 +229,9 @@ class VllmBackend(VllmBase):
 
         self._SamplingParams = SamplingParams
         self._BeamSearchParams = BeamSearchParams
-        self.llm = LLM(**engine_args(self))
+        with vllm_logging() as logging_args:
+            self.llm = LLM(**engine_args(self), **logging_args)
+        self._log_files = log_files()
 
     def _sampling_params(self, output_len: int):
         return self._SamplingParams(**sampling_kwargs(self, output_len))
@@ -180,3 +286,4 @@ class VllmBackend(VllmBase):
             if callable(shutdown):
                 shutdown()
             self.llm = None
+        detach_log_files(getattr(self, "_log_files", []))

@@ -6,6 +6,11 @@ once or as a Poisson process. A metered window streams all of its batches' reque
 server in one go, which is what an online server sees; the energy per batch is the window's
 energy divided by its batches, as offline. The server uses the same engine settings as the
 offline variant it is compared with (``vllm-eager``), so the comparison isolates the serving path.
+
+The server's output (stdout and stderr: vLLM's log lines from every server process, tracebacks) is
+copied line by line into this process's log, under the logger ``llm_energy.backends.vllm_online.server``
+at the level each vLLM line names, so that a cell's log file and the terminal show the server's run
+too; its last lines also go into the error when the server fails to start.
 """
 
 from __future__ import annotations
@@ -13,16 +18,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +63,52 @@ def server_command(args: dict, port: int) -> list[str]:
     return cmd
 
 
+# "(APIServer pid=12) WARNING 11-26 12:00:00 [file.py:1] ..." (vLLM) or "INFO:     ..." (uvicorn).
+_LEVEL = re.compile(r"^(?:\([^)]*\)\s+)?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+
+
+def line_level(line: str, default: int = logging.INFO) -> int:
+    """The logging level a server output line names, else ``default``."""
+    m = _LEVEL.match(line)
+    return getattr(logging, m.group(1)) if m else default
+
+
+class OutputPump:
+    """Copies a subprocess's output stream, line by line, into a logger; keeps the last lines.
+
+    A thread reads the pipe until the end of the stream, so the subprocess never blocks on a full
+    pipe.
+    """
+
+    def __init__(self, stream, logger: logging.Logger, keep: int = 50):
+        self.logger = logger
+        self._tail: deque[str] = deque(maxlen=keep)
+        self._thread = threading.Thread(target=self._pump, args=(stream,), name="vllm-server-output", daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream) -> None:
+        unmarked = logging.INFO  # the level of lines that name none: ERROR within a traceback
+        with stream:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if not line.strip():
+                    continue
+                if _LEVEL.match(line):
+                    unmarked = logging.INFO
+                elif line.startswith("Traceback (most recent call last)"):
+                    unmarked = logging.ERROR
+                self._tail.append(line)
+                self.logger.log(line_level(line, unmarked), "%s", line)
+
+    def tail(self, lines: int = 15) -> str:
+        """The last ``lines`` lines read so far."""
+        return "\n".join(list(self._tail)[-lines:])
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the stream ended (every process holding it exited) or ``timeout`` passed."""
+        self._thread.join(timeout)
+
+
 def group_alive(pgid: int) -> bool:
     """Whether a process group still has a running (not zombie) process."""
     import psutil
@@ -84,18 +136,21 @@ class VllmOnlineBackend(VllmBase):
         self.rate_per_s = rate_per_s
         self.startup_timeout_s = startup_timeout_s
         self.proc: subprocess.Popen | None = None
+        self._output: OutputPump | None = None
         self._rng = np.random.default_rng(self.seed)
 
     def load(self) -> None:
         self._prepare()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log", delete=False)
         cmd = server_command(engine_args(self), self.port)
         log.info("starting vLLM server on port %d: %s", self.port, " ".join(cmd))
+        # Unbuffered and uncoloured, since its output is read from a pipe into the log as it comes.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "VLLM_LOGGING_COLOR": "0"}
         # Its own process group, so that close() stops the server and every worker it spawned.
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, env=os.environ.copy())
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, env=env)
+        self._output = OutputPump(self.proc.stdout, log.getChild("server"))
         try:
             self._wait_healthy()
         except BaseException:
@@ -103,17 +158,18 @@ class VllmOnlineBackend(VllmBase):
             raise
 
     def _server_log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
+        if self._output is None:
             return ""
+        if self.proc is not None and self.proc.poll() is not None:
+            self._output.join(timeout=5)  # an exited server's last lines may still be in the pipe
+        return self._output.tail(lines)
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {self.proc.returncode} before it was ready:\n"
-                                   f"{self._server_log_tail()}")
+                raise RuntimeError(f"vLLM server exited with {self.proc.returncode} before it was ready; its last "
+                                   f"lines:\n{self._server_log_tail()}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
                     if r.status == 200:
@@ -122,8 +178,8 @@ class VllmOnlineBackend(VllmBase):
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"vLLM server did not answer /health within {self.startup_timeout_s:.0f} s:\n"
-                           f"{self._server_log_tail()}")
+        raise RuntimeError(f"vLLM server did not answer /health within {self.startup_timeout_s:.0f} s; its last "
+                           f"lines:\n{self._server_log_tail()}")
 
     def _body(self, prompt: list[int], output_len: int) -> dict:
         body = {"model": SERVED_NAME, "prompt": prompt, "return_token_ids": True, "stream": False,
@@ -186,6 +242,8 @@ class VllmOnlineBackend(VllmBase):
             except ProcessLookupError:
                 pass
         proc.wait(timeout=10)
+        if self._output is not None:
+            self._output.join(timeout=5)
 
     def __del__(self):
         self.close()

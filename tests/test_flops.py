@@ -68,3 +68,45 @@ def test_cli_prints_flops(tmp_path, capsys):
     assert main(["flops", "--model-config", str(path), "--input-len", "24", "--output-len", "6", "--batch", "2"]) == 0
     printed = capsys.readouterr().out
     assert str(generation_flops(Arch.from_file(path), 24, 6, 2)) in printed
+
+
+@pytest.mark.parametrize("shape, named", [
+    ((-5, 4, 1), "input_len must be at least 1, got -5"),
+    ((0, 4, 1), "input_len must be at least 1, got 0"),
+    ((8, -1, 1), "output_len must be at least 1, got -1"),
+    ((8, 4, 0), "batch_size must be at least 1, got 0"),
+    ((8.5, 4, 1), "input_len must be a whole number, got 8.5"),
+])
+def test_impossible_shapes_are_refused(shape, named):
+    from llm_energy import UserError
+
+    arch = Arch(hidden=64, layers=1, heads=1, kv_heads=1, head_dim=64, vocab=10, intermediate=64)
+    with pytest.raises(UserError, match=named):
+        generation_flops(arch, *shape)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--input-len", "-5", "--output-len", "6"], "--input-len must be at least 1, got -5"),
+    (["--input-len", "24", "--output-len", "-1"], "--output-len must be at least 1, got -1"),
+    (["--input-len", "24", "--output-len", "6", "--batch", "0"], "--batch must be at least 1, got 0"),
+])
+def test_cli_refuses_impossible_shapes_in_one_line(tmp_path, capsys, args, named):
+    import json
+
+    from llm_energy.__main__ import main
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(_llama(num_key_value_heads=2).config.to_dict()))
+    assert main(["flops", "--model-config", str(path), *args]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: flops: {named}\n"
+
+
+def test_cli_names_a_damaged_config(tmp_path, capsys):
+    from llm_energy.__main__ import main
+
+    path = tmp_path / "config.json"
+    path.write_text('{"hidden_size": 128,\n "num_hidden_layers": 2,\n "num_atten')
+    assert main(["flops", "--model-config", str(path), "--input-len", "8", "--output-len", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path} is not valid JSON (line 3" in err

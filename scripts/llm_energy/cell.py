@@ -98,7 +98,8 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
         from .prompts import BookPrompts
 
         book = prompt_file or Path(cfg["data_dir"]) / m["prompt_file"]
-        prompts = BookPrompts.from_file(book, AutoTokenizer.from_pretrained(model_dir), seed=m["seed"])
+        prompts = BookPrompts.from_file(book, AutoTokenizer.from_pretrained(model_dir), seed=m["seed"],
+                                         longest=max(p.input_len for p in points))
     df, power = run_cell(backend, points, Protocol.from_config(m), prompts=prompts,
                          labels={"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
                                  "weights": weights_kind(model_dir), **model_facts(model_dir)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -13,6 +14,37 @@ from . import UserError
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+def read_text(path: str | Path, what: str, fix: str, allow_empty: bool = False, newlines: bool = True) -> str:
+    """The UTF-8 text of a file a user placed; one line naming it when it is missing, a folder,
+    binary (NUL or other control bytes), not UTF-8, or (unless ``allow_empty``) empty.
+
+    ``what`` says what the file should be ("a PG-19 book"), ``fix`` what to do about it. Line ends
+    become ``\n`` as ``Path.read_text`` makes them, unless ``newlines`` is false (for the csv module).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not {what}: {fix}") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror}): {fix}") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise UserError(f"{path}: binary data (a NUL byte at byte {nul}), not {what}: {fix}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}), not {what}: {fix}") from None
+    controls = len(re.findall("[\x01-\x08\x0e-\x1f\x7f]", text[:1 << 20]))
+    if controls > max(8, len(text[:1 << 20]) // 1000):
+        raise UserError(f"{path}: {controls} control characters, binary data rather than {what}: {fix}")
+    if not allow_empty and not text.strip():
+        raise UserError(f"{path} is empty ({len(raw)} bytes), not {what}: {fix}")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if newlines else text
 
 
 def sha256_of(path: str | Path) -> str:

@@ -10,6 +10,7 @@ Figures and tables use the fractional form, as the paper does.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -18,6 +19,9 @@ import pandas as pd
 from . import UserError
 
 CELL_KEYS = ["hardware", "model", "variant", "decoding"]
+LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
+
+log = logging.getLogger(__name__)
 
 
 def grid_rows(measurements: pd.DataFrame) -> pd.DataFrame:
@@ -45,22 +49,72 @@ def batch_energy(measurements: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="n_batch_sizes")
 
 
+class CellNotEstimable(UserError):
+    """Some bins of a workload have no valid grid measurement in a cell.
+
+    ``absent``: bin points the cell's table has no grid row for (it was measured with other bins);
+    ``failed``: points it measured but cannot use (out of memory, unsupported, or every repeat invalid).
+    """
+
+    def __init__(self, message: str, absent: list[tuple[int, int]], failed: list[tuple[int, int]]):
+        super().__init__(message)
+        self.absent, self.failed = absent, failed
+
+
+def _points(pts: list[tuple[int, int]], most: int = 4) -> str:
+    shown = ", ".join(f"(in={i}, out={o})" for i, o in pts[:most])
+    return shown + (f" and {len(pts) - most} more" if len(pts) > most else "")
+
+
+def _grid_any_status(measurements: pd.DataFrame) -> pd.DataFrame:
+    m = measurements
+    if "role" in m:
+        m = m[m["role"].astype(str).str.split(",").apply(lambda roles: "grid" in roles)]
+    return m
+
+
+def not_estimable(measurements: pd.DataFrame, missing: list[tuple[int, int]]) -> CellNotEstimable:
+    """The error for bins without a valid grid measurement, saying for each kind what to do."""
+    grid = _grid_any_status(measurements)
+    present = set(zip(grid["input_len"].astype(int), grid["output_len"].astype(int)))
+    absent = [p for p in missing if p not in present]
+    failed = [p for p in missing if p in present]
+    parts = []
+    if failed:
+        at = grid[[p in set(failed) for p in zip(grid["input_len"].astype(int), grid["output_len"].astype(int))]]
+        reasons = at["invalid_reason"].fillna("") if "invalid_reason" in at else pd.Series("", index=at.index)
+        reasons = reasons[reasons != ""]
+        if not reasons.empty:
+            why = f"invalid rows say: {reasons.iloc[0]}"
+        else:
+            statuses = at["status"].astype(str).value_counts() if "status" in at else pd.Series(dtype=int)
+            why = "status " + ", ".join(f"{s} ({n} rows)" for s, n in statuses.items()) if len(statuses) else "no rows"
+        parts.append(f"no valid grid measurement for bin(s) {_points(failed)} (out of memory, unsupported, or every "
+                     f"repeat failed validation; {why}): measure the cell again")
+    if absent:
+        parts.append(f"no grid measurement at all for bin(s) {_points(absent)}: the cell was measured with other "
+                     "bins; measure it again with the current bins")
+    return CellNotEstimable("; ".join(parts), absent, failed)
+
+
+def missing_bins(bins: pd.DataFrame, measurements: pd.DataFrame) -> list[tuple[int, int]]:
+    """The (input, output) bin points that have no valid grid measurement in this cell."""
+    have = set(zip(*[grid_rows(measurements)[c].astype(int) for c in ("input_len", "output_len")]))
+    return [(int(i), int(o)) for i, o in zip(bins["input_bin"], bins["output_bin"]) if (int(i), int(o)) not in have]
+
+
 def binned_estimate(bins: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFrame:
-    """Per-bin contributions to the workload's energy; raises when a needed point was not measured."""
+    """Per-bin contributions to the workload's energy; raises :class:`CellNotEstimable` when a needed
+    point has no valid measurement."""
+    missing = missing_bins(bins, measurements)
+    if missing:
+        raise not_estimable(measurements, missing)
     per_point = batch_energy(measurements)
     merged = bins.merge(per_point, how="left", left_on=["input_bin", "output_bin"],
                         right_on=["input_len", "output_len"])
-    missing = merged[merged["energy_batch_j"].isna()]
-    if not missing.empty:
-        pts = ", ".join(f"(in={r.input_bin}, out={r.output_bin})" for r in missing.itertuples())
-        why = ""
-        if "invalid_reason" in measurements:
-            bad = measurements[(measurements["invalid_reason"].fillna("") != "")]
-            if not bad.empty:
-                why = f"; invalid rows say: {bad['invalid_reason'].iloc[0]}"
-        raise UserError(f"no valid grid measurement for bin(s) {pts}: add the edges to bins and rerun the "
-                        "measurement (a point that did not fit in memory, or whose every repeat failed "
-                        f"validation, has no energy){why}")
+    if merged["energy_batch_j"].isna().any():  # measured, but no energy recorded
+        nan = merged[merged["energy_batch_j"].isna()]
+        raise not_estimable(measurements, [(int(i), int(o)) for i, o in zip(nan["input_bin"], nan["output_bin"])])
     merged = merged.drop(columns=["input_len", "output_len"])
     merged["batch_size"] = merged["batch_size"].astype("int64")
     merged["n_batches"] = merged["n_requests"] / merged["batch_size"]
@@ -121,6 +175,59 @@ def add_ideal_columns(row: dict) -> dict:
         row[col] = 100.0 * (row["energy_j"] / row[ideal] - 1.0) if row[ideal] and not math.isnan(row[ideal]) \
             else math.nan
     return row
+
+
+def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[tuple[str, pd.DataFrame]],
+                   archs: dict, specs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Estimates of every workload (name, bins, bin summary) for every checked cell table (path, table).
+
+    A cell that cannot be estimated for a workload (every row invalid, a bin point out of memory or
+    measured with other bins) is left out of that workload's estimate, with one warning line naming
+    its file and why, and a row in the third table (``LEFT_OUT_COLUMNS``); the other cells are
+    estimated. Only bins that no cell measured at all, or no cell left to estimate, stop the run.
+    Returns (estimates, per-bin contributions, left-out cells).
+    """
+    from .specs import spec_for
+    from .validation import unusable
+
+    if not cells:
+        raise UserError("no measured cell sweeps the bin grid: give at least one cell the points family 'grid'")
+    rows, per_bin, left = [], [], []
+    whole_cell = {}
+    for path, m in cells:
+        if "valid" in m and "status" in m:
+            why = unusable(m)
+            if why:
+                whole_cell[path] = why
+    for workload, bins, summary in workloads:
+        never = None  # bin points that no cell has a grid row for
+        for path, m in cells:
+            labels = {k: m[k].iloc[0] for k in CELL_KEYS}
+            try:
+                row, detail = workload_estimate(bins, summary, m)
+            except CellNotEstimable as error:
+                never = set(error.absent) if never is None else never & set(error.absent)
+                left.append({"workload": workload, **labels, "file": str(path),
+                             "reason": whole_cell.get(path, str(error))})
+                continue
+            never = set()
+            row.update(ideal_energy(bins, archs[labels["model"]], spec_for(labels["hardware"], specs)))
+            rows.append(add_ideal_columns({"workload": workload, **labels, **row}))
+            per_bin.append(detail.assign(workload=workload, **labels))
+        if never:
+            pts = sorted(never)
+            raise UserError(f"no cell has a grid measurement for bin(s) {_points(pts)} of workload {workload!r}: "
+                            "the measurements were made with other bins; measure the cells again with the current "
+                            "bins (results/checked/ lists each cell's points)")
+    left_out = pd.DataFrame(left, columns=LEFT_OUT_COLUMNS)
+    for (path, reason), group in left_out.groupby(["file", "reason"], sort=False):
+        log.warning("%s: left out of the estimates of %s: %s", path, ", ".join(group["workload"]), reason)
+    if not rows:
+        first = left_out.iloc[0]
+        raise UserError(f"no cell could be estimated, every one was left out; first: {first['file']}: "
+                        f"{first['reason']}")
+    by_bin = pd.concat(per_bin, ignore_index=True)
+    return pd.DataFrame(rows), by_bin, left_out
 
 
 def savings(estimates: pd.DataFrame, comparisons: list[dict]) -> pd.DataFrame:

@@ -15,8 +15,49 @@ count the router and the ``num_experts_per_tok`` active experts (plus shared exp
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import UserError
+
+FIX_CONFIG = "delete the folder to rebuild it, or place a complete copy"
+# The keys every architecture FLOPs are counted for has (a text_config's count too).
+CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
+
+
+def read_config_json(path: str | Path) -> dict:
+    """A model's ``config.json`` as a dict; a missing, cut or non-JSON file is one line naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: {FIX_CONFIG}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON (not UTF-8 text at byte {exc.start}): {FIX_CONFIG}") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror}): {FIX_CONFIG}") from None
+    if not text.strip():
+        raise UserError(f"{path} is empty: {FIX_CONFIG}")
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}): "
+                        f"{FIX_CONFIG}") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path} holds a JSON {type(cfg).__name__}, not a model config (an object): {FIX_CONFIG}")
+    return cfg
+
+
+def check_shape(input_len, output_len, batch_size=1) -> None:
+    """Refuse lengths and batch sizes that are not whole numbers of at least 1 (one line naming the value)."""
+    for name, value in (("input_len", input_len), ("output_len", output_len), ("batch_size", batch_size)):
+        try:
+            whole = operator.index(value)
+        except TypeError:
+            raise UserError(f"{name} must be a whole number, got {value!r}") from None
+        if whole < 1:
+            raise UserError(f"{name} must be at least 1, got {whole}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +100,15 @@ class Arch:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Arch":
-        return cls.from_config(json.loads(Path(path).read_text()))
+        """Read a ``config.json``; a damaged or incomplete one is one line naming the file."""
+        cfg = read_config_json(path)
+        try:
+            return cls.from_config(cfg)
+        except KeyError as exc:
+            raise UserError(f"{path}: no {exc.args[0]!r} (a model config has {', '.join(CONFIG_KEYS)}): "
+                            f"{FIX_CONFIG}") from None
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise UserError(f"{path}: not a usable model config ({exc}): {FIX_CONFIG}") from None
 
     def linear_per_token(self) -> int:
         """Matmul FLOPs of one token through every layer's projections and MLP (no attention scores)."""
@@ -107,6 +156,7 @@ class Arch:
 
 def prefill_flops(arch: Arch, input_len: int, causal_half: bool = False) -> int:
     """One sequence's prefill: projections for every prompt token, scores, logits for the last position."""
+    check_shape(input_len, 1)
     if causal_half:
         scores = arch.attention_scores(1, input_len * (input_len + 1) // 2)
     else:
@@ -116,6 +166,7 @@ def prefill_flops(arch: Arch, input_len: int, causal_half: bool = False) -> int:
 
 def decode_flops(arch: Arch, input_len: int, output_len: int) -> int:
     """One sequence's ``output_len - 1`` decode steps; step k attends to ``input_len + k`` positions."""
+    check_shape(input_len, output_len)
     steps = max(output_len - 1, 0)
     keys = sum(input_len + k for k in range(1, steps + 1))
     return steps * (arch.linear_per_token() + arch.lm_head(1)) + arch.attention_scores(1, keys)
@@ -124,5 +175,6 @@ def decode_flops(arch: Arch, input_len: int, output_len: int) -> int:
 def generation_flops(arch: Arch, input_len: int, output_len: int, batch_size: int = 1,
                      causal_half: bool = False) -> int:
     """FLOPs of generating ``output_len`` tokens for each of ``batch_size`` prompts of ``input_len`` tokens."""
+    check_shape(input_len, output_len, batch_size)
     per_seq = prefill_flops(arch, input_len, causal_half) + decode_flops(arch, input_len, output_len)
     return batch_size * per_seq

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from . import UserError
+from .io import temp_dir_beside
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def build_model(out_dir: str | Path, architecture: dict, seed: int = 0, dtype: s
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype)).eval()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = temp_dir_beside(out_dir)  # the mode a plain mkdir would have
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer_dir is None:
@@ -160,7 +161,7 @@ def download_model(out_dir: str | Path, hub_id: str, revision: str | None = None
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = temp_dir_beside(out_dir)  # the mode a plain mkdir would have
     try:
         from huggingface_hub import snapshot_download
 
@@ -182,10 +183,11 @@ def download_model(out_dir: str | Path, hub_id: str, revision: str | None = None
 
 def model_facts(model_dir: str | Path) -> dict:
     """Architecture facts of a model folder for the measurement rows: type, parameters, active ones, MoE."""
-    from .flops import Arch
+    from .flops import Arch, read_config_json
 
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    arch = Arch.from_config(cfg)
+    path = Path(model_dir) / "config.json"
+    cfg = read_config_json(path)
+    arch = Arch.from_file(path)
     return {"model_type": cfg.get("model_type", ""), "n_parameters": arch.parameters(),
             "n_active_parameters": arch.active_parameters(), "moe": bool(arch.n_experts)}
 
@@ -195,15 +197,70 @@ def weights_kind(model_dir: str | Path) -> str:
     return "random" if (Path(model_dir) / MARKER).is_file() else "pretrained"
 
 
+def _check_safetensors(path: Path, fix: str) -> None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensors' bytes: a copy
+    cut short (or not a safetensors file at all) is found from the header alone, without loading."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if n <= 0 or 8 + n > size or n > 100 * 2**20:
+            raise UserError(f"model folder {path.parent}: {path.name} is not a safetensors file, or is cut short "
+                            f"({size} bytes): {fix}")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError):
+            raise UserError(f"model folder {path.parent}: {path.name} has a damaged header: {fix}") from None
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+            and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2]
+    need = 8 + n + max(ends, default=0)
+    if size < need:
+        raise UserError(f"model folder {path.parent}: {path.name} is cut short ({size} of {need} bytes): {fix}")
+
+
 def check_model_dir(model_dir: str | Path) -> Path:
-    """Fail with one line when a model folder lacks its config, weights or tokenizer."""
+    """Fail with one line when a model folder lacks its config, weights or tokenizer, or one is damaged.
+
+    Checks what can be checked without loading: config.json is a JSON object with ``model_type``,
+    every ``*.safetensors`` file (and every shard its index names) is complete, the tokenizer is there.
+    """
+    from .flops import read_config_json
+
     d = Path(model_dir)
+    fix = "delete the folder to rebuild it, or place a complete copy"
     if not d.is_dir():
-        raise UserError(f"model folder {d} does not exist")
+        raise UserError(f"model folder {d} does not exist" + (" (it is a file)" if d.exists() else "")
+                        + f": build or download it (snakemake {d}), or place the folder there")
     if not (d / "config.json").is_file():
-        raise UserError(f"model folder {d} has no config.json")
-    if not any(d.glob("*.safetensors")) and not any(d.glob("*.bin")):
-        raise UserError(f"model folder {d} has no weights (*.safetensors or *.bin)")
+        raise UserError(f"model folder {d} has no config.json: {fix}")
+    cfg = read_config_json(d / "config.json")
+    if not cfg.get("model_type"):
+        raise UserError(f"{d / 'config.json'} has no model_type (transformers and vLLM need it to pick the "
+                        f"architecture): {fix}")
+    safetensors = sorted(d.glob("*.safetensors"))
+    if not safetensors and not any(d.glob("*.bin")):
+        raise UserError(f"model folder {d} has no weights (*.safetensors or *.bin): {fix}")
+    index = d / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            raise UserError(f"{index} is not a valid weight index (JSON with a weight_map): {fix}") from None
+        absent = sorted(s for s in shards if not (d / s).is_file())
+        if absent:
+            raise UserError(f"model folder {d} lacks weight shard(s) {', '.join(absent[:3])}"
+                            f"{' and more' if len(absent) > 3 else ''} named in {index.name}: {fix}")
+    for f in safetensors:
+        _check_safetensors(f, fix)
     if not any((d / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
-        raise UserError(f"model folder {d} has no tokenizer (tokenizer.json or tokenizer.model)")
+        raise UserError(f"model folder {d} has no tokenizer (tokenizer.json or tokenizer.model): {fix}")
+    tok = d / "tokenizer.json"
+    if tok.is_file():
+        try:
+            json.loads(tok.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+            raise UserError(f"{tok} is not valid JSON ({where}): {fix}") from None
     return d

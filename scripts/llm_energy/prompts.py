@@ -1,9 +1,10 @@
 """Prompts of exact token lengths for the controlled sweeps: cut from a PG-19 book, as the paper did.
 
 The book is tokenized once with the measured model's tokenizer; each request of a batch starts at
-its own seeded offset, and a request longer than the book wraps around to its start (the text
-repeats; ``wrapped`` says how often that happened). Every repeat gets different offsets, so no
-cache shortens a prefill.
+its own seeded offset, and a request that runs past the book's end wraps around to its start
+(``wrapped`` says how often that happened). A book read from a file must hold the longest prompt,
+so that no prompt repeats its own text. Every repeat gets different offsets, so no cache shortens a
+prefill.
 """
 
 from __future__ import annotations
@@ -19,41 +20,79 @@ from . import UserError
 log = logging.getLogger(__name__)
 
 
+BOOK_FIX = "place a complete PG-19 book there (config measurement.prompt_file), or set measurement.prompts: random"
+
+
 def read_book(path: str | Path) -> str:
-    """Text of a PG-19 record (``.json`` with a ``text`` field, ``.jsonl`` whose records are joined) or ``.txt``."""
+    """Text of a PG-19 record (``.json`` with a ``text`` field, ``.jsonl`` whose records are joined) or ``.txt``.
+
+    A missing, empty, binary or malformed book is one line naming it.
+    """
+    from .data import read_text
+
     path = Path(path)
-    try:
-        if path.suffix == ".json":
-            return json.loads(path.read_text(encoding="utf-8"))["text"]
-        if path.suffix == ".jsonl":
-            lines = path.read_text(encoding="utf-8").splitlines()
-            return "\n\n".join(json.loads(line)["text"] for line in lines if line.strip())
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing: place a PG-19 book there (see config measurement.prompt_file)") from None
-    except (ValueError, KeyError) as exc:
-        raise UserError(f"{path}: not a PG-19 record with a 'text' field ({exc})") from None
+    if not path.exists():
+        raise UserError(f"{path} is missing: place a PG-19 book there (see config measurement.prompt_file)")
+    raw = read_text(path, "a PG-19 book", BOOK_FIX)
+    if path.suffix == ".json":
+        records = [(1, raw)]
+    elif path.suffix == ".jsonl":
+        records = [(n, line) for n, line in enumerate(raw.splitlines(), 1) if line.strip()]
+    else:
+        records = []
+    texts = []
+    for n, record in records:
+        try:
+            rec = json.loads(record)
+        except ValueError as exc:
+            at = f"line {exc.lineno + n - 1}" if isinstance(exc, json.JSONDecodeError) else f"line {n}"
+            raise UserError(f"{path}: not valid JSON ({at}; cut short?), not a PG-19 record: {BOOK_FIX}") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+            raise UserError(f"{path}: the record at line {n} has no 'text' string, not a PG-19 record: {BOOK_FIX}")
+        texts.append(rec["text"])
+    text = "\n\n".join(texts) if records else raw
+    if not text.strip():
+        raise UserError(f"{path}: the book's text is empty: {BOOK_FIX}")
+    return text
 
 
 class BookPrompts:
-    """Token-id prompts cut from one book."""
+    """Token-id prompts cut from one book.
+
+    A book read from a file (``from_file``) must be at least as long as the longest prompt, so that
+    no prompt repeats text of its own; ``longest`` checks that at once, before anything is measured.
+    """
 
     source = "pg19"
 
-    def __init__(self, token_ids: list[int], seed: int = 0):
+    def __init__(self, token_ids: list[int], seed: int = 0, path: str | Path | None = None):
+        where = f"{path}: " if path else ""
         if len(token_ids) < 16:
-            raise UserError("the prompt book has fewer than 16 tokens")
+            raise UserError(f"{where}the prompt book has fewer than 16 tokens ({len(token_ids)})"
+                            + (f": {BOOK_FIX}" if path else ""))
         self.ids = np.asarray(token_ids, dtype=np.int64)
         self.seed = seed
+        self.path = path
         self.wrapped = 0
 
     @classmethod
-    def from_file(cls, path: str | Path, tokenizer, seed: int = 0) -> "BookPrompts":
+    def from_file(cls, path: str | Path, tokenizer, seed: int = 0, longest: int | None = None) -> "BookPrompts":
+        """Tokenize a PG-19 book; with ``longest`` (the longest prompt of the cell), refuse a shorter book."""
         ids = tokenizer(read_book(path), add_special_tokens=False)["input_ids"]
         log.info("prompt book %s: %d tokens", path, len(ids))
-        return cls(ids, seed)
+        book = cls(ids, seed, path=path)
+        if longest:
+            book.check_length(longest)
+        return book
+
+    def check_length(self, input_len: int) -> None:
+        """A book from a file shorter than a prompt would repeat its text inside that prompt: one line."""
+        if self.path is not None and input_len > len(self.ids):
+            raise UserError(f"{self.path}: the book has {len(self.ids)} tokens, fewer than the longest prompt "
+                            f"({input_len} tokens): {BOOK_FIX}")
 
     def __call__(self, input_len: int, output_len: int, batch_size: int, stream: int) -> list[list[int]]:
+        self.check_length(input_len)
         rng = np.random.default_rng([self.seed, input_len, output_len, batch_size, stream])
         n = len(self.ids)
         out = []

@@ -12,42 +12,61 @@ tokenizer, a fixed output length. 1,024 examples sampled with a fixed seed (fewe
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import UserError
+from .data import read_text
 
 TASKS = ("imdb", "wmt14", "cnn_dailymail", "wikitext2")
 
 
 def read_texts(task: str, path: str | Path) -> list[str]:
-    """Every example text of a task's file (or folder), in a stable order."""
+    """Every example text of a task's file (or folder), in a stable order.
+
+    A missing, empty, binary or malformed file (or a folder without reviews) is one line naming it.
+    """
     path = Path(path)
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     if not path.exists():
         raise UserError(f"{path} is missing: place the {task} data there (see the workload's citation)")
-    try:
-        if task == "imdb":
-            files = sorted((path / "test").glob("*/*.txt")) or sorted(path.rglob("*.txt"))
-            texts = [f.read_text(encoding="utf-8") for f in files]
-        elif task == "wmt14":
-            texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        elif task == "cnn_dailymail":
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                if not reader.fieldnames or "article" not in reader.fieldnames:
-                    raise UserError(f"{path}: no 'article' column (columns: {reader.fieldnames})")
-                texts = [row["article"] for row in reader if row["article"]]
-        elif task == "wikitext2":
-            lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-            texts = [line for line in lines if line and not line.startswith("=")]
-        else:
-            raise UserError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{path}: not readable as {task} data ({exc})") from None
+    fix = (f"delete it so that the pipeline fetches it again, or place the published {task} data there (see the "
+           "workload's citation)")
+    what = {"imdb": "the aclImdb folder", "wmt14": "a text file of sentences, one per line",
+            "cnn_dailymail": "a CSV file with an 'article' column", "wikitext2": "WikiText-2 raw text"}[task]
+    if task == "imdb":
+        if not path.is_dir():
+            raise UserError(f"{path} is a file, not {what}: {fix}")
+        files = sorted((path / "test").glob("*/*.txt")) or sorted(path.rglob("*.txt"))
+        if not files:
+            raise UserError(f"{path}: no reviews (test/pos/*.txt, test/neg/*.txt) in the folder: {fix}")
+        texts = [t for t in (read_text(f, "an IMDB review", fix, allow_empty=True) for f in files) if t.strip()]
+        if not texts:
+            raise UserError(f"{path}: all {len(files)} review files are empty: {fix}")
+        return texts
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not {what}: {fix}")
+    text = read_text(path, what, fix, newlines=task != "cnn_dailymail")
+    if task == "wmt14":
+        texts = [line.strip() for line in text.splitlines() if line.strip()]
+    elif task == "cnn_dailymail":
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            if not reader.fieldnames or "article" not in reader.fieldnames:
+                raise UserError(f"{path}: no 'article' column (columns: {', '.join(map(repr, reader.fieldnames or []))}"
+                                f"): {fix}")
+            texts = [row["article"] for row in reader if row["article"] and row["article"].strip()]
+        except csv.Error as exc:
+            raise UserError(f"{path}: not readable as {what} (line {reader.line_num}: {exc}): {fix}") from None
+    else:  # wikitext2
+        lines = (line.strip() for line in text.splitlines())
+        texts = [line for line in lines if line and not line.startswith("=")]
     if not texts:
-        raise UserError(f"{path}: no {task} examples found")
+        raise UserError(f"{path}: no {task} examples found in it: {fix}")
     return texts
 
 

@@ -1,35 +1,34 @@
-"""Rule estimate: binned whole-workload energy for every workload and every measured cell."""
+"""Rule estimate: binned whole-workload energy for every workload and every measured cell.
+
+A cell that cannot be estimated (every row invalid, say) is left out with a warning and listed in
+``left_out.csv`` beside the estimates; the other cells are still estimated.
+"""
 
 import json
 from pathlib import Path
 
 import pandas as pd
 
-from llm_energy.estimate import CELL_KEYS, add_ideal_columns, ideal_energy, savings, workload_estimate
+from llm_energy.estimate import estimate_cells, savings
 from llm_energy.flops import Arch
-from llm_energy.io import write_parquet
+from llm_energy.io import write_parquet, write_text
 from llm_energy.rulekit import run_rule
-from llm_energy.specs import load_specs, spec_for
+from llm_energy.specs import load_specs
 
 
 def main(sm):
-    rows, per_bin = [], []
-    cells = [pd.read_parquet(p) for p in sm.input.measurements]
+    cells = [(p, pd.read_parquet(p)) for p in sm.input.measurements]
     archs = {m: Arch.from_file(Path(d) / "config.json") for m, d in zip(sm.params.models, sm.input.model_dirs)}
     specs = load_specs(sm.params.hardware_specs)
-    for workload, bins_path, summary_path in zip(sm.params.workloads, sm.input.bins, sm.input.summaries):
-        bins = pd.read_parquet(bins_path)
-        summary = json.loads(open(summary_path).read())
-        for m in cells:
-            labels = {k: m[k].iloc[0] for k in CELL_KEYS}
-            row, detail = workload_estimate(bins, summary, m)
-            row.update(ideal_energy(bins, archs[labels["model"]], spec_for(labels["hardware"], specs)))
-            rows.append(add_ideal_columns({"workload": workload, **labels, **row}))
-            per_bin.append(detail.assign(workload=workload, **labels))
-    estimates = pd.DataFrame(rows)
+    workloads = [(w, pd.read_parquet(b), json.loads(Path(s).read_text()))
+                 for w, b, s in zip(sm.params.workloads, sm.input.bins, sm.input.summaries)]
+    estimates, by_bin, left_out = estimate_cells(workloads, cells, archs, specs)
     write_parquet(estimates, sm.output.estimates)
     write_parquet(savings(estimates, sm.params.comparisons), sm.output.savings)
-    write_parquet(pd.concat(per_bin, ignore_index=True), sm.output.by_bin)
+    write_parquet(by_bin, sm.output.by_bin)
+    # Declared as output `left_out` when the workflow names it; else written beside the estimates.
+    left_out_path = sm.output.get("left_out") or Path(sm.output.estimates).with_name("left_out.csv")
+    write_text(left_out.to_csv(index=False), left_out_path)
 
 
 if __name__ == "__main__":

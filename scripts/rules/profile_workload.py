@@ -13,9 +13,10 @@ def main(sm):
     if spec["kind"] == "task":
         from transformers import AutoTokenizer
 
+        from llm_energy.models import check_model_dir
         from llm_energy.tasks import profile_task
 
-        tokenizer = AutoTokenizer.from_pretrained(sm.input.tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(check_model_dir(sm.input.tokenizer))
         df, info = profile_task(spec["task"], sm.params.raw_path, tokenizer, spec["template"], spec["output_tokens"],
                                 spec["n_examples"], spec["seed"])
         info["tokenizer"] = spec["tokenizer_model"]

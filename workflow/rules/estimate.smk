@@ -16,6 +16,7 @@ rule estimate:
         estimates="results/estimates/estimates.parquet",
         by_bin="results/estimates/by_bin.parquet",
         savings="results/estimates/savings.parquet",
+        left_out="results/estimates/left_out.csv",
     log:
         "logs/estimate/estimate.log",
     conda:

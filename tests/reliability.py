@@ -83,12 +83,14 @@ class Result:
 
 # --- running things as a user does ----------------------------------------------------------------
 
-def env() -> dict:
-    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(REPO / "scripts")}
+def env(d: Path) -> dict:
+    """The workflow copy's own package first on the path (as in a checkout), so that its modules can be
+    edited the way a user edits them."""
+    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(d / "scripts")}
 
 
 def run(cmd: list[str], cwd: Path, timeout: int = 600) -> Outcome:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env())
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(cwd))
     return Outcome(proc.returncode, proc.stdout + proc.stderr)
 
 
@@ -101,13 +103,13 @@ def cli(d: Path, *args: str) -> Outcome:
 
 
 def make_workflow(dest: Path, config: dict = CONFIG) -> Path:
-    """A copy of the workflow (Snakefile, workflow/, rule scripts, envs, main.tex, run.sh) with a
-    config and the shared data linked in; the package is imported from the repository."""
+    """A copy of the workflow (Snakefile, workflow/, scripts/ with the package, envs, main.tex) with a
+    config and the shared data linked in, like a checkout; run.sh finds the installed .venv."""
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("Snakefile", "pyproject.toml"):
         shutil.copy2(REPO / name, dest / name)
-    for folder in ("workflow", "envs", "scripts/rules"):
+    for folder in ("workflow", "envs", "scripts/rules", "scripts/llm_energy"):
         shutil.copytree(REPO / folder, dest / folder, ignore=ignore)
     shutil.copy2(REPO / "scripts" / "run.sh", dest / "scripts" / "run.sh")
     (dest / "paper").mkdir(exist_ok=True)
@@ -407,7 +409,7 @@ def c_stale_lock(d):
     """kill -9 of the whole run (Snakemake and its job) while a cell is measured, then the README's
     command again."""
     shutil.rmtree(d / "results" / "measurements" / this_hw(d))
-    proc = subprocess.Popen(["bash", "scripts/run.sh"], cwd=d, env=env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["bash", "scripts/run.sh"], cwd=d, env=env(d), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 120
     for line in proc.stdout:

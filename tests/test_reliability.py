@@ -5,6 +5,9 @@ lost (a placed raw file or a merged measurement changed or gone, or an earlier r
 ``benchmarks/reliability.py`` prints the same cases as a table.
 """
 
+import re
+import shutil
+
 import pytest
 
 import reliability
@@ -25,3 +28,25 @@ def test_case(case, finished, tmp_path):
     assert case.expect in r.line, f"{case.name}: saw {r.line!r}"
     assert (r.rc == 0) == case.ok, f"{case.name}: exit status {r.rc}"
     assert not r.wrong, f"{case.name}: {r.wrong}"
+
+
+EXPENSIVE = {"measure_cell", "replay_cell", "build_model", "profile_workload"}
+
+
+@pytest.mark.parametrize("module, replanned", [
+    ("scripts/llm_energy/estimate.py", {"estimate", "manifest"}),
+    ("scripts/llm_energy/validation.py", {"check_cell", "estimate"}),
+    ("scripts/llm_energy/figures/batch.py", set()),
+])
+def test_editing_a_package_module_replans_what_it_makes_and_never_a_measurement(finished, tmp_path, module,
+                                                                                 replanned):
+    d = tmp_path / "checkout"
+    shutil.copytree(finished, d, symlinks=True)
+    assert reliability.snakemake(d, "-n").text.count("Nothing to be done") == 1
+    (d / module).write_text((d / module).read_text() + "\n# a user's edit\n")
+    out = reliability.snakemake(d, "-n")
+    assert out.rc == 0, out.text[-3000:]
+    planned = set(re.findall(r"^rule (\w+):", out.text, re.MULTILINE))
+    assert replanned <= planned, planned
+    assert any(rule.startswith("figure") for rule in planned), planned  # figures come from what changed
+    assert not planned & EXPENSIVE, planned

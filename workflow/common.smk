@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import llm_energy
 from llm_energy import UserError
 from llm_energy import config as config_check
 from llm_energy.hardware import detect
@@ -23,6 +24,22 @@ config.update(_checked)
 # Cheap rules that check what a user placed (raw files, profiles, models) run before any
 # measurement, so that a bad file stops the run before an expensive job, not after it.
 CHEAP_FIRST = 50
+
+# The package's modules a rule runs are inputs of that rule (package_code()), so that editing one
+# re-plans that rule and what follows, as an edit of its script does. Measurement and replay rules do
+# not list them: a code edit never re-measures (README, "Protecting measurements").
+PACKAGE_DIR = Path(llm_energy.__file__).parent
+
+
+def package_code(*modules):
+    """Paths (relative, so a moved checkout re-plans nothing) of the package modules given by name;
+    ``figures`` is the whole figures/ subpackage."""
+    paths = []
+    for m in modules:
+        folder = PACKAGE_DIR / m
+        paths += sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE_DIR / f"{m}.py"]
+    return [os.path.relpath(p) for p in paths]
+
 
 DATA_DIR = config["data_dir"].rstrip("/")
 MODELS_DIR = config["models_dir"].rstrip("/")

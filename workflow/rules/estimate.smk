@@ -12,6 +12,7 @@ rule estimate:
         summaries=expand("results/bins/{workload}.summary.json", workload=WORKLOADS),
         measurements=grid_checked_files(),
         model_dirs=measured_model_dirs(),
+        code=package_code("estimate", "flops", "specs"),
     output:
         estimates="results/estimates/estimates.parquet",
         by_bin="results/estimates/by_bin.parquet",

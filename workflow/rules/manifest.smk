@@ -14,6 +14,7 @@ rule manifest:
             f.replace("results/checked/", "results/measurements/", 1)
             for f in checked_files()
         ],
+        code=package_code("manifest"),
     output:
         "results/manifest.json",
     log:

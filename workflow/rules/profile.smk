@@ -26,7 +26,8 @@ rule profile_workload:
 
 rule bin_workload:
     input:
-        "results/profile/{workload}.parquet",
+        profile="results/profile/{workload}.parquet",
+        code=package_code("binning"),
     output:
         table="results/bins/{workload}.parquet",
         summary="results/bins/{workload}.summary.json",

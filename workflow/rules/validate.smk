@@ -7,7 +7,8 @@ localrules:
 
 rule check_cell:
     input:
-        "results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        table="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        code=package_code("validation"),
     output:
         table="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
         summary="results/checked/{hardware}/{model}/{variant}/{decoding}.json",
@@ -30,7 +31,10 @@ rule replay_cell:
         unpack(draft_input),
         model=model_dir,
         profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
-        measurements="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
+        # ancient: a re-check after an edit of the validation code never re-runs the metered replay
+        measurements=ancient(
+            "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
+        ),
     output:
         "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:

@@ -1,0 +1,62 @@
+"""The README and docs/ name only paths that exist, and the README stays a landing page."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# What the repository ships: its tracked top-level entries.
+TOP = {line.split("/")[0] for line in subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                                                     check=True).stdout.splitlines()}
+# Written by the pipeline or by the user, not shipped: never checked for existence.
+GENERATED = ("results/", "data/", "models/", "logs/", "paper/figures/", "paper/tables/", "paper/main.pdf",
+             ".venv", ".snakemake", "report.zip")
+
+
+def named_paths(page: Path) -> set[str]:
+    """Repository paths a page names: in backticks, as link targets, and the README's layout block."""
+    text = page.read_text()
+    found = set(re.findall(r"`([^`\s]+)`", text)) | set(re.findall(r"\]\(([^)#\s]+)\)", text))
+    layout = re.search(r"## Layout\n+```\n(.*?)```", text, re.S)
+    if layout:
+        found |= {line.split()[0] for line in layout.group(1).splitlines() if line.strip()}
+    paths = set()
+    for token in found:
+        token = token.rstrip(".,:;")
+        if re.search(r"[<>{}*…$]|://", token) or token.startswith(GENERATED):
+            continue
+        # links between pages are relative to the page; paths in text are relative to the repository
+        rel = Path(os.path.normpath(page.parent.relative_to(REPO) / token)) if token.startswith("..") \
+            or token.endswith(".md") and page.parent != REPO else Path(token)
+        if rel.parts and rel.parts[0] in TOP and ("/" in token or rel.suffix or rel.parts[0] in TOP):
+            paths.add(str(rel))
+    return paths
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_path_a_page_names_exists(page):
+    paths = named_paths(page)
+    missing = sorted(p for p in paths if not (REPO / p).exists())
+    assert not missing, f"{page.name} names paths that do not exist: {missing}"
+
+
+def test_the_readme_names_its_main_files_and_stays_short():
+    readme = REPO / "README.md"
+    assert len(readme.read_text().splitlines()) <= 150
+    named = named_paths(readme)
+    # the layout is complete: every top-level entry of the repository is in it
+    layout = re.search(r"## Layout\n+```\n(.*?)```", readme.read_text(), re.S).group(1)
+    listed = {line.split()[0].split("/")[0] for line in layout.splitlines() if line.strip()}
+    assert TOP - {".gitignore", "README.md", "pyproject.toml"} <= listed, TOP - listed
+    assert {"docs/configuration.md", "docs/contracts.md", "docs/method.md", "docs/scale-out.md",
+            "docs/reproducibility.md", "docs/decisions.md"} <= named
+
+
+def test_a_missing_path_is_caught(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("See `scripts/llm_energy/no_such_module.py` and `workflow/rules/data.smk`.\n")
+    assert named_paths(page) >= {"scripts/llm_energy/no_such_module.py", "workflow/rules/data.smk"}

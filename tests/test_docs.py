@@ -20,7 +20,10 @@ GENERATED = ("results/", "data/", "models/", "logs/", "paper/figures/", "paper/t
 def named_paths(page: Path) -> set[str]:
     """Repository paths a page names: in backticks, as link targets, and the README's layout block."""
     text = page.read_text()
-    found = set(re.findall(r"`([^`\s]+)`", text)) | set(re.findall(r"\]\(([^)#\s]+)\)", text))
+    found = set(re.findall(r"`([^`\s]+)`", text))
+    links = set(re.findall(r"\]\(([^)#\s]+)\)", text))  # relative to the page
+    found |= {os.path.normpath(page.parent.relative_to(REPO) / link) for link in links} if page.is_relative_to(REPO) \
+        else links
     layout = re.search(r"## Layout\n+```\n(.*?)```", text, re.S)
     if layout:
         found |= {line.split()[0] for line in layout.group(1).splitlines() if line.strip()}
@@ -29,9 +32,7 @@ def named_paths(page: Path) -> set[str]:
         token = token.rstrip(".,:;")
         if re.search(r"[<>{}*…$]|://", token) or token.startswith(GENERATED):
             continue
-        # links between pages are relative to the page; paths in text are relative to the repository
-        rel = Path(os.path.normpath(page.parent.relative_to(REPO) / token)) if token.startswith("..") \
-            or token.endswith(".md") and page.parent != REPO else Path(token)
+        rel = Path(token)
         if rel.parts and rel.parts[0] in TOP and ("/" in token or rel.suffix or rel.parts[0] in TOP):
             paths.add(str(rel))
     return paths

@@ -9,6 +9,10 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# `snakemake --report report.html`: this description, then every figure and table with its caption.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"

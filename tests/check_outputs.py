@@ -16,8 +16,27 @@ import pandas as pd
 def check(root: str | Path) -> dict:
     """Assert the contracts between stages on a finished run; return a few figures for the log."""
     root = Path(root)
+    seen = check_bins(root)
+    cells = check_measurements(root)
+    # Estimates (of the cells that measure the bin grid): equal the formula applied to the rows.
+    grid_cells = {k: m for k, m in cells.items() if m["role"].str.contains("grid").any()}
+    est = check_estimates(root, seen, cells, grid_cells)
+    check_figures(root, pd.concat(cells.values(), ignore_index=True), est)
+    errors = check_replay(root, len(seen) * len(grid_cells))
+    check_tables(root, seen)
+    fig7 = pd.read_csv(root / "paper/figures/fig7_binning_cdfs.csv")
+    assert set(fig7["workload"]) == set(seen)
+    # Binned lengths are never below real ones at any quantile.
+    piv = fig7.pivot_table(index=["workload", "axis", "quantile"], columns="kind", values="tokens")
+    assert (piv["binned"] >= piv["real"]).all()
+    return {"workloads": seen, "cells": len(cells), "estimates": len(est), "replay_error_pct": errors,
+            "energy_kj": {f"{r.workload}/{r.variant}": round(r.energy_j / 1e3, 3) for r in est.itertuples()}}
+
+
+def check_bins(root: Path) -> dict[str, int]:
+    """Profiles and bins: bin counts add up to the included requests, excluded counted. Returns the
+    included requests of each workload."""
     seen = {}
-    # Profiles and bins: bin counts add up to the included requests, excluded counted.
     for stats_path in sorted((root / "results/profile").glob("*.stats.json")):
         w = stats_path.name.removesuffix(".stats.json")
         stats = json.loads(stats_path.read_text())
@@ -36,7 +55,11 @@ def check(root: str | Path) -> dict:
         assert len(dist) < summary["n_included"] or math.isclose((dist["input_ratio"] * dist["input_tokens"]).sum() / dist["input_tokens"].sum(),
                             summary["input_inflation"], rel_tol=1e-9)
     assert seen, "no workload was profiled"
-    # Measurements: positive energy, exact output tokens, labelled source.
+    return seen
+
+
+def check_measurements(root: Path) -> dict[tuple, pd.DataFrame]:
+    """Measurements: positive energy, exact output tokens, labelled source. Returns each cell's valid rows."""
     cells = {}
     for path in sorted((root / "results/checked").rglob("*.parquet")):
         m = pd.read_parquet(path)
@@ -53,8 +76,12 @@ def check(root: str | Path) -> dict:
         hw, model, variant = path.parts[-4:-1]
         cells[(hw, model, variant, path.stem)] = m
     assert cells, "no measurement"
-    # Estimates (of the cells that measure the bin grid): equal the formula applied to the rows.
-    grid_cells = {k: m for k, m in cells.items() if m["role"].str.contains("grid").any()}
+    return cells
+
+
+def check_estimates(root: Path, seen: dict, cells: dict, grid_cells: dict) -> pd.DataFrame:
+    """Estimates equal the formula applied to the grid cells' rows; Figure 1, the savings and Table 4
+    hold them. Returns the estimates."""
     est = pd.read_parquet(root / "results/estimates/estimates.parquet")
     assert len(est) == len(seen) * len(grid_cells)
     for r in est.itertuples():
@@ -87,17 +114,33 @@ def check(root: str | Path) -> dict:
         row = t4[(t4["workload"] == s.workload) & (t4["variant"] == s.optimized) & (t4["model"] == s.model)
                  & (t4["hardware"] == s.hardware) & (t4["decoding"] == s.decoding)]
         assert math.isclose(row["saving_pct"].iloc[0], s.saving_pct, rel_tol=1e-9)
-    check_figures(root, pd.concat(cells.values(), ignore_index=True), est)
-    # Replay validation: two independent numbers per workload and stack, and the error between them.
+    return est
+
+
+def check_replay(root: Path, n_expected: int) -> dict[str, float]:
+    """Replay validation: two independent numbers per workload and stack, and the error between them
+    (``n_expected`` rows: workloads x grid cells). Returns the error per workload and stack."""
     val_files = sorted((root / "results/validation").rglob("*.parquet"))
-    if val_files:
-        val = pd.concat([pd.read_parquet(p) for p in val_files], ignore_index=True)
-        assert len(val) == len(seen) * len(grid_cells)
-        assert (val["replay_energy_j"] > 0).all() and (val["estimate_energy_j"] > 0).all()
-        assert (val["replay_tokens_generated"] >= val["replay_tokens_requested"]).all()
-        assert ((100 * (val["estimate_energy_j"] / val["replay_energy_j"] - 1) - val["error_pct"]).abs() < 1e-9).all()
-        fig = pd.read_csv(root / "paper/figures/fig_replay_validation.csv")
-        assert sorted(fig["error_pct"].round(6)) == sorted(val["error_pct"].round(6))
+    if not val_files:
+        return {}
+    val = pd.concat([pd.read_parquet(p) for p in val_files], ignore_index=True)
+    assert len(val) == n_expected
+    assert (val["replay_energy_j"] > 0).all() and (val["estimate_energy_j"] > 0).all()
+    assert (val["replay_tokens_generated"] >= val["replay_tokens_requested"]).all()
+    assert ((100 * (val["estimate_energy_j"] / val["replay_energy_j"] - 1) - val["error_pct"]).abs() < 1e-9).all()
+    fig = pd.read_csv(root / "paper/figures/fig_replay_validation.csv")
+    assert sorted(fig["error_pct"].round(6)) == sorted(val["error_pct"].round(6))
+    return {f"{r.workload}/{r.variant}": round(r.error_pct, 1) for r in val.itertuples()}
+
+
+def check_tables(root: Path, seen: dict) -> None:
+    """Every table of the registry is written (LaTeX with a caption, CSV); Tables 1-3 hold the traces,
+    the tasks and the bins of the run."""
+    from llm_energy.paper import TABLES
+
+    for name in TABLES:
+        assert "\\caption{" in (root / f"paper/tables/{name}.tex").read_text(), name
+        assert (root / f"paper/tables/{name}.csv").exists(), name
     kinds = {w: json.loads((root / f"results/profile/{w}.stats.json").read_text()).get("n_examples_available")
              for w in seen}
     traces = [w for w, k in kinds.items() if k is None]
@@ -112,19 +155,14 @@ def check(root: str | Path) -> dict:
     t3 = pd.read_csv(root / "paper/tables/table3_bins.csv").set_index("workload")
     for w, n in seen.items():
         assert t3.loc[w, "n_included"] == n and t3.loc[w, "input_inflation"] >= 1.0
-    fig7 = pd.read_csv(root / "paper/figures/fig7_binning_cdfs.csv")
-    assert set(fig7["workload"]) == set(seen)
-    # Binned lengths are never below real ones at any quantile.
-    piv = fig7.pivot_table(index=["workload", "axis", "quantile"], columns="kind", values="tokens")
-    assert (piv["binned"] >= piv["real"]).all()
-    errors = {f"{r.workload}/{r.variant}": round(r.error_pct, 1) for r in val.itertuples()} if val_files else {}
-    return {"workloads": seen, "cells": len(cells), "estimates": len(est), "replay_error_pct": errors,
-            "energy_kj": {f"{r.workload}/{r.variant}": round(r.energy_j / 1e3, 3) for r in est.itertuples()}}
 
 
-FIGURES = ["fig1_workload_energy", "fig2_prefill_decode", "fig3_decoding", "fig4_moe", "fig5_compile_cudagraphs",
-           "fig6_tensor_parallel", "fig7_binning_cdfs", "fig8_tasks", "fig9_online_offline",
-           "fig10_prefill_decode_transformers"]
+def _figures(root: Path) -> list[str]:
+    """The figures the run's config makes (the registry: llm_energy.paper)."""
+    from llm_energy.config import load
+    from llm_energy.paper import FIGURES, enabled
+
+    return enabled(FIGURES, load(root / "config.yaml"))
 
 
 def _fixed_shape(root: Path) -> tuple[int, int]:
@@ -142,19 +180,8 @@ def _tp(variant: str) -> int:
     return int(hit.group(1)) if hit else 1
 
 
-def check_figures(root: Path, valid: pd.DataFrame, est: pd.DataFrame) -> None:
-    """Every figure's files exist, and each CSV's numbers equal the checked measurement tables' valid
-    rows (or the estimates), recomputed here; a figure without data says so in its CSV and caption."""
-    for name in FIGURES + (["fig_replay_validation"] if (root / "results/validation").exists() else []):
-        for ext in ("pdf", "png", "csv", "tex"):
-            assert (root / f"paper/figures/{name}.{ext}").stat().st_size > 0, (name, ext)
-        assert (root / f"paper/figures/{name}.pdf").read_bytes().startswith(b"%PDF"), name
-        assert (root / f"paper/figures/{name}.png").read_bytes()[:4] == b"\x89PNG", name
-        assert "\\caption{" in (root / f"paper/figures/{name}.tex").read_text(), name
-    fi, fo = _fixed_shape(root)
-    tp1 = valid[(valid["variant"].map(_tp) == 1) & ~valid["variant"].str.contains("online")]
-    greedy = tp1[tp1["decoding"] == "greedy"]
-    # Figures 2 and 10: prefill / decode means of the greedy sweep rows of each framework.
+def check_prefill_decode(root: Path, greedy: pd.DataFrame, fo: int) -> None:
+    """Figures 2 and 10: prefill / decode means of the greedy sweep rows of each framework."""
     for name, fw in (("fig2_prefill_decode", "vllm"), ("fig10_prefill_decode_transformers", "transformers")):
         csv = pd.read_csv(root / f"paper/figures/{name}.csv")
         rows = greedy[greedy["variant"].str.startswith(fw) & greedy["role"].str.contains("sweep")]
@@ -171,6 +198,21 @@ def check_figures(root: Path, valid: pd.DataFrame, est: pd.DataFrame) -> None:
             "prefill_energy_j"].mean()
         got = csv[csv["panel"] == "prefill"].set_index(["model", "variant", "batch_size", "x"])["energy_mean_j"]
         assert len(got) == len(pre) and ((got.sort_index() - pre.sort_index().to_numpy()).abs() < 1e-9).all(), name
+
+
+def check_figures(root: Path, valid: pd.DataFrame, est: pd.DataFrame) -> None:
+    """Every figure's files exist, and each CSV's numbers equal the checked measurement tables' valid
+    rows (or the estimates), recomputed here; a figure without data says so in its CSV and caption."""
+    figures = _figures(root)
+    for name in figures:
+        for ext in ("pdf", "png", "csv", "tex"):
+            assert (root / f"paper/figures/{name}.{ext}").stat().st_size > 0, (name, ext)
+        assert (root / f"paper/figures/{name}.pdf").read_bytes().startswith(b"%PDF"), name
+        assert (root / f"paper/figures/{name}.png").read_bytes()[:4] == b"\x89PNG", name
+        assert "\\caption{" in (root / f"paper/figures/{name}.tex").read_text(), name
+    fi, fo = _fixed_shape(root)
+    tp1 = valid[(valid["variant"].map(_tp) == 1) & ~valid["variant"].str.contains("online")]
+    check_prefill_decode(root, tp1[tp1["decoding"] == "greedy"], fo)
     # Figures 3-6: means at the fixed shape per cell and batch size.
     shape = tp1[(tp1["input_len"] == fi) & (tp1["output_len"] == fo)]
     keys = ["hardware", "model", "variant", "decoding", "batch_size"]
@@ -202,7 +244,7 @@ def check_figures(root: Path, valid: pd.DataFrame, est: pd.DataFrame) -> None:
         assert math.isclose(r.energy_per_request_j, row["energy_j"] / row["n_included"], rel_tol=1e-9)
     # The paper: every figure's fragment is input by main.tex, and the PDF's status line exists.
     main = (root / "paper/main.tex").read_text() if (root / "paper/main.tex").exists() else ""
-    for name in FIGURES:
+    for name in figures:
         assert not main or f"figures/{name}.tex" in main, name
     if (root / "paper/main.pdf.txt").exists():
         status = (root / "paper/main.pdf.txt").read_text()

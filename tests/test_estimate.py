@@ -87,3 +87,31 @@ def test_savings_of_optimized_over_baseline():
     s = savings(est, [{"baseline": "transformers-eager", "optimized": "vllm-eager"},
                       {"baseline": "transformers-eager", "optimized": "not-measured"}])
     assert len(s) == 1 and s["saving_pct"].iloc[0] == pytest.approx(73.0)
+
+
+def test_without_profiles_the_estimates_are_the_binned_ones_with_the_method_columns():
+    from llm_energy.estimate import estimate_cells
+    from llm_energy.flops import Arch
+    from llm_energy.specs import load_specs
+
+    bins = pd.DataFrame({"input_bin": [64, 256], "output_bin": [8, 32], "n_requests": [10, 3]})
+    m = _measurements({(64, 8): 2.0, (256, 32): 7.0}).assign(hardware="h", model="m", variant="vllm-eager",
+                                                              decoding="greedy")
+    arch = Arch(hidden=64, layers=1, heads=1, kv_heads=1, head_dim=64, vocab=100, intermediate=128)
+    est, _, _ = estimate_cells([("w", bins, {"n_requests": 13, "n_included": 13, "n_excluded": 0})], [("p", m)],
+                               {"m": arch}, load_specs({}))
+    assert est["method"].tolist() == ["binned"] and est["energy_j"].iloc[0] == pytest.approx(10 / 4 * 2 + 3 / 4 * 7)
+    assert est["n_extrapolated"].tolist() == [0] and est["systematic_error_pct"].isna().all()
+    assert "no replay" in est["systematic_error_note"].iloc[0]
+
+
+def test_savings_compare_binned_estimates_only():
+    from llm_energy.estimate import savings
+
+    rows = [{"workload": "w", "hardware": "h", "model": "m", "decoding": "greedy", "variant": v, "method": k,
+             "energy_j": e} for v, k, e in [("transformers-eager", "binned", 200.0), ("vllm-eager", "binned", 54.0),
+                                            ("transformers-eager", "model", 100.0), ("vllm-eager", "model", 90.0)]]
+    s = savings(pd.DataFrame(rows), [{"baseline": "transformers-eager", "optimized": "vllm-eager"}])
+    assert len(s) == 1 and s["saving_pct"].iloc[0] == pytest.approx(73.0)
+    s = savings(pd.DataFrame(rows), [{"baseline": "transformers-eager", "optimized": "vllm-eager"}], method="model")
+    assert s["saving_pct"].iloc[0] == pytest.approx(10.0)

@@ -47,6 +47,11 @@ def expected(m: pd.DataFrame, keys: list[str], col: str = "energy_j") -> pd.Data
     return ok.groupby(keys)[col].agg(["mean", "std", "count"]).reset_index()
 
 
+def files(folder, name: str) -> F.FigureFiles:
+    """Where a figure goes in ``folder``: name.{pdf,png,csv,tex}, as in paper/figures/."""
+    return F.FigureFiles.in_folder(folder, name)
+
+
 def read(out, name) -> tuple[pd.DataFrame, str]:
     return pd.read_csv(out / f"{name}.csv"), (out / f"{name}.tex").read_text()
 
@@ -73,7 +78,7 @@ def test_fig3_decoding_strategies(tmp_path):
                   + [failed("transformers-eager", 2, "unsupported", decoding="speculative")], ignore_index=True)
     m = m[~((m["variant"] == "transformers-eager") & (m["decoding"] == "speculative") & (m["batch_size"] > 1)
             & (m["status"] == "ok"))]
-    F.fig_decoding(m, FI, FO, tmp_path)
+    F.fig_decoding(m, FI, FO, files(tmp_path, "fig3_decoding"))
     assert_files(tmp_path, "fig3_decoding")
     csv, tex = read(tmp_path, "fig3_decoding")
     keys = ["variant", "decoding", "batch_size"]
@@ -92,7 +97,7 @@ def test_fig3_decoding_strategies(tmp_path):
 
 
 def test_fig3_single_strategy_says_so(tmp_path):
-    F.fig_decoding(cell("vllm-eager"), FI, FO, tmp_path)
+    F.fig_decoding(cell("vllm-eager"), FI, FO, files(tmp_path, "fig3_decoding"))
     csv, tex = read(tmp_path, "fig3_decoding")
     assert csv["note"].fillna("").str.contains("only one decoding strategy").any()
     assert "Only one decoding strategy" in tex
@@ -104,7 +109,7 @@ def test_fig4_dense_vs_moe(tmp_path):
     moe = cell("vllm-eager", model="olmoe", scale=1.5, seed=2, moe=True, model_type="olmoe", n_parameters=6.9e9,
                n_active_parameters=1.3e9)
     m = pd.concat([dense, moe], ignore_index=True)
-    F.fig_moe(m, FI, FO, tmp_path)
+    F.fig_moe(m, FI, FO, files(tmp_path, "fig4_moe"))
     csv, tex = read(tmp_path, "fig4_moe")
     keys = ["model", "batch_size"]
     assert_matches(csv, expected(m, keys), keys, "energy_mean_j", "energy_std_j")
@@ -115,7 +120,7 @@ def test_fig4_dense_vs_moe(tmp_path):
 
 
 def test_fig4_without_model_columns_falls_back_to_names(tmp_path):
-    F.fig_moe(cell("vllm-eager"), FI, FO, tmp_path)
+    F.fig_moe(cell("vllm-eager"), FI, FO, files(tmp_path, "fig4_moe"))
     csv, tex = read(tmp_path, "fig4_moe")
     assert (csv.dropna(subset=["model"])["architecture"] == "unknown").all()
     assert csv["note"].fillna("").str.contains("architecture unknown").any() and "Architecture unknown" in tex
@@ -124,7 +129,7 @@ def test_fig4_without_model_columns_falls_back_to_names(tmp_path):
 def test_fig5_compile_and_cuda_graphs(tmp_path):
     m = pd.concat([cell("transformers-eager"), cell("transformers-compile", scale=0.9, seed=1),
                    cell("vllm-eager", seed=2), failed("transformers-eager", 8, "oom")], ignore_index=True)
-    F.fig_compile_graphs(m, FI, FO, tmp_path)
+    F.fig_compile_graphs(m, FI, FO, files(tmp_path, "fig5_compile_cudagraphs"))
     csv, tex = read(tmp_path, "fig5_compile_cudagraphs")
     keys = ["variant", "batch_size"]
     assert_matches(csv, expected(m, keys), keys, "energy_mean_j", "energy_std_j")
@@ -147,7 +152,7 @@ def test_fig6_tensor_parallel(tmp_path):
     m = pd.concat([cell("vllm-eager"), cell("vllm-eager-tp2", scale=1.3, seed=1),
                    cell("vllm-cudagraph-tp4", scale=1.6, seed=2, tensor_parallel=4),
                    cell("vllm-cudagraph", seed=3, tensor_parallel=1)], ignore_index=True)
-    F.fig_tensor_parallel(m, FI, FO, tmp_path)
+    F.fig_tensor_parallel(m, FI, FO, files(tmp_path, "fig6_tensor_parallel"))
     csv, tex = read(tmp_path, "fig6_tensor_parallel")
     keys = ["variant", "batch_size"]
     assert_matches(csv, expected(m, keys), keys, "energy_mean_j", "energy_std_j")
@@ -160,7 +165,7 @@ def test_fig6_tensor_parallel(tmp_path):
 
 
 def test_fig6_without_tp_cells_says_no_data(tmp_path):
-    F.fig_tensor_parallel(cell("vllm-eager"), FI, FO, tmp_path)
+    F.fig_tensor_parallel(cell("vllm-eager"), FI, FO, files(tmp_path, "fig6_tensor_parallel"))
     assert_files(tmp_path, "fig6_tensor_parallel")
     csv, tex = read(tmp_path, "fig6_tensor_parallel")
     assert len(csv) == 1 and csv["note"].iloc[0].startswith("no data")
@@ -169,7 +174,7 @@ def test_fig6_without_tp_cells_says_no_data(tmp_path):
 
 def test_fig9_online_vs_offline(tmp_path):
     m = pd.concat([cell("vllm-eager"), cell("vllm-online", scale=0.95, seed=1)], ignore_index=True)
-    F.fig_online(m, FI, FO, tmp_path)
+    F.fig_online(m, FI, FO, files(tmp_path, "fig9_online_offline"))
     csv, tex = read(tmp_path, "fig9_online_offline")
     e = expected(m, ["variant", "batch_size"]).set_index(["variant", "batch_size"])
     for r in csv.itertuples():
@@ -181,7 +186,7 @@ def test_fig9_online_vs_offline(tmp_path):
 
 
 def test_fig9_without_online_cell_says_no_data(tmp_path):
-    F.fig_online(cell("vllm-eager"), FI, FO, tmp_path)
+    F.fig_online(cell("vllm-eager"), FI, FO, files(tmp_path, "fig9_online_offline"))
     csv, tex = read(tmp_path, "fig9_online_offline")
     assert csv["note"].iloc[0].startswith("no data") and "no data" in tex
 
@@ -191,7 +196,7 @@ def test_fig9_without_online_cell_says_no_data(tmp_path):
 def test_fig2_and_fig10_prefill_decode(tmp_path, framework, name):
     m = pd.concat([cell("vllm-eager"), cell("transformers-eager", seed=1, source="cpu-estimate")],
                   ignore_index=True)
-    F.fig_prefill_decode(m, FI, FO, tmp_path, framework=framework, name=name)
+    F.fig_prefill_decode(m, FI, FO, files(tmp_path, name), framework=framework)
     csv, tex = read(tmp_path, name)
     assert set(csv["variant"]) == {f"{framework}-eager"}
     ok = m[m["status"].eq("ok") & m["valid"] & m["variant"].str.startswith(framework)]
@@ -205,8 +210,8 @@ def test_fig2_and_fig10_prefill_decode(tmp_path, framework, name):
 
 
 def test_fig10_without_transformers_says_no_data(tmp_path):
-    F.fig_prefill_decode(cell("vllm-eager"), FI, FO, tmp_path, framework="transformers",
-                         name="fig10_prefill_decode_transformers")
+    F.fig_prefill_decode(cell("vllm-eager"), FI, FO, files(tmp_path, "fig10_prefill_decode_transformers"),
+                         framework="transformers")
     csv, tex = read(tmp_path, "fig10_prefill_decode_transformers")
     assert csv["note"].iloc[0].startswith("no data") and "no data" in tex
 
@@ -227,7 +232,7 @@ def estimates_tables():
 
 def test_fig8_tasks_energy_per_request(tmp_path):
     est, by_bin = estimates_tables()
-    F.fig_tasks(est, ["imdb", "wmt14"], tmp_path, by_bin)
+    F.fig_tasks(est, ["imdb", "wmt14"], files(tmp_path, "fig8_tasks"), by_bin)
     csv, tex = read(tmp_path, "fig8_tasks")
     stacks = csv[csv["variant"] != "ideal (FLOPs x TDP / peak)"]
     assert set(stacks["workload"]) == {"imdb", "wmt14"}
@@ -246,7 +251,7 @@ def test_fig8_tasks_energy_per_request(tmp_path):
 
 def test_fig8_without_tasks_says_no_data(tmp_path):
     est, _ = estimates_tables()
-    F.fig_tasks(est, [], tmp_path)
+    F.fig_tasks(est, [], files(tmp_path, "fig8_tasks"))
     csv, tex = read(tmp_path, "fig8_tasks")
     assert csv["note"].iloc[0].startswith("no data") and "no data" in tex
 
@@ -255,7 +260,7 @@ def test_fig1_bars_equal_estimates_and_name_decoding(tmp_path):
     est, by_bin = estimates_tables()
     est = pd.concat([est, est[est["variant"] == "vllm-eager"].assign(decoding="beam", energy_j=lambda d: d["energy_j"] * 2)],
                     ignore_index=True)
-    F.fig_workload_energy(est, tmp_path, by_bin)
+    F.fig_workload_energy(est, files(tmp_path, "fig1_workload_energy"), by_bin)
     csv, _ = read(tmp_path, "fig1_workload_energy")
     stacks = csv[csv["energy_source"] != "flops-ideal"]
     assert sorted(stacks["energy_j"]) == sorted(est["energy_j"])
@@ -264,6 +269,74 @@ def test_fig1_bars_equal_estimates_and_name_decoding(tmp_path):
 
 def test_captions_escape_latex(tmp_path):
     m = cell("vllm-eager", hardware="cpu_x", model="tiny_llama")
-    F.fig_decoding(m, FI, FO, tmp_path)
+    F.fig_decoding(m, FI, FO, files(tmp_path, "fig3_decoding"))
     tex = (tmp_path / "fig3_decoding.tex").read_text()
     assert "cpu\\_x" in tex and "tiny\\_llama" in tex and "\\\\times" not in tex
+
+
+# --- the registry: one entry per figure and table, each its own job ----------------------------------
+
+def test_registry_names_each_output_once_and_its_function_takes_what_it_names():
+    import inspect
+
+    from llm_energy import paper
+
+    assert not set(paper.FIGURES) & set(paper.TABLES)
+    for name, out in {**paper.FIGURES, **paper.TABLES}.items():
+        assert out.name == name and out.caption.strip(), name
+        assert set(out.inputs) <= set(paper.INPUTS) and set(out.settings) <= set(paper.SETTINGS), name
+        assert out.workloads in paper.WORKLOAD_KINDS, name
+        # Every keyword it is called with is a parameter, and it needs no other.
+        given = dict.fromkeys([*out.inputs, *out.settings, *out.options, "files"])
+        sig = inspect.signature(out.resolve())
+        sig.bind(**given)
+        required = {p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty}
+        assert required <= set(given), (name, required - set(given))
+
+
+def test_replay_figure_only_when_replay_is_enabled():
+    from llm_energy import paper
+
+    on = paper.enabled(paper.FIGURES, {"replay": {"enabled": True}})
+    off = paper.enabled(paper.FIGURES, {"replay": {"enabled": False}})
+    assert on == off + ["fig_replay_validation"] and len(off) == 10
+    assert off[0] == "fig1_workload_energy" and "fig10_prefill_decode_transformers" in off
+
+
+def test_write_takes_the_paths_it_is_given(tmp_path):
+    """A job writes exactly the four files Snakemake names, wherever they are, with the CSV a direct call writes."""
+    from llm_energy import paper
+
+    m = pd.concat([cell("vllm-eager"), cell("vllm-eager", "beam", scale=1.4, seed=1)], ignore_index=True)
+    table = tmp_path / "in" / "checked.parquet"
+    table.parent.mkdir()
+    m.to_parquet(table, index=False)
+    spread = F.FigureFiles(*(tmp_path / d / f"x.{ext}" for d, ext in
+                             (("a", "pdf"), ("b", "png"), ("c", "csv"), ("d", "tex"))))
+    settings = {"fixed_input": FI, "fixed_output": FO, "input_edges": [1], "output_edges": [1]}
+    paper.write("fig3_decoding", {"measurements": [str(table)]}, settings, spread)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["a/x.pdf", "b/x.png", "c/x.csv", "d/x.tex", "in/checked.parquet"]
+    F.fig_decoding(m, FI, FO, files(tmp_path / "direct", "fig3_decoding"))
+    pd.testing.assert_frame_equal(pd.read_csv(spread.csv), pd.read_csv(tmp_path / "direct/fig3_decoding.csv"))
+
+
+def test_tables_read_only_their_workloads(tmp_path):
+    """Table 1 gets the traces' statistics, Table 2 the tasks' (the workflow passes only those), each
+    written to its own .tex and .csv."""
+    import json
+
+    from llm_energy import paper
+    from llm_energy.tables import TableFiles
+
+    stat = {"n_requests": 3, "input_tokens": {"mean": 2.0, "std": 1.0, "median": 2, "p99": 3, "max": 3},
+            "output_tokens": {"mean": 4.0, "std": 0.0, "median": 4, "p99": 4, "max": 4}}
+    paths = []
+    for w in ("burstgpt", "azure_code_2023"):
+        paths.append(tmp_path / f"{w}.stats.json")
+        paths[-1].write_text(json.dumps(stat))
+    out = TableFiles(tmp_path / "t" / "one.tex", tmp_path / "u" / "one.csv")
+    paper.write("table1_workloads", {"stats": [str(p) for p in paths]}, {}, out)
+    csv = pd.read_csv(out.csv)
+    assert list(csv["workload"]) == ["burstgpt", "azure_code_2023"] and (csv["n_requests"] == 3).all()
+    assert "azure\\_code\\_2023" in out.tex.read_text() and paper.TABLES["table2_tasks"].workloads == "task"

@@ -121,18 +121,18 @@ def test_manifest_records_the_run(small_run):
 
 @pytest.mark.slow
 def test_editing_figure_or_aggregation_scripts_never_remeasures(small_run):
-    scripts = {name: small_run / "scripts/rules" / name for name in ("figures.py", "estimate.py")}
+    scripts = {name: small_run / "scripts/rules" / name for name in ("figure.py", "estimate.py")}
     original = {name: p.read_text() for name, p in scripts.items()}
     # Snakemake compares a script's mtime with its outputs' (the `code` trigger): restore both.
     stamps = {name: (p.stat().st_atime_ns, p.stat().st_mtime_ns) for name, p in scripts.items()}
     try:
-        scripts["figures.py"].write_text(original["figures.py"] + "\n# a user's edit to a figure script\n")
+        scripts["figure.py"].write_text(original["figure.py"] + "\n# a user's edit to a figure script\n")
         planned = jobs_planned(snakemake(small_run, "-n"))
-        assert "figures" in planned, planned
+        assert "figure" in planned, planned
         assert not planned & {"measure_cell", "build_model", "check_cell"}, planned
         scripts["estimate.py"].write_text(original["estimate.py"] + "\n# an edit to the aggregation\n")
         planned = jobs_planned(snakemake(small_run, "-n"))
-        assert {"estimate", "figures", "tables", "manifest"} <= planned, planned
+        assert {"estimate", "figure", "table", "manifest"} <= planned, planned
         assert not planned & {"measure_cell", "build_model", "check_cell"}, planned
         # Without the code trigger (README: --rerun-triggers), a script edit re-plans nothing at all.
         assert jobs_planned(snakemake(small_run, "-n", "--rerun-triggers", "mtime", "params", "input")) == set()
@@ -155,7 +155,7 @@ def test_copied_hardware_folder_is_merged_and_never_measured(small_run):
     fake.to_parquet(dest, index=False)
 
     planned = jobs_planned(snakemake(small_run, "-n"))
-    assert {"check_cell", "estimate", "figures", "tables", "manifest"} <= planned, planned
+    assert {"check_cell", "estimate", "figure", "table", "manifest"} <= planned, planned
     assert "measure_cell" not in planned and "build_model" not in planned, planned
     proc = snakemake(small_run)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -108,9 +108,13 @@ def test_nvml_counter_sums_visible_devices_and_keeps_a_timeline(monkeypatch):
     assert w.energy_j == pytest.approx(400.0 * w.duration_s, rel=0.05)
     assert w.timeline_energy_j == pytest.approx(w.energy_j, rel=0.05)
     assert len(w.power_samples) >= 10 and all(p == 400.0 for _, p in w.power_samples)
-    assert w.state == {"temperature_c_start": 40, "temperature_c_end": 40}
+    assert w.state == {f"{k}_{edge}": v for k, v in [("temperature_c", 40), ("sm_clock_mhz", 1980),
+                                                     ("app_sm_clock_mhz", 1755), ("power_limit_total_w", 1400.0)]
+                       for edge in ("start", "end")}
+    assert w.device_energy_j == pytest.approx([100.0 * w.duration_s, 300.0 * w.duration_s], rel=0.05)
     desc = meter.describe()
     assert desc["n_gpus"] == 2 and desc["gpu_uuids"] == "GPU-a,GPU-b" and desc["cuda_driver_version"] == "12.8"
+    assert desc["power_reading"] == "instant" and desc["temp_slowdown_c"] == 87.0
     assert meter.device_keys() == ["GPU-a", "GPU-b"]
 
 

@@ -99,15 +99,29 @@ def test_report_and_paper(run_dir):
 
 
 def test_figure_and_aggregation_changes_never_remeasure(run_dir):
-    for f in (run_dir / "paper" / "figures").glob("fig1*"):
+    for f in (run_dir / "paper" / "figures").glob("fig1_workload_energy.*"):
         f.unlink()
-    assert jobs_planned(snakemake(run_dir, "-n")) == {"all", "figures", "paper_pdf"}
+    proc = snakemake(run_dir, "-n")
+    assert jobs_planned(proc) == {"all", "figure", "paper_pdf"}
+    # One job per figure: only Figure 1's is planned again.
+    assert planned_wildcards(proc, "figure") == ["figure=fig1_workload_energy"]
     # A changed profile (one request fewer) re-bins and re-estimates, and measures nothing again.
     prof = run_dir / "results/profile/burstgpt.parquet"
     pd.read_parquet(prof).iloc[:-1].to_parquet(prof, index=False)
     planned = jobs_planned(snakemake(run_dir, "-n"))
-    assert {"bin_workload", "estimate", "figures", "tables"} <= planned
+    assert {"bin_workload", "estimate", "figure", "table"} <= planned
     assert "measure_cell" not in planned and "build_model" not in planned
+
+
+def planned_wildcards(proc: subprocess.CompletedProcess, rule: str) -> list[str]:
+    """The wildcards of each job of ``rule`` in a dry run's listing."""
+    found, current = [], None
+    for line in proc.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            current = line.split()[1].rstrip(":")
+        elif current == rule and line.strip().startswith("wildcards:"):
+            found.append(line.strip().removeprefix("wildcards:").strip())
+    return found
 
 
 def test_cell_for_other_hardware_is_refused_with_a_hint(run_dir):

@@ -18,7 +18,7 @@ class FakeBackend(Backend):
     """Takes 1 ms per request-token of work; batches above ``fits`` run out of memory."""
 
     def __init__(self, fits=64):
-        super().__init__("fake", variant="fake")
+        super().__init__("fake", variant="transformers-eager")
         self.fits = fits
         self.calls = []
         self.released = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import llm_energy
 from llm_energy import UserError
 from llm_energy import config as config_check
+from llm_energy.cells import is_cpu_hardware, merged_cells
 from llm_energy.hardware import detect
 
 # Our own schema check (not snakemake.utils.validate): it fills the schema's defaults the same
@@ -37,14 +38,17 @@ def package_code(*modules):
     paths = []
     for m in modules:
         folder = PACKAGE_DIR / m
-        paths += sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE_DIR / f"{m}.py"]
+        paths += (
+            sorted(folder.glob("*.py"))
+            if folder.is_dir()
+            else [PACKAGE_DIR / f"{m}.py"]
+        )
     return [os.path.relpath(p) for p in paths]
 
 
 DATA_DIR = config["data_dir"].rstrip("/")
 MODELS_DIR = config["models_dir"].rstrip("/")
 WORKLOADS = list(config["workloads"])
-CELLS = config_check.cells(config)
 
 
 def _on_slurm():
@@ -52,12 +56,26 @@ def _on_slurm():
     return bool(shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ)
 
 
+def _dry_run():
+    """Whether this is a dry run (-n, --dry-run, or n among combined short flags such as -np).
+    Snakemake has not parsed its command line when the Snakefile is read: look at it directly."""
+    return any(
+        a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a)
+        for a in sys.argv[1:]
+    )
+
+
+# A dry run for hardware this machine is not (e.g. `-n --config hardware=h100-80gb-hbm3` on a
+# laptop) plans another machine's run: it measures nothing, so the machine checks do not apply.
+PLANNING_ELSEWHERE = _dry_run() and config["hardware"] not in ("auto", detect())
+
+
 def _missing_cells(slug):
     # On SLURM each measurement job refuses a node that is not `slug`, so `hardware:` may name the
     # nodes' hardware (README).
-    if _on_slurm():
+    if _on_slurm() or PLANNING_ELSEWHERE:
         return []
-    files = [f"results/measurements/{slug}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
+    files = [c.measurement for c in config_check.cell_table(config, slug)]
     return [f for f in files if not Path(f).exists()]
 
 
@@ -66,6 +84,12 @@ try:
 except UserError as _err:
     sys.stderr.write(f"{_err}\n")
     sys.exit(1)
+
+# The cells of this run, in one table that every cell's path comes from: this machine's configured
+# cells (measured here), then the same cells copied in from other machines (README, merging), which
+# are checked, estimated and plotted beside them and never measured here.
+HERE_CELLS = config_check.cell_table(config, HARDWARE)
+CELL_TABLE = HERE_CELLS + merged_cells(HERE_CELLS, HARDWARE)
 
 
 def _other_hardware_targets():
@@ -92,14 +116,14 @@ def _other_hardware_targets():
 
 
 def _cell_missing(model, variant, decoding):
-    return not Path(
-        f"results/measurements/{HARDWARE}/{model}/{variant}/{decoding}.parquet"
-    ).exists()
+    here = {c.key: c for c in HERE_CELLS}
+    return not Path(here[model, variant, decoding].measurement).exists()
 
 
 try:
     _other_hardware_targets()
-    if not _on_slurm():  # on a cluster, the nodes' GPUs count, not the login node's
+    # on a cluster the nodes' GPUs count, not the login node's
+    if not (_on_slurm() or PLANNING_ELSEWHERE):
         from llm_energy.hardware import visible_gpu_count
 
         config_check.check_gpus_suffice(
@@ -151,8 +175,8 @@ ABSENT_FOLDERS = _absent_raw(archives=True)
 wildcard_constraints:
     workload=_alternatives(WORKLOADS),
     model=_alternatives(config["models"]),
-    variant=_alternatives(sorted({c[1] for c in CELLS})),
-    decoding=_alternatives(sorted({c[2] for c in CELLS})),
+    variant=_alternatives(sorted({c.variant.name for c in HERE_CELLS})),
+    decoding=_alternatives(sorted({c.decoding for c in HERE_CELLS})),
     hardware="[a-z0-9][a-z0-9-]*",
     filename=_alternatives(ABSENT_FILES),
     folder=_alternatives(ABSENT_FOLDERS),
@@ -185,35 +209,30 @@ def draft_input(wildcards):
     }
 
 
+def cell_of(wildcards):
+    """The cell of a job (a Cell; one the config does not name sweeps every point family)."""
+    w = wildcards
+    return config_check.cell_of(config, w.hardware, w.model, w.variant, w.decoding)
+
+
 def cell_points(wildcards):
     """The points a cell sweeps: a change re-measures only the cells whose points changed."""
-    return config_check.points_of(
-        config, wildcards.model, wildcards.variant, wildcards.decoding
-    )
+    return config_check.cell_points(config, cell_of(wildcards).kinds)
 
 
 def cell_decoding(wildcards):
     """The decoding settings a cell uses (none for greedy): changing one re-measures only its cells."""
-    d = config["decoding"]
-    used = {
-        "beam": ["beam_width"],
-        "temperature": ["temperature"],
-        "top-p": ["top_p"],
-        "speculative": ["num_speculative_tokens"],
-    }.get(wildcards.decoding, [])
-    return {k: d[k] for k in used}
+    return config_check.decoding_settings(config, wildcards.decoding)
 
 
 def cell_online(wildcards):
     """The online section, for online cells only."""
-    return config["online"] if wildcards.variant.startswith("vllm-online") else {}
+    return config_check.online_settings(config, cell_of(wildcards).variant)
 
 
 def cell_gpus(wildcards):
     """GPUs a measurement job holds: its tensor-parallel size on GPU hardware, none on CPU."""
-    if wildcards.hardware.startswith("cpu-"):
-        return 0
-    return config_check.tensor_parallel(wildcards.variant)
+    return cell_of(wildcards).gpus
 
 
 def raw_path(wildcards):
@@ -249,7 +268,7 @@ def measured_model_dirs():
 
 def measure_env(wildcards):
     """conda: of the measurement rules: vLLM's CPU build for CPU hardware, its CUDA build on GPUs."""
-    if wildcards.hardware.startswith("cpu-"):
+    if is_cpu_hardware(wildcards.hardware):
         return "../../envs/measure-cpu.yaml"
     return "../../envs/measure-gpu.yaml"
 
@@ -258,38 +277,20 @@ def measurement_files():
     """This machine's measurement files: targets themselves, so that deleting one re-measures it
     (and re-checks, re-estimates and re-plots what came from it) instead of leaving stale results.
     """
-    return [f"results/measurements/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS]
+    return [c.measurement for c in HERE_CELLS]
 
 
-def merged_cells():
-    """(hardware, model, variant, decoding) of the cells copied in from other machines.
-
-    Merging (README): copy results/measurements/<hardware>/ from the machine that measured it.
-    Every such file of a configured cell is aggregated beside this machine's; it already exists,
-    so it is never measured here (measure_cell refuses another machine's hardware anyway).
+def all_measurement_files():
+    """The measurement file behind every checked one: this machine's, then the merged ones (which
+    already exist; measure_cell never makes them here, as it refuses another machine's hardware).
     """
-    root = Path("results/measurements")
-    others = sorted(
-        d.name
-        for d in (root.iterdir() if root.is_dir() else [])
-        if d.is_dir()
-        and d.name != HARDWARE
-        and re.fullmatch("[a-z0-9][a-z0-9-]*", d.name)
-    )
-    return [
-        (hw, m, v, d)
-        for hw in others
-        for m, v, d in CELLS
-        if (root / hw / m / v / f"{d}.parquet").is_file()
-    ]
+    return [c.measurement for c in CELL_TABLE]
 
 
 def checked_files():
     """Measurement tables with each row's validity: what every later stage reads (this machine's
     cells, then the cells of other hardware copied into results/measurements/)."""
-    return [f"results/checked/{HARDWARE}/{m}/{v}/{d}.parquet" for m, v, d in CELLS] + [
-        f"results/checked/{hw}/{m}/{v}/{d}.parquet" for hw, m, v, d in merged_cells()
-    ]
+    return [c.checked for c in CELL_TABLE]
 
 
 VALIDATION = {
@@ -305,42 +306,80 @@ VALIDATION = {
 
 def grid_checked_files():
     """The checked tables of cells that measure the bin grid: what workload estimates need."""
-    return [
-        f
-        for f in checked_files()
-        if config_check.has_grid(config, tuple(Path(f).with_suffix("").parts[-3:]))
-    ]
+    return [c.checked for c in CELL_TABLE if c.has_grid]
 
 
 def grid_models():
     """Models with at least one grid cell (their config.json gives the ideal's FLOPs)."""
-    return sorted({m for m, v, d in CELLS if config_check.has_grid(config, (m, v, d))})
+    return sorted({c.model for c in HERE_CELLS if c.has_grid})
 
 
 def validation_files():
     """Replay validation of every grid cell measured here."""
     if not config["replay"]["enabled"]:
         return []
-    return [
-        f"results/validation/{HARDWARE}/{m}/{v}/{d}.parquet"
-        for m, v, d in CELLS
-        if config_check.has_grid(config, (m, v, d))
+    return [c.validation for c in HERE_CELLS if c.has_grid]
+
+
+# The paper's figures and tables: named, with their inputs and captions, in scripts/llm_energy/paper.py.
+from llm_energy import paper as paper_registry
+
+FIGURES = paper_registry.enabled(paper_registry.FIGURES, config)
+TABLES = paper_registry.enabled(paper_registry.TABLES, config)
+# Where each input a figure or table may read lies (the per-workload ones for each workload).
+PAPER_FILES = {
+    "estimates": "results/estimates/estimates.parquet",
+    "by_bin": "results/estimates/by_bin.parquet",
+    "savings": "results/estimates/savings.parquet",
+    "profiles": "results/profile/{workload}.parquet",
+    "stats": "results/profile/{workload}.stats.json",
+    "bins": "results/bins/{workload}.summary.json",
+}
+
+
+def _paper_output(wildcards):
+    return paper_registry.entry(wildcards.get("figure") or wildcards.get("table"))
+
+
+def paper_inputs(wildcards):
+    """The files one figure or table reads, by the input names of its registry entry: only those, so
+    that a change re-draws only the outputs that read it."""
+    out = _paper_output(wildcards)
+    workloads = [
+        w for w in WORKLOADS if out.workloads in ("all", config["workloads"][w]["kind"])
     ]
+    files = {}
+    for kind in out.inputs:
+        if kind == "measurements":
+            files[kind] = checked_files()
+        elif kind == "validation":
+            files[kind] = validation_files()
+        elif "{workload}" in PAPER_FILES[kind]:
+            files[kind] = expand(PAPER_FILES[kind], workload=workloads)
+        else:
+            files[kind] = PAPER_FILES[kind]
+    # The package code that writes it (figures/ or tables.py) and the registry that names it.
+    files["code"] = package_code(out.function.split(".")[0].split(":")[0], "paper")
+    return files
 
 
-FIGURES = [
-    "fig1_workload_energy",
-    "fig2_prefill_decode",
-    "fig3_decoding",
-    "fig4_moe",
-    "fig5_compile_cudagraphs",
-    "fig6_tensor_parallel",
-    "fig7_binning_cdfs",
-    "fig8_tasks",
-    "fig9_online_offline",
-    "fig10_prefill_decode_transformers",
-] + (["fig_replay_validation"] if config["replay"]["enabled"] else [])
-TABLES = ["table1_workloads", "table2_tasks", "table3_bins", "table4_estimates"]
+def paper_settings(wildcards):
+    """The config values one figure or table takes (its registry entry's settings), by keyword."""
+    values = {
+        "fixed_input": config["measurement"]["sweep_fixed_input"],
+        "fixed_output": config["measurement"]["sweep_fixed_output"],
+        "task_workloads": [
+            w for w in WORKLOADS if config["workloads"][w]["kind"] == "task"
+        ],
+        "input_edges": config["bins"]["input"],
+        "output_edges": config["bins"]["output"],
+    }
+    return {s: values[s] for s in _paper_output(wildcards).settings}
+
+
+def paper_caption(wildcards):
+    """The report caption of a figure or table (workflow/report/output.rst renders it)."""
+    return _paper_output(wildcards).caption
 
 
 def all_targets():

@@ -23,6 +23,7 @@ def _detect(args) -> None:
 
 def _check_config(args) -> None:
     from . import config
+    from .cells import Cell
 
     cfg = config.load(args.config)
     if not (shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ):  # as the workflow: nodes' GPUs count there
@@ -30,7 +31,7 @@ def _check_config(args) -> None:
 
         here = detect()
         config.check_gpus_suffice(cfg, here, visible_gpu_count(), lambda m, v, d: not Path(
-            f"results/measurements/{here}/{m}/{v}/{d}.parquet").exists())
+            Cell.of(here, m, v, d).measurement).exists())
     kinds = config.cell_kinds(cfg)
     n_points = sum(len(config.cell_points(cfg, k)) for k in kinds.values())
     print(f"{args.config}: ok ({len(cfg['models'])} models, {len(cfg['workloads'])} workloads, {len(kinds)} cells, "
@@ -66,17 +67,21 @@ def _build_model(args) -> None:
 
 def _measure(args) -> None:
     from . import config
-    from .cell import measure_cell, refuse_existing
+    from .cell import CellParams, measure_cell, refuse_existing
+    from .cells import Cell
 
     from .hardware import detect
 
     hw = args.hardware or detect()
-    out = args.out or f"results/measurements/{hw}/{args.model}/{args.variant}/{args.decoding}.parquet"
+    out = args.out or Cell.of(hw, args.model, args.variant, args.decoding).measurement
     if not args.overwrite:
         refuse_existing(out)  # before the config is read and anything loads
     cfg = config.load(args.config)
+    # What the Snakefile hands the cell's job (the measure_cell rule's params), read from the config.
+    params = CellParams.from_config(cfg, config.cell_of(cfg, hw, args.model, args.variant, args.decoding))
     df = measure_cell(cfg, hardware=hw, model=args.model, variant=args.variant, decoding=args.decoding,
-                      model_dir=args.model_dir, out=out, draft_dir=args.draft_dir, overwrite=args.overwrite)
+                      params=params, model_dir=args.model_dir, out=out, draft_dir=args.draft_dir,
+                      overwrite=args.overwrite)
     print(f"{out}: {len(df)} rows")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -10,33 +11,55 @@ import pandas as pd
 from . import UserError
 from . import config as config_mod
 from .backends import make_backend
+from .cells import Cell, Variant
 from .io import write_parquet
-from .measure import Point, Protocol, check_hardware, run_cell
+from .measure import Point, Protocol, check_hardware, partial_path, run_cell
 from .models import check_model_dir, model_facts, weights_kind
 
 log = logging.getLogger(__name__)
 
 
-def _cell_backend(cfg: dict, model: str, variant: str, decoding: str, model_dir: Path, longest: int,
+@dataclass(frozen=True)
+class CellParams:
+    """What a measurement job is handed, computed once: by the Snakefile (the measure_cell rule's
+    params) or, on the command line, from the config (:meth:`from_config`)."""
+
+    points: tuple[Point, ...]
+    measurement: dict  # the config's measurement section: the protocol
+    decoding: dict  # the decoding settings the cell's strategy uses (none for greedy)
+    online: dict  # the online section, for online variants (else empty)
+
+    @classmethod
+    def of(cls, points, measurement: dict, decoding: dict, online: dict) -> CellParams:
+        """From the rule's params: points as (input_len, output_len, batch_size, role)."""
+        return cls(tuple(Point(*p) for p in points), dict(measurement), dict(decoding), dict(online))
+
+    @classmethod
+    def from_config(cls, cfg: dict, cell: Cell) -> CellParams:
+        """What the Snakefile hands the cell's job (``config.cell_params``), for running it without Snakemake."""
+        return cls.of(**config_mod.cell_params(cfg, cell))
+
+
+def _cell_backend(cfg: dict, cell: Cell, params: CellParams, model_dir: Path, longest: int,
                   max_batch_size: int, draft_dir: str | Path | None = None):
     """The cell's backend (not loaded): the model's dtype and length limit, the measurement seed, the
     decoding settings, the draft model of speculative decoding, the online server's arrivals."""
-    m = cfg["measurement"]
+    m, model = params.measurement, cell.model
     extra = {}
-    if variant.startswith("vllm-"):
+    if cell.variant.framework == "vllm":
         extra["kv_cache_gib"] = m["vllm_kv_cache_gib"]
-    if variant.startswith("vllm-online"):
-        o = cfg["online"]
+    if cell.variant.online:
+        o = params.online
         extra.update(arrival=o["arrival"], rate_per_s=o["rate_per_s"], startup_timeout_s=o["startup_timeout_s"])
-    if decoding == "speculative":
+    if cell.decoding == "speculative":
         draft = cfg["models"][model]["draft_model"]
         if not draft:
             raise UserError(f"decoding 'speculative' needs models.{model}.draft_model in the config")
         draft_dir = check_model_dir(draft_dir or model_dir_of(cfg, draft))
     return make_backend(
-        variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=decoding, seed=m["seed"],
+        cell.variant, str(model_dir), dtype=cfg["models"][model]["dtype"], decoding=cell.decoding, seed=m["seed"],
         max_model_len=config_mod.max_model_len(cfg, model) or longest, max_batch_size=max_batch_size,
-        decoding_options=cfg["decoding"], draft_dir=str(draft_dir) if draft_dir else None, **extra)
+        decoding_options=params.decoding, draft_dir=str(draft_dir) if draft_dir else None, **extra)
 
 
 def model_dir_of(cfg: dict, model: str) -> Path:
@@ -45,24 +68,29 @@ def model_dir_of(cfg: dict, model: str) -> Path:
     return Path(spec["path"]) if spec["source"] == "local" else Path(cfg["models_dir"]) / model
 
 
-def check_gpus(variant: str) -> None:
+def check_gpus(variant: str | Variant) -> None:
     """Refuse a tensor-parallel variant on a machine with fewer GPUs than it spans."""
-    tp = config_mod.tensor_parallel(variant)
+    variant = Variant.parse(variant)
+    tp = variant.tensor_parallel
     if tp == 1:
         return
     from .hardware import visible_gpu_count
 
     have = visible_gpu_count()
     if have < tp:
-        raise UserError(f"variant {variant!r} runs tensor parallel over {tp} GPUs, and this machine has {have}; "
+        raise UserError(f"variant {variant.name!r} runs tensor parallel over {tp} GPUs, and this machine has {have}; "
                         f"measure it on a machine with {tp} GPUs and copy the file here")
 
 
 def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str,
-                 model_dir: str | Path | None = None, out: str | Path | None = None,
-                 prompt_file: str | Path | None = None, draft_dir: str | Path | None = None,
-                 overwrite: bool = True) -> pd.DataFrame:
+                 params: CellParams | None = None, model_dir: str | Path | None = None,
+                 out: str | Path | None = None, prompt_file: str | Path | None = None,
+                 draft_dir: str | Path | None = None, overwrite: bool = True) -> pd.DataFrame:
     """Measure every point of the cell; write ``out`` (complete or absent) when given.
+
+    ``params`` (points, protocol, decoding and online settings) are what the Snakefile computed for
+    the cell; without them they are read from ``cfg`` the same way (:meth:`CellParams.from_config`).
+    ``cfg`` gives the model (dtype, length limit, draft model, folder).
 
     Prompts are cut from ``prompt_file`` (default: ``data_dir/measurement.prompt_file``) when the
     config asks for PG-19 prompts, else seeded random token ids.
@@ -75,44 +103,52 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
     check_hardware(hardware)
     if model not in cfg["models"]:
         raise UserError(f"model {model!r} is not in the config ({', '.join(cfg['models'])})")
-    check_gpus(variant)
+    cell = config_mod.cell_of(cfg, hardware, model, variant, decoding)
+    params = params or CellParams.from_config(cfg, cell)
+    check_gpus(cell.variant)
     model_dir = check_model_dir(model_dir or model_dir_of(cfg, model))
-    m = cfg["measurement"]
+    m, points = params.measurement, list(params.points)
     if m["cpu_threads"]:
         import torch
 
         torch.set_num_threads(m["cpu_threads"])
-    points = [Point(*p) for p in config_mod.points_of(cfg, model, variant, decoding)]
     longest = max(p.input_len + p.output_len for p in points)
-    if m["max_batch_probe"]:
-        points_batch = max(max(m["max_batch_probe"]), max(p.batch_size for p in points))
-    else:
-        points_batch = max(p.batch_size for p in points)
-    backend = _cell_backend(cfg, model, variant, decoding, model_dir, longest, points_batch, draft_dir)
-    log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, variant, decoding, len(points),
+    points_batch = max([*m["max_batch_probe"], *(p.batch_size for p in points)])
+    backend = _cell_backend(cfg, cell, params, model_dir, longest, points_batch, draft_dir)
+    log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, cell.variant, decoding, len(points),
              m["repeats"])
-    prompts = None
-    if m["prompts"] == "pg19":
-        from transformers import AutoTokenizer
-
-        from .prompts import BookPrompts
-
-        book = prompt_file or Path(cfg["data_dir"]) / m["prompt_file"]
-        prompts = BookPrompts.from_file(book, AutoTokenizer.from_pretrained(model_dir), seed=m["seed"],
-                                         longest=max(p.input_len for p in points))
+    prompts = _book_prompts(cfg, m, model_dir, prompt_file, points) if m["prompts"] == "pg19" else None
     df, power = run_cell(backend, points, Protocol.from_config(m), prompts=prompts,
-                         labels={"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
-                                 "weights": weights_kind(model_dir), **model_facts(model_dir)})
+                         partial_out=partial_path(out) if out is not None else None,
+                         labels={"hardware": hardware, "model": model, "variant": cell.variant.name,
+                                 "decoding": decoding, "weights": weights_kind(model_dir), **model_facts(model_dir)})
     if out is not None:
-        final = out
-        if not overwrite and Path(out).exists():  # written by someone else while this cell was measured
-            final = Path(out).with_name(f"{Path(out).stem}.measured-{_stamp(df)}.parquet")
-        write_parquet(power if not power.empty else _EMPTY_POWER, power_path(final))
-        write_parquet(df, final)
-        if final != out:
-            raise UserError(f"{out} appeared while this cell was measured ({_measured(out)}), so this measurement "
-                            f"is in {final} (and its .power.parquet); move them over {out} to use them")
+        _write_measurement(df, power, out, overwrite)
     return df
+
+
+def _book_prompts(cfg: dict, m: dict, model_dir: Path, prompt_file: str | Path | None, points: list[Point]):
+    """Prompts cut from the PG-19 book (``prompt_file``, default ``data_dir/measurement.prompt_file``)."""
+    from transformers import AutoTokenizer
+
+    from .prompts import BookPrompts
+
+    book = prompt_file or Path(cfg["data_dir"]) / m["prompt_file"]
+    return BookPrompts.from_file(book, AutoTokenizer.from_pretrained(model_dir), seed=m["seed"],
+                                 longest=max(p.input_len for p in points))
+
+
+def _write_measurement(df: pd.DataFrame, power: pd.DataFrame, out: str | Path, overwrite: bool) -> None:
+    """Write the table and its power timeline; beside ``out`` where it appeared meanwhile and may not be
+    overwritten (then one line says where)."""
+    final = out
+    if not overwrite and Path(out).exists():  # written by someone else while this cell was measured
+        final = Path(out).with_name(f"{Path(out).stem}.measured-{_stamp(df)}.parquet")
+    write_parquet(power if not power.empty else _EMPTY_POWER, power_path(final))
+    write_parquet(df, final)
+    if final != out:
+        raise UserError(f"{out} appeared while this cell was measured ({_measured(out)}), so this measurement "
+                        f"is in {final} (and its .power.parquet); move them over {out} to use them")
 
 
 def _measured(path: str | Path) -> str:
@@ -165,10 +201,11 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     meas = pd.read_parquet(measurements)
     grid = meas[(meas["status"] == "ok") & meas["role"].str.contains("grid")]
     batch_size = int(grid["batch_size"].max())
-    meter = Protocol.from_config(m).make_meter()
     edges_in, edges_out = cfg["bins"]["input"], cfg["bins"]["output"]
-    backend = _cell_backend(cfg, model, variant, decoding, model_dir, edges_in[-1] + edges_out[-1], batch_size,
-                            draft_dir)
+    cell = config_mod.cell_of(cfg, hardware, model, variant, decoding)
+    meter = Protocol.from_config(m).make_meter(n_gpus=cell.variant.tensor_parallel)  # the cell's GPUs only
+    backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
+                            batch_size, draft_dir)
     rows = []
     with device_locks(meter.device_keys()):
         backend.load()

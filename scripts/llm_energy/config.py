@@ -10,6 +10,7 @@ import jsonschema
 import yaml
 
 from . import UserError
+from .cells import DEFAULT_KINDS, VARIANT_CHOICES, Cell, Variant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -58,8 +59,7 @@ def _one_line(error: jsonschema.ValidationError, schema: dict) -> str:
     if error.validator == "enum":
         return f"{key}: {error.instance!r} is not allowed; choose one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "pattern" and error.parent is None and "variants" in key:
-        return (f"{key}: {error.instance!r} is not allowed; choose one of transformers-eager, transformers-compile, "
-                "vllm-eager, vllm-cudagraph, vllm-online (a vLLM variant may end in -tp2, -tp4 or -tp8)")
+        return f"{key}: {error.instance!r} is not allowed; choose one of {VARIANT_CHOICES}"
     if error.validator == "propertyNames":
         return f"{key}: name {error.instance!r} is not allowed; {error.message}"
     return f"{key}: {error.message}"
@@ -199,7 +199,7 @@ def check_gpus_suffice(cfg: dict, hardware: str, gpus: int, missing) -> None:
     ``missing(model, variant, decoding)`` tells whether the cell's file for ``hardware`` is absent.
     """
     for model, variant, decoding in cells(cfg):
-        tp = tensor_parallel(variant)
+        tp = Variant.parse(variant).tensor_parallel
         if tp > max(gpus, 1) and missing(model, variant, decoding):
             raise UserError(
                 f"config error: cells: variant {variant!r} runs tensor parallel over {tp} GPUs and this "
@@ -222,7 +222,7 @@ def load(path: str | Path) -> dict:
     return validate(raw)
 
 
-ALL_POINTS = ("grid", "sweep")
+ALL_POINTS = DEFAULT_KINDS
 
 
 def cell_points(cfg: dict, kinds=ALL_POINTS) -> list[tuple[int, int, int, str]]:
@@ -269,17 +269,39 @@ def cell_kinds(cfg: dict) -> dict[tuple[str, str, str], tuple[str, ...]]:
     return {key: tuple(k for k in ("grid", "sweep", "batch") if k in kinds) for key, kinds in seen.items()}
 
 
-def points_of(cfg: dict, model: str, variant: str, decoding: str) -> list[tuple[int, int, int, str]]:
-    """The points of one cell (every family when the config does not name the cell)."""
-    return cell_points(cfg, cell_kinds(cfg).get((model, variant, decoding), ALL_POINTS))
-
-
 def tensor_parallel(variant: str) -> int:
     """Tensor-parallel size of a variant (``vllm-cudagraph-tp4`` -> 4; 1 without a suffix)."""
-    head, _, tp = variant.rpartition("-tp")
-    return int(tp) if head and tp.isdigit() else 1
+    return Variant.parse(variant).tensor_parallel
 
 
-def has_grid(cfg: dict, cell: tuple[str, str, str]) -> bool:
-    """Whether a cell measures the bin grid (needed for workload estimates and replay)."""
-    return "grid" in cell_kinds(cfg).get(cell, ALL_POINTS)
+def cell_table(cfg: dict, hardware: str) -> list[Cell]:
+    """The configured cells on ``hardware``, in config order, each with the point families it sweeps."""
+    return [Cell.of(hardware, m, v, d, kinds) for (m, v, d), kinds in cell_kinds(cfg).items()]
+
+
+def cell_of(cfg: dict, hardware: str, model: str, variant: str, decoding: str) -> Cell:
+    """A cell by its names; one the config does not name sweeps every family (``ALL_POINTS``)."""
+    kinds = cell_kinds(cfg).get((model, variant, decoding), ALL_POINTS)
+    return Cell.of(hardware, model, variant, decoding, kinds)
+
+
+# The decoding settings each strategy uses (greedy: none).
+DECODING_KEYS = {"beam": ("beam_width",), "temperature": ("temperature",), "top-p": ("top_p",),
+                 "speculative": ("num_speculative_tokens",)}
+
+
+def decoding_settings(cfg: dict, decoding: str) -> dict:
+    """The ``decoding`` section's settings that a strategy uses: changing one touches only its cells."""
+    return {k: cfg["decoding"][k] for k in DECODING_KEYS.get(decoding, ())}
+
+
+def online_settings(cfg: dict, variant: Variant) -> dict:
+    """The ``online`` section, for online variants only."""
+    return cfg["online"] if variant.online else {}
+
+
+def cell_params(cfg: dict, cell: Cell) -> dict:
+    """What a measurement job is handed (the measure_cell rule's params, computed once per cell):
+    its points, the measurement protocol, its decoding settings and its online settings."""
+    return {"points": cell_points(cfg, cell.kinds), "measurement": cfg["measurement"],
+            "decoding": decoding_settings(cfg, cell.decoding), "online": online_settings(cfg, cell.variant)}

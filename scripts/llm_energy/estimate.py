@@ -6,6 +6,13 @@ with B the batch size of the bin's grid point (the largest that fit, when probin
 E_batch the mean over repeats of the energy of one batch of B requests of shape (I*, O*). The paper divides fractionally (``energy_j``); the
 number of whole batches a server would run, ceil(N / B), gives ``energy_whole_batches_j``.
 Figures and tables use the fractional form, as the paper does.
+
+Beside it (``method = model``): every request at its true length, in trace order, served as the stack
+serves it (static padded batches for transformers, continuous batching for vLLM) and priced by the
+cell's energy model fitted to all its measured points (``llm_energy.energy_model``,
+``llm_energy.serving``). Both methods have the same columns; ``systematic_error_pct`` is the largest
+|error| the method showed against the metered replays of the cell (NaN, with
+``systematic_error_note``, where the cell has none).
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from . import UserError
 
 CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
+METHODS = ("binned", "model")  # the paper's binned estimate; the energy model served at true lengths
+NO_REPLAY = "no replay validation of this cell (replay.enabled is false, or it was measured on other hardware)"
+NO_ESTIMATE_OF_REPLAYS = ("the cell was replayed, but this method estimated none of the samples (results/validation/ "
+                          "says why: estimate_note, model_note)")
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +135,22 @@ def binned_estimate(bins: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFr
     return merged
 
 
+def invalid_grid_points(measurements: pd.DataFrame) -> int:
+    """Grid points whose rows (status ok) failed validation."""
+    if "valid" not in measurements:
+        return 0
+    bad = grid_rows(measurements.assign(valid=True))
+    bad = bad[~measurements.loc[bad.index, "valid"]]
+    return int(bad[["input_len", "output_len", "batch_size"]].drop_duplicates().shape[0])
+
+
 def workload_estimate(bins: pd.DataFrame, summary: dict, measurements: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """One summary row (workload totals) and the per-bin table for one workload and one cell."""
     per_bin = binned_estimate(bins, measurements)
     sources = sorted(grid_rows(measurements)["energy_source"].dropna().unique())
     total = float(per_bin["energy_j"].sum())
-    n_invalid = 0
-    if "valid" in measurements:
-        bad = grid_rows(measurements.assign(valid=True))
-        bad = bad[~measurements.loc[bad.index, "valid"]]
-        n_invalid = int(bad[["input_len", "output_len", "batch_size"]].drop_duplicates().shape[0])
     row = {
-        "n_invalid_points": n_invalid,
+        "n_invalid_points": invalid_grid_points(measurements),
         "n_requests": summary["n_requests"], "n_included": summary["n_included"],
         "n_excluded": summary["n_excluded"], "n_bins": int(len(per_bin)),
         "batch_size_min": int(per_bin["batch_size"].min()), "batch_size_max": int(per_bin["batch_size"].max()),
@@ -156,6 +171,11 @@ def ideal_energy(bins: pd.DataFrame, arch, spec: dict | None) -> dict:
 
     flops = float(sum(int(b.n_requests) * generation_flops(arch, int(b.input_bin), int(b.output_bin), 1)
                       for b in bins.itertuples()))
+    return ideal_of_flops(flops, spec)
+
+
+def ideal_of_flops(flops: float, spec: dict | None) -> dict:
+    """TDP / peak FLOPS x ``flops``, at the dense and the with-sparsity peak (NaN without a spec)."""
     out = {"flops": flops, "tdp_w": math.nan, "peak_dense_tflops": math.nan,
            "ideal_energy_j": math.nan, "ideal_sparse_energy_j": math.nan, "spec_source": ""}
     if spec:
@@ -177,9 +197,163 @@ def add_ideal_columns(row: dict) -> dict:
     return row
 
 
+def request_flops(arch, inputs, outputs) -> float:
+    """Sum of :func:`llm_energy.flops.generation_flops` over requests at their true lengths (vectorised:
+    the same closed form, prefill plus every KV-cached decode step)."""
+    i = np.asarray(inputs, dtype=np.float64)
+    steps = np.maximum(np.asarray(outputs, dtype=np.float64) - 1.0, 0.0)
+    per_token = float(arch.linear_per_token() + arch.lm_head(1))
+    score = float(arch.attention_scores(1, 1))  # per query-key pair
+    prefill = i * arch.linear_per_token() + score * i * i + arch.lm_head(1)
+    decode = steps * per_token + score * (steps * i + steps * (steps + 1.0) / 2.0)
+    return float(np.sum(prefill + decode))
+
+
+def grid_batch_size(measurements: pd.DataFrame) -> int:
+    """The batch size the stack serves a workload with (and the replay uses): the largest of its grid
+    points that ran (of any point, in a cell without grid)."""
+    ok = measurements[measurements["status"] == "ok"] if "status" in measurements else measurements
+    grid = ok[ok["role"].astype(str).str.contains("grid")] if "role" in ok else ok
+    return int((grid if len(grid) else ok)["batch_size"].max())
+
+
+def fit_models(cells: list[tuple[str, pd.DataFrame]]) -> dict:
+    """Each cell's energy model (or the one-line reason it has none), by its path."""
+    from .energy_model import ModelNotFittable, fit_cell
+
+    fitted = {}
+    for path, m in cells:
+        try:
+            fitted[path] = fit_cell(m, name=str(path))
+        except ModelNotFittable as error:
+            log.warning("%s", error)
+            fitted[path] = str(error)
+    return fitted
+
+
+def model_workload_estimate(profile: pd.DataFrame, measurements: pd.DataFrame, model, context_len: int | None) -> dict:
+    """One summary row of the energy model for one workload and one cell (the binned row's columns).
+
+    ``model`` is the cell's :class:`~llm_energy.energy_model.EnergyModel`, or the reason it has none
+    (then the energies are NaN and ``model_note`` says why).
+    """
+    from .serving import framework_of, serve
+
+    labels = {k: measurements[k].iloc[0] for k in CELL_KEYS}
+    b = grid_batch_size(measurements)
+    sources = "+".join(sorted(grid_rows(measurements)["energy_source"].dropna().unique()))
+    row = {"n_invalid_points": invalid_grid_points(measurements), "n_requests": len(profile), "n_bins": 0,
+           "energy_source": sources}
+    if isinstance(model, str):
+        return {**row, "n_included": 0, "n_excluded": 0, "batch_size_min": b, "batch_size_max": b,
+                "energy_j": math.nan, "energy_whole_batches_j": math.nan, "energy_per_request_j": math.nan,
+                "n_extrapolated": 0, "loo_median_error_pct": math.nan, "loo_max_error_pct": math.nan,
+                "model_note": model}
+    s = serve(model, profile["input_tokens"], profile["output_tokens"], b, framework_of(labels["variant"]),
+              labels["decoding"], context_len)
+    return {**row, "n_included": s.n_included, "n_excluded": s.n_excluded, "batch_size_min": s.batch_size,
+            "batch_size_max": s.batch_size, "energy_j": s.energy_j, "energy_whole_batches_j": s.energy_j,
+            "energy_per_request_j": s.energy_j / s.n_included if s.n_included else math.nan,
+            "n_extrapolated": s.n_extrapolated, "loo_median_error_pct": model.loo_median_error_pct,
+            "loo_max_error_pct": model.loo_max_error_pct, "model_note": ""}
+
+
+def included_lengths(profile: pd.DataFrame, context_len: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The lengths the model serves (clipped to 1, within the context), for the ideal's FLOPs."""
+    i = np.maximum(profile["input_tokens"].to_numpy(dtype=np.int64), 1)
+    o = np.maximum(profile["output_tokens"].to_numpy(dtype=np.int64), 1)
+    keep = (i + o <= context_len) if context_len else np.ones(len(i), dtype=bool)
+    return i[keep], o[keep]
+
+
+def model_estimates(profiles: dict[str, pd.DataFrame], cells: list[tuple[str, pd.DataFrame]], archs: dict,
+                    specs: pd.DataFrame, contexts: dict | None = None, skip: set | None = None) -> pd.DataFrame:
+    """Rows of ``method = model`` for every workload and every cell (but those in ``skip``)."""
+    from .specs import spec_for
+
+    contexts, skip = contexts or {}, skip or set()
+    usable = [(p, m) for p, m in cells if p not in skip]
+    fitted = fit_models(usable)
+    rows, flops = [], {}
+    for workload, profile in profiles.items():
+        for path, m in usable:
+            labels = {k: m[k].iloc[0] for k in CELL_KEYS}
+            ctx = contexts.get(labels["model"])
+            row = model_workload_estimate(profile, m, fitted[path], ctx)
+            key = (workload, labels["model"])
+            if key not in flops:
+                flops[key] = request_flops(archs[labels["model"]], *included_lengths(profile, ctx))
+            row.update(ideal_of_flops(flops[key], spec_for(labels["hardware"], specs)))
+            rows.append(add_ideal_columns({"workload": workload, **labels, **row, "method": "model"}))
+    return pd.DataFrame(rows)
+
+
+def systematic_errors(validation: pd.DataFrame | None) -> pd.DataFrame:
+    """Per cell and method, the largest |error| against the metered replays (``error_pct`` of the
+    binned estimate, ``model_error_pct`` of the model)."""
+    cols = [*CELL_KEYS, "method", "systematic_error_pct", "n_replayed"]
+    if validation is None or validation.empty:
+        return pd.DataFrame(columns=cols)
+    parts = []
+    for method, col in (("binned", "error_pct"), ("model", "model_error_pct")):
+        if col in validation:
+            worst = (validation.assign(e=validation[col].abs()).groupby(CELL_KEYS)["e"]
+                     .agg(systematic_error_pct="max", n_replayed="count"))
+            parts.append(worst.reset_index().assign(method=method))
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def add_method_columns(estimates: pd.DataFrame, validation: pd.DataFrame | None) -> pd.DataFrame:
+    """Give the binned rows the model's columns (and the reverse), and every row its systematic error."""
+    est = estimates.copy()
+    defaults = {"method": "binned", "n_extrapolated": 0, "loo_median_error_pct": math.nan,
+                "loo_max_error_pct": math.nan, "model_note": ""}
+    for col, value in defaults.items():
+        if col not in est:
+            est[col] = value
+        est[col] = est[col].fillna(value) if col != "method" else est[col].fillna("binned")
+    est["n_extrapolated"] = est["n_extrapolated"].astype("int64")
+    sys_err = systematic_errors(validation)
+    est = est.merge(sys_err.astype({c: est[c].dtype for c in CELL_KEYS}) if len(sys_err) else sys_err,
+                    on=[*CELL_KEYS, "method"], how="left")
+    est["systematic_error_pct"] = est["systematic_error_pct"].astype(float)
+    replayed = est.pop("n_replayed").astype(float)
+    est["systematic_error_note"] = [
+        NO_REPLAY if math.isnan(n) else f"largest of {int(n)} replayed workload(s)" if n
+        else NO_ESTIMATE_OF_REPLAYS for n in replayed]
+    return est
+
+
 def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[tuple[str, pd.DataFrame]],
-                   archs: dict, specs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Estimates of every workload (name, bins, bin summary) for every checked cell table (path, table).
+                   archs: dict, specs: pd.DataFrame, *, profiles: dict[str, pd.DataFrame] | None = None,
+                   contexts: dict[str, int | None] | None = None,
+                   validation: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Estimates of every workload for every checked cell table (path, table), by both methods.
+
+    ``method = binned`` (:func:`binned_cells`) from ``workloads`` (name, bins, bin summary);
+    ``method = model`` from ``profiles`` (workload -> per-request lengths; none: no model rows) with
+    each model's context length ``contexts`` (``max_position_embeddings``). ``validation``: the
+    replay validation tables, for ``systematic_error_pct``.
+    Returns (estimates, per-bin contributions of the binned method, left-out cells).
+    """
+    estimates, by_bin, left_out = binned_cells(workloads, cells, archs, specs)
+    if profiles:
+        skip = {path for path, m in cells if "valid" in m and "status" in m and _unusable(m)}
+        model_rows = model_estimates(profiles, cells, archs, specs, contexts, skip)
+        estimates = pd.concat([estimates.assign(method="binned"), model_rows], ignore_index=True)
+    return add_method_columns(estimates, validation), by_bin, left_out
+
+
+def _unusable(m: pd.DataFrame) -> str:
+    from .validation import unusable
+
+    return unusable(m)
+
+
+def binned_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[tuple[str, pd.DataFrame]],
+                 archs: dict, specs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The paper's binned estimates of every workload (name, bins, bin summary) for every checked cell
+    table (path, table).
 
     A cell that cannot be estimated for a workload (every row invalid, a bin point out of memory or
     measured with other bins) is left out of that workload's estimate, with one warning line naming
@@ -230,9 +404,12 @@ def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[
     return pd.DataFrame(rows), by_bin, left_out
 
 
-def savings(estimates: pd.DataFrame, comparisons: list[dict]) -> pd.DataFrame:
-    """Energy an optimized stack saves against a baseline, per workload, hardware, model and decoding."""
+def savings(estimates: pd.DataFrame, comparisons: list[dict], method: str = "binned") -> pd.DataFrame:
+    """Energy an optimized stack saves against a baseline, per workload, hardware, model and decoding
+    (from the estimates of ``method``; the paper's binned ones by default)."""
     keys = ["workload", "hardware", "model", "decoding"]
+    if "method" in estimates:
+        estimates = estimates[estimates["method"] == method]
     rows = []
     for comp in comparisons:
         base = estimates[estimates["variant"] == comp["baseline"]].set_index(keys)["energy_j"]

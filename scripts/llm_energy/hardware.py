@@ -6,7 +6,7 @@ import logging
 import os
 import platform
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -73,23 +73,30 @@ def nvml_gpus(pynvml=None) -> list[GpuInfo]:
         driver = pynvml.nvmlSystemGetDriverVersion()
         gpus = []
         for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            try:
-                limit = pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
-            except pynvml.NVMLError:
-                limit = None
-            gpus.append(GpuInfo(
-                index=i,
-                name=_str(pynvml.nvmlDeviceGetName(h)),
-                uuid=_str(pynvml.nvmlDeviceGetUUID(h)),
-                pci_bus_id=_str(pynvml.nvmlDeviceGetPciInfo(h).busId),
-                memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                power_limit_w=limit,
-                driver=_str(driver),
-            ))
+            gpus.append(_gpu_info(pynvml, i, _str(driver)))
     finally:
         pynvml.nvmlShutdown()
     return select_visible(gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def _gpu_info(pynvml, i: int, driver: str) -> GpuInfo:
+    """NVML's facts about GPU ``i``; one line (:class:`UserError`) when the GPU does not answer."""
+    from . import UserError
+
+    try:
+        h = pynvml.nvmlDeviceGetHandleByIndex(i)
+        try:
+            limit = pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
+        except pynvml.NVMLError as exc:
+            if getattr(exc, "value", None) == 15:  # NVML_ERROR_GPU_IS_LOST
+                raise
+            limit = None
+        return GpuInfo(index=i, name=_str(pynvml.nvmlDeviceGetName(h)), uuid=_str(pynvml.nvmlDeviceGetUUID(h)),
+                       pci_bus_id=_str(pynvml.nvmlDeviceGetPciInfo(h).busId),
+                       memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(h).total), power_limit_w=limit, driver=driver)
+    except pynvml.NVMLError as exc:
+        raise UserError(f"GPU {i} does not answer NVML ({exc}): it fell off the bus or its driver needs a reset; "
+                        "see `nvidia-smi` and the kernel log (Xid errors)") from None
 
 
 def _str(value) -> str:
@@ -123,3 +130,64 @@ def detect() -> str:
 def visible_gpu_count() -> int:
     """GPUs this process may use (NVML's list filtered by ``CUDA_VISIBLE_DEVICES``)."""
     return len(select_visible(nvml_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")))
+
+
+def cell_gpus(visible: list[GpuInfo], n: int) -> list[GpuInfo]:
+    """The GPUs a cell of tensor-parallel size ``n`` runs on: the first ``n`` visible ones.
+
+    An engine numbers the visible GPUs from 0 and a size-``n`` engine uses devices 0..n-1, so
+    these are the GPUs whose energy is the cell's; the rest of the node is not metered.
+    """
+    from . import UserError
+
+    if n < 1:
+        raise ValueError(f"a cell runs on at least one GPU, not {n}")
+    if len(visible) < n:
+        raise UserError(f"the cell runs on {n} GPU(s) and {len(visible)} are visible "
+                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return visible[:n]
+
+
+def narrow_visible(chosen: list[GpuInfo], visible: list[GpuInfo], environ=None) -> str | None:
+    """Make exactly ``chosen`` visible to the engine: ``CUDA_VISIBLE_DEVICES`` set to their UUIDs.
+
+    Only when more GPUs are visible than the cell uses; returns the previous value (``""`` when it
+    was unset) for :func:`restore_visible`, or None when nothing changed. UUIDs, not indices, so
+    that CUDA's numbering (fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``) cannot pick
+    other devices than the metered ones. Must run before CUDA is initialised in this process
+    (torch, vLLM); engine worker processes started later inherit it in any case.
+    """
+    environ = os.environ if environ is None else environ
+    if len(chosen) >= len(visible):
+        return None
+    previous = environ.get("CUDA_VISIBLE_DEVICES", "")
+    environ["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in chosen)
+    log.info("the cell uses %d of the %d visible GPUs: CUDA_VISIBLE_DEVICES=%s (was %s), so that the engine "
+             "runs on exactly the metered ones%s", len(chosen), len(visible), environ["CUDA_VISIBLE_DEVICES"],
+             previous or "unset", _cuda_already_initialised())
+    return previous
+
+
+def restore_visible(previous: str | None, environ=None) -> None:
+    """Undo :func:`narrow_visible` (nothing when it changed nothing)."""
+    environ = os.environ if environ is None else environ
+    if previous is None:
+        return
+    if previous:
+        environ["CUDA_VISIBLE_DEVICES"] = previous
+    else:
+        environ.pop("CUDA_VISIBLE_DEVICES", None)
+
+
+def _cuda_already_initialised() -> str:
+    """A warning suffix when torch has already initialised CUDA here (the narrowing then reaches only
+    processes started later, e.g. vLLM's workers; this process keeps its device 0, the first metered)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            return " (CUDA was already initialised in this process: it applies to processes started from now on)"
+    except Exception:  # noqa: BLE001 - a stub or broken torch: nothing to add
+        pass
+    return ""

@@ -10,6 +10,7 @@ exactly ``output_len`` tokens. Out-of-memory is a result (``status = "oom"``), n
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import subprocess
@@ -24,7 +25,7 @@ import pandas as pd
 from . import UserError, hardware
 from .backends import Backend, Unsupported
 from .locks import device_locks
-from .meters import make_meter
+from .meters import DeviceLost, make_meter
 from .prompts import RandomPrompts
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class Protocol:
     sample_interval_s: float = 0.1
     max_batch_probe: list[int] = field(default_factory=list)
     seed: int = 0
+    counter_probe_s: float = 1.0
+    cooldown_temp_c: float | None = None
+    cooldown_max_s: float = 60.0
 
     @classmethod
     def from_config(cls, m: dict) -> "Protocol":
@@ -79,12 +83,15 @@ class Protocol:
                    examples_per_point=m["examples_per_point"],
                    examples_per_point_large_batch=m["examples_per_point_large_batch"],
                    sample_interval_s=m["power_sample_interval_s"], max_batch_probe=list(m["max_batch_probe"]),
-                   seed=m["seed"])
+                   seed=m["seed"], counter_probe_s=m["nvml_counter_probe_s"],
+                   cooldown_temp_c=m["cooldown_temp_c"], cooldown_max_s=m["cooldown_max_s"])
 
-    def make_meter(self):
-        """The meter this protocol asks for (see :func:`llm_energy.meters.make_meter`)."""
+    def make_meter(self, n_gpus: int | None = None):
+        """The meter this protocol asks for (see :func:`llm_energy.meters.make_meter`); ``n_gpus``: the
+        GPUs the cell's engine uses (its tensor-parallel size), the ones an NVML meter meters."""
         return make_meter(self.meter, watts_per_core=self.watts_per_core, require_measured=self.require_measured,
-                          allow_shared_gpu=self.allow_shared_gpu, sample_interval_s=self.sample_interval_s)
+                          allow_shared_gpu=self.allow_shared_gpu, sample_interval_s=self.sample_interval_s,
+                          n_gpus=n_gpus, counter_probe_s=self.counter_probe_s)
 
     def batches_per_window(self, batch_size: int) -> int:
         """At least enough batches to cover the point's examples (the paper's 1,024 / 4,096)."""
@@ -156,6 +163,7 @@ class _PerBatch:
     timeline_energy_j: float
     n_samples: int
     state: dict
+    device_energy_j: list[float] = field(default_factory=list)  # per GPU, where the meter reads them apart
 
     @property
     def avg_power_w(self) -> float:
@@ -193,14 +201,16 @@ class CellRun:
                     n += k
                 if n >= min_batches and time.perf_counter() - t0 >= self.p.min_window_s:
                     break
-        self.power_rows += [{**tag, "t_s": t, "power_w": pw} for t, pw in w.power_samples]
+        avg = dict(w.power_avg_samples)  # the driver's 1-s average beside the timeline's reading
+        self.power_rows += [{**tag, "t_s": t, "power_w": pw, **({"power_avg_w": avg.get(t)} if avg else {})}
+                            for t, pw in w.power_samples]
         return _PerBatch(w.energy_j / n, w.duration_s / n, w.timeline_energy_j / n, len(w.power_samples),
-                         w.state), n, result
+                         w.state, [e / n for e in w.device_energy_j]), n, result
 
     def probe_max_batch(self, input_len: int, output_len: int) -> tuple[int | None, list[int]]:
         """Largest candidate batch that runs (ascending, stopping at the first that does not fit)."""
         fits, failed = None, []
-        limit = getattr(self.backend, "max_concurrent", lambda i, o: None)(input_len, output_len)
+        limit = self.backend.max_concurrent(input_len, output_len)
         for b in sorted(self.p.max_batch_probe):
             if limit is not None and b > limit:
                 failed.append(b)
@@ -223,55 +233,72 @@ class CellRun:
         """Prompts of batch k of a window from their own stream (for backends that cache prompts)."""
         return lambda k: self._prompts(point, stream + k)
 
+    def _warm_up(self, point: Point) -> None:
+        """Unmetered batches of the point's shape, and of its prefill window's shape: compiled variants
+        compile (and capture) per shape, which must happen here, not inside a metered window."""
+        t_warm = time.perf_counter()
+        for w in range(self.p.warmup_batches):
+            self.backend.run(self._prompts(point, WARMUP_STREAM + w), point.output_len)
+        if self.p.warmup_batches:
+            self.backend.run(self._prompts(point, WARMUP_STREAM + self.p.warmup_batches), 1)
+        self.warmup_s += time.perf_counter() - t_warm
+
+    def _measure_repeat(self, point: Point, r: int, min_batches: int, tag: dict, idle_power_w: float) -> dict:
+        """One repeat of a point: a full-length window and a prefill window; the row of the repeat."""
+        prompts = self._prompts(point, r)
+        self.backend.reset_peak_memory()
+        full_fresh = prefill_fresh = None
+        prefill_prompts = prompts
+        if self.backend.prefix_caching:
+            full_fresh = self._fresh(point, FRESH_STREAM + 1000 * r)
+            prefill_fresh = self._fresh(point, PREFILL_STREAM + 1000 * r)
+            prefill_prompts = prefill_fresh(0)
+        full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"},
+                                             full_fresh)
+        _check_tokens(result.output_tokens, point)
+        prefill, n_prefill, _ = self._metered(prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
+                                              prefill_fresh)
+        peak = self.backend.peak_memory_bytes()
+        return {
+            **tag, "status": "ok",
+            "energy_j": full.energy_j, "prefill_energy_j": prefill.energy_j,
+            "decode_energy_j": full.energy_j - prefill.energy_j,
+            "timeline_energy_j": full.timeline_energy_j, "n_power_samples": full.n_samples,
+            "duration_s": full.duration_s, "prefill_duration_s": prefill.duration_s,
+            "decode_duration_s": full.duration_s - prefill.duration_s,
+            "n_batches_in_window": n_full, "n_prefill_batches_in_window": n_prefill,
+            "output_tokens": int(sum(result.output_tokens)),
+            "throughput_tok_s": sum(result.output_tokens) / full.duration_s,
+            "avg_power_w": full.avg_power_w, "idle_power_w": idle_power_w,
+            "peak_memory_bytes": peak if peak is not None else _tree_rss_bytes(),
+            "peak_memory_kind": "device-max-allocated" if peak is not None else "host-rss-after-run",
+            **full.state, **_per_gpu(full, prefill),
+        }
+
+    def _cool_down(self) -> float:
+        """With ``cooldown_temp_c``, wait (unmetered) until the GPUs are below it or ``cooldown_max_s``
+        has passed, so that every repeat starts at about the same temperature; the seconds waited."""
+        if self.p.cooldown_temp_c is None:
+            return 0.0
+        waited = self.meter.cool_down(self.p.cooldown_temp_c, self.p.cooldown_max_s)
+        self.warmup_s += waited
+        return waited
+
     def measure_point(self, point: Point, idle_power_w: float) -> list[dict]:
         """Rows for every repeat of one point; one ``oom`` row when it does not fit."""
         base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
                 "role": point.role}
         try:
-            t_warm = time.perf_counter()
-            for w in range(self.p.warmup_batches):
-                self.backend.run(self._prompts(point, WARMUP_STREAM + w), point.output_len)
-            if self.p.warmup_batches:
-                # The prefill window's shape too: compiled variants compile (and capture) per shape,
-                # which must happen here, not inside a metered window.
-                self.backend.run(self._prompts(point, WARMUP_STREAM + self.p.warmup_batches), 1)
-            self.warmup_s += time.perf_counter() - t_warm
+            self._warm_up(point)
             rows = []
             min_batches = self.p.batches_per_window(point.batch_size)
             for r in range(self.p.repeats):
                 if r and self.p.pause_s:
                     time.sleep(self.p.pause_s)
                     self.warmup_s += self.p.pause_s
-                prompts = self._prompts(point, r)
-                self.backend.reset_peak_memory()
-                tag = {**base, "repeat": r}
-                full_fresh = prefill_fresh = None
-                prefill_prompts = prompts
-                if getattr(self.backend, "prefix_caching", False):
-                    full_fresh = self._fresh(point, FRESH_STREAM + 1000 * r)
-                    prefill_fresh = self._fresh(point, PREFILL_STREAM + 1000 * r)
-                    prefill_prompts = prefill_fresh(0)
-                full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"},
-                                                     full_fresh)
-                _check_tokens(result.output_tokens, point)
-                prefill, n_prefill, _ = self._metered(prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
-                                                      prefill_fresh)
-                peak = self.backend.peak_memory_bytes()
-                rows.append({
-                    **tag, "status": "ok",
-                    "energy_j": full.energy_j, "prefill_energy_j": prefill.energy_j,
-                    "decode_energy_j": full.energy_j - prefill.energy_j,
-                    "timeline_energy_j": full.timeline_energy_j, "n_power_samples": full.n_samples,
-                    "duration_s": full.duration_s, "prefill_duration_s": prefill.duration_s,
-                    "decode_duration_s": full.duration_s - prefill.duration_s,
-                    "n_batches_in_window": n_full, "n_prefill_batches_in_window": n_prefill,
-                    "output_tokens": int(sum(result.output_tokens)),
-                    "throughput_tok_s": sum(result.output_tokens) / full.duration_s,
-                    "avg_power_w": full.avg_power_w, "idle_power_w": idle_power_w,
-                    "peak_memory_bytes": peak if peak is not None else _tree_rss_bytes(),
-                    "peak_memory_kind": "device-max-allocated" if peak is not None else "host-rss-after-run",
-                    **full.state,
-                })
+                cooldown_s = self._cool_down()
+                rows.append({**self._measure_repeat(point, r, min_batches, {**base, "repeat": r}, idle_power_w),
+                             "cooldown_s": cooldown_s})
             return rows
         except Unsupported as exc:
             log.warning("point in=%d out=%d batch=%d is not supported here: %s", point.input_len, point.output_len,
@@ -350,60 +377,84 @@ def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[floa
 
 
 def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = None,
-             labels: dict | None = None, prompts=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             labels: dict | None = None, prompts=None,
+             partial_out: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every point of one cell with a constructed (not yet loaded) backend.
 
     Returns one row per (point, repeat), and the power timeline of every window (empty without a
     power-reading meter). ``labels`` (hardware, model, variant, decoding, ...) go into every row.
-    The cell holds a lock on its devices from before the model loads until the sweep ends.
+    The cell holds a lock on its devices from before the model loads until the sweep ends. The
+    meter meters the GPUs the backend runs on (its tensor-parallel size). When a metered GPU stops
+    answering mid-cell, the rows measured so far are written to ``partial_out`` (see
+    :func:`partial_path`; no stage reads it as a measurement) and the cell stops with one line.
     """
     p = protocol or Protocol()
-    meter = p.make_meter()
+    meter = p.make_meter(n_gpus=backend.tensor_parallel)
     cell_started = time.perf_counter()
-    with device_locks(meter.device_keys()):
-        t_load = time.perf_counter()
-        backend.load()
-        load_s = time.perf_counter() - t_load
-        log.info("loaded %s with %s in %.1f s; meter %s", backend.model_dir, backend.variant, load_s, meter.source)
-        provenance = {**(labels or {}), **backend.describe(), **meter.describe(), "model_load_s": load_s,
-                      "git_commit": git_commit(),
-                      "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
-        with meter.window() as idle:
-            time.sleep(p.idle_s)
-        run = CellRun(backend, p, meter, prompts)
-        t_probe = time.perf_counter()
-        points = plan_points(run, points)
-        run.warmup_s += time.perf_counter() - t_probe
-        rows: list[dict] = []
-        cost = [point_cost(pt, p) for pt in points]
-        done_cost: list[tuple[float, float]] = []
-        done_s: list[float] = []
-        log.info("sweeping %d points (model load %.1f s, batch probing %.1f s); ETA unknown until a point "
-                 "is measured", len(points), load_s, run.warmup_s)
-        started = time.perf_counter()
-        for k, point in enumerate(points, 1):
-            t_point = time.perf_counter()
-            point_rows = run.measure_point(point, idle.avg_power_w)
-            point_s = time.perf_counter() - t_point
-            rows += point_rows
-            status = point_rows[0]["status"] if point_rows else "no rows"
-            if point_rows and all(r["status"] == "ok" for r in point_rows):  # oom, unsupported: no timing
-                done_cost.append(cost[k - 1])
-                done_s.append(point_s)
-            left = estimate_remaining_s(done_cost, done_s, cost[k:])
-            log.info("point %d/%d (in=%d out=%d batch=%d) %s in %.1f s; %.0f s elapsed, %s",
-                     k, len(points), point.input_len, point.output_len, point.batch_size, status, point_s,
-                     time.perf_counter() - started,
-                     "ETA unknown" if left is None else f"about {left:.0f} s left")
-        sweep_s = time.perf_counter() - started
-        backend.close()
-    meter.close()
+    rows: list[dict] = []
+    provenance: dict = {}
+    try:
+        with device_locks(meter.device_keys()):
+            t_load = time.perf_counter()
+            backend.load()
+            load_s = time.perf_counter() - t_load
+            log.info("loaded %s with %s in %.1f s; meter %s", backend.model_dir, backend.variant, load_s,
+                     meter.source)
+            provenance.update({**(labels or {}), **backend.describe(), **meter.describe(), "model_load_s": load_s,
+                               "git_commit": git_commit(),
+                               "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
+            with meter.window() as idle:
+                time.sleep(p.idle_s)
+            run = CellRun(backend, p, meter, prompts)
+            t_probe = time.perf_counter()
+            points = plan_points(run, points)
+            run.warmup_s += time.perf_counter() - t_probe
+            sweep_s = _sweep(run, points, idle.avg_power_w, rows, load_s)
+            backend.close()
+    except Exception as exc:  # noqa: BLE001 - only a lost device is handled here; everything else re-raises
+        lost = meter.lost_device(exc)
+        if lost is None:
+            raise
+        _keep_partial(rows, provenance, partial_out, lost)
+    finally:
+        meter.close()
     statuses = pd.Series([r["status"] for r in rows], dtype=str).value_counts().to_dict()
     log.info("cell %s done: %d points (%s) in %.0f s (model load %.1f s, sweep %.1f s)",
              "/".join(str((labels or {}).get(k, "?")) for k in ("hardware", "model", "variant", "decoding")),
              len(points), ", ".join(f"{n} rows {s}" for s, n in sorted(statuses.items())) or "no rows",
              time.perf_counter() - cell_started, load_s, sweep_s)
+    return _cell_table(rows, provenance, run, cell_started), pd.DataFrame(run.power_rows)
+
+
+def _sweep(run: CellRun, points: list[Point], idle_power_w: float, rows: list[dict], load_s: float) -> float:
+    """Measure the points in order, appending their rows to ``rows`` as each point ends (so that a cell
+    stopped midway keeps them), with progress and an ETA in the log; the sweep's seconds."""
+    cost = [point_cost(pt, run.p) for pt in points]
+    done_cost: list[tuple[float, float]] = []
+    done_s: list[float] = []
+    log.info("sweeping %d points (model load %.1f s, batch probing %.1f s); ETA unknown until a point "
+             "is measured", len(points), load_s, run.warmup_s)
+    started = time.perf_counter()
+    for k, point in enumerate(points, 1):
+        t_point = time.perf_counter()
+        point_rows = run.measure_point(point, idle_power_w)
+        point_s = time.perf_counter() - t_point
+        rows += point_rows
+        status = point_rows[0]["status"] if point_rows else "no rows"
+        if point_rows and all(r["status"] == "ok" for r in point_rows):  # oom, unsupported: no timing
+            done_cost.append(cost[k - 1])
+            done_s.append(point_s)
+        left = estimate_remaining_s(done_cost, done_s, cost[k:])
+        log.info("point %d/%d (in=%d out=%d batch=%d) %s in %.1f s; %.0f s elapsed, %s",
+                 k, len(points), point.input_len, point.output_len, point.batch_size, status, point_s,
+                 time.perf_counter() - started,
+                 "ETA unknown" if left is None else f"about {left:.0f} s left")
+    return time.perf_counter() - started
+
+
+def _cell_table(rows: list[dict], provenance: dict, run: CellRun, cell_started: float) -> pd.DataFrame:
+    """The cell's rows with its provenance and the time its protocol took."""
     df = pd.DataFrame(rows)
     for key, value in provenance.items():
         df[key] = value
@@ -411,10 +462,47 @@ def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = 
                                  + df.get("prefill_duration_s", 0) * df.get("n_prefill_batches_in_window", 0)))
     df["cell_wall_s"] = time.perf_counter() - cell_started
     df["cell_measured_s"] = measured_s
-    df["cell_protocol_s"] = run.warmup_s + p.idle_s
+    df["cell_protocol_s"] = run.warmup_s + run.p.idle_s
     df["prompt_source"] = run.prompts.source
     df["prompts_wrapped"] = run.prompts.wrapped
-    return df, pd.DataFrame(run.power_rows)
+    return df
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where the rows of a cell stopped midway are kept: ``<stem>.partial.parquet`` beside ``out``.
+
+    No stage reads it (each reads ``<decoding>.parquet`` by its exact name); a complete measurement
+    of the cell later replaces ``out``, never this file.
+    """
+    out = Path(out)
+    return out.with_name(out.stem + ".partial.parquet")
+
+
+def _keep_partial(rows: list[dict], provenance: dict, partial_out: str | Path | None, lost: Exception) -> None:
+    """Write the rows measured before a device was lost (with the reason) and stop with one line."""
+    from .io import write_parquet
+
+    kept = "no point had been measured"
+    if rows and partial_out is not None:
+        df = pd.DataFrame(rows)
+        for key, value in provenance.items():
+            df[key] = value
+        df["partial_reason"] = str(lost)
+        write_parquet(df, partial_out)
+        kept = (f"the {len(rows)} rows measured before are kept in {partial_out} (a partial table: no stage "
+                "reads it)")
+    elif rows:
+        kept = f"the {len(rows)} rows measured before are lost (no output file was given)"
+    raise DeviceLost(f"{lost}; {kept}") from None
+
+
+def _per_gpu(full: _PerBatch, prefill: _PerBatch) -> dict:
+    """Each GPU's energy per batch beside the sum, as JSON lists in ``gpu_uuids`` order (one string column
+    that Parquet keeps as it is, whatever the number of GPUs); nothing where the meter sums one counter."""
+    if not full.device_energy_j:
+        return {}
+    return {"gpu_energy_j": json.dumps([round(e, 6) for e in full.device_energy_j]),
+            "gpu_prefill_energy_j": json.dumps([round(e, 6) for e in prefill.device_energy_j])}
 
 
 def _check_tokens(tokens: list[int], point: Point) -> None:

@@ -1,24 +1,37 @@
-"""Replay validation: serve a seeded sample of a trace's requests with their true lengths, meter the
-whole run, and compare with the binned estimate of the same sample.
+"""Replay validation, in two stages so that the estimates can be improved without metering again.
 
-The binned estimate rounds every request up to its bin and divides batches fractionally; a real
-server pads static batches to their longest request (transformers) or schedules continuously (vLLM).
-The error says how far the paper's method is from serving the trace.
+1. :func:`replay_cell` (rule ``replay_cell``, metered, on the cell's hardware): serve a seeded sample of
+   every workload with its true lengths on the cell's stack, ``runs`` times after a warm-up, each run
+   one metered window. It writes only what it metered: ``results/replay/...parquet``, one row per
+   (workload, run) with the sample's requests in serving order (``input_tokens``, ``output_tokens``
+   lists) and the run's energy.
+2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
+   of the very same requests, from the cell's checked measurements, against the mean of the runs.
+
+The binned estimate rounds every request up to its bin and divides batches fractionally; a real server
+pads static batches to their longest request (transformers) or schedules continuously (vLLM); the
+energy model serves the requests as the stack does (``llm_energy.serving``). The errors say how far
+each method is from serving the trace.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .binning import bin_requests
-from .estimate import binned_estimate
+from .estimate import CellNotEstimable, binned_estimate, grid_batch_size
 from .measure import FIRST_TEXT_TOKEN, VOCAB_SIZE
 
 log = logging.getLogger(__name__)
+
+CELL_KEYS = ["hardware", "model", "variant", "decoding"]
+DEFAULT_RUNS = 2  # metered runs per workload: their spread (replay_cv) says how far the replay itself is noise
 
 
 def sample_requests(profile: pd.DataFrame, n: int, seed: int, max_input: int, max_output: int) -> pd.DataFrame:
@@ -35,24 +48,85 @@ def prompts_for(sample: pd.DataFrame, seed: int) -> list[list[int]]:
     return [rng.integers(FIRST_TEXT_TOKEN, VOCAB_SIZE, size=int(i)).tolist() for i in sample["input_tokens"]]
 
 
-def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int) -> dict:
-    """Serve the sample once (after one warm-up batch) inside one metered window."""
+def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, runs: int = 1,
+           warmup: bool = True) -> list[dict]:
+    """Serve the sample ``runs`` times (after one warm-up batch), each run inside its own metered window."""
     prompts = prompts_for(sample, seed)
     outs = sample["output_tokens"].astype(int).tolist()
-    t0 = time.perf_counter()
-    backend.serve(prompts[:batch_size], outs[:batch_size], batch_size)  # warm-up
-    log.info("replay: warm-up of %d requests in %.1f s; serving %d requests (%d output tokens) at batch %d",
-             min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs), batch_size)
-    with meter.window() as w:
-        tokens = backend.serve(prompts, outs, batch_size)
-    log.info("replay: served %d requests, %d tokens in %.1f s, %.1f J (%s)", len(prompts), sum(tokens),
-             w.duration_s, w.energy_j, w.energy_source)
-    short = [(t, o) for t, o in zip(tokens, outs) if t < o]
-    if short:
-        raise RuntimeError(f"replay: {len(short)} request(s) generated fewer tokens than their true length")
-    return {"n_requests": len(sample), "replay_energy_j": w.energy_j, "replay_duration_s": w.duration_s,
-            "replay_tokens_generated": int(sum(tokens)), "replay_tokens_requested": int(sum(outs)),
-            "energy_source": w.energy_source, "batch_size": batch_size}
+    if warmup:
+        t0 = time.perf_counter()
+        backend.serve(prompts[:batch_size], outs[:batch_size], batch_size)
+        log.info("replay: warm-up of %d requests in %.1f s; serving %d requests (%d output tokens) at batch %d, "
+                 "%d run(s)", min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs),
+                 batch_size, runs)
+    rows = []
+    for run in range(runs):
+        with meter.window() as w:
+            tokens = backend.serve(prompts, outs, batch_size)
+        log.info("replay run %d: served %d requests, %d tokens in %.1f s, %.1f J (%s)", run, len(prompts),
+                 sum(tokens), w.duration_s, w.energy_j, w.energy_source)
+        short = [(t, o) for t, o in zip(tokens, outs) if t < o]
+        if short:
+            raise RuntimeError(f"replay: {len(short)} request(s) generated fewer tokens than their true length")
+        rows.append({"run": run, "n_requests": len(sample), "replay_energy_j": w.energy_j,
+                     "replay_duration_s": w.duration_s, "replay_tokens_generated": int(sum(tokens)),
+                     "replay_tokens_requested": int(sum(outs)), "energy_source": w.energy_source,
+                     "batch_size": batch_size})
+    return rows
+
+
+def replay_rows(workload: str, sample: pd.DataFrame, runs: list[dict], labels: dict, seed: int) -> list[dict]:
+    """The replay file's rows of one workload: each run with the sample's requests beside it."""
+    inputs = sample["input_tokens"].astype("int64").tolist()
+    outputs = sample["output_tokens"].astype("int64").tolist()
+    return [{"workload": workload, **labels, **r, "sample_seed": seed, "input_tokens": inputs,
+             "output_tokens": outputs} for r in runs]
+
+
+def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir: str | Path,
+                profiles: dict[str, str | Path], measurements: str | Path, out: str | Path | None = None,
+                draft_dir: str | Path | None = None, runs: int | None = None) -> pd.DataFrame:
+    """Meter ``runs`` replays of a seeded sample of every workload with this cell's stack (the metered
+    stage only: no estimate is made here); write ``out`` (results/replay/...) when given."""
+    from .cell import CellParams, _cell_backend
+    from .config import cell_of
+    from .io import write_parquet
+    from .locks import device_locks
+    from .measure import Protocol, check_hardware
+    from .models import check_model_dir
+
+    check_hardware(hardware)
+    model_dir = check_model_dir(model_dir)
+    r, edges_in, edges_out = cfg["replay"], cfg["bins"]["input"], cfg["bins"]["output"]
+    runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 1)
+    batch_size = grid_batch_size(pd.read_parquet(measurements))
+    cell = cell_of(cfg, hardware, model, variant, decoding)
+    meter = Protocol.from_config(cfg["measurement"]).make_meter()
+    backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
+                            batch_size, draft_dir)
+    labels = dict(zip(CELL_KEYS, (hardware, model, variant, decoding)))
+    rows = []
+    with device_locks(meter.device_keys()):
+        backend.load()
+        for workload, path in profiles.items():
+            sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
+            metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs)
+            rows += replay_rows(workload, sample, metered, labels, r["seed"])
+            energies = [m["replay_energy_j"] for m in metered]
+            log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
+                     _cv(energies))
+        backend.close()
+    meter.close()
+    df = pd.DataFrame(rows)
+    if out is not None:
+        write_parquet(df, out)
+    return df
+
+
+def _cv(values) -> float:
+    """Coefficient of variation (sample std / mean); 0 for one value."""
+    v = np.asarray(values, dtype=float)
+    return float(v.std(ddof=1) / v.mean()) if len(v) > 1 and v.mean() else 0.0
 
 
 def compare(sample: pd.DataFrame, measurements: pd.DataFrame, input_edges, output_edges) -> dict:
@@ -61,4 +135,85 @@ def compare(sample: pd.DataFrame, measurements: pd.DataFrame, input_edges, outpu
     per_bin = binned_estimate(bins, measurements)
     return {"estimate_energy_j": float(per_bin["energy_j"].sum()),
             "estimate_whole_batches_energy_j": float(per_bin["energy_whole_batches_j"].sum()),
-            "n_bins": int(len(per_bin)), "n_excluded": summary["n_excluded"]}
+            "n_bins": len(per_bin), "n_excluded": summary["n_excluded"]}
+
+
+def model_compare(sample: pd.DataFrame, model, framework: str, decoding: str, batch_size: int,
+                  context_len: int | None) -> dict:
+    """The energy model's estimate of the same sample, served as the stack serves it."""
+    from .serving import serve
+
+    s = serve(model, sample["input_tokens"], sample["output_tokens"], batch_size, framework, decoding, context_len)
+    return {"model_estimate_energy_j": s.energy_j, "model_prefill_energy_j": s.prefill_energy_j,
+            "model_decode_energy_j": s.decode_energy_j, "model_n_extrapolated": s.n_extrapolated,
+            "model_n_excluded": s.n_excluded}
+
+
+def pct_error(estimate: float, measured: float) -> float:
+    """100 x (estimate / measured - 1): positive when the estimate is higher."""
+    return 100.0 * (estimate / measured - 1.0) if measured and not math.isnan(measured) else math.nan
+
+
+def fitted_model(measurements: pd.DataFrame, name: str):
+    """The cell's energy model, or (None, the one-line reason) when it has too few points."""
+    from .energy_model import ModelNotFittable, fit_cell
+
+    try:
+        return fit_cell(measurements, name=name), ""
+    except ModelNotFittable as error:
+        log.warning("%s", error)
+        return None, str(error)
+
+
+def _runs_summary(runs: pd.DataFrame) -> dict:
+    """One workload's metered runs: their mean (what the estimates are compared with) and spread."""
+    first = runs.iloc[0]
+    e = runs["replay_energy_j"].to_numpy(dtype=float)
+    return {"n_requests": int(first["n_requests"]), "n_replay_runs": len(runs), "replay_energy_j": float(e.mean()),
+            "replay_energy_std_j": float(e.std(ddof=1)) if len(e) > 1 else 0.0, "replay_cv": _cv(e),
+            "replay_duration_s": float(runs["replay_duration_s"].mean()),
+            "replay_tokens_requested": int(first["replay_tokens_requested"]),
+            "replay_tokens_generated": int(runs["replay_tokens_generated"].min()),
+            "batch_size": int(first["batch_size"]), "energy_source": str(first["energy_source"])}
+
+
+def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, output_edges,
+             context_len: int | None = None, name: str = "the cell") -> pd.DataFrame:
+    """One row per workload: the metered replay (mean of its runs) against the binned estimate
+    (``estimate_energy_j``, ``error_pct``) and the energy model's (``model_estimate_energy_j``,
+    ``model_error_pct``) of the same requests."""
+    model, note = fitted_model(measurements, name)
+    rows = []
+    for workload, runs in replays.groupby("workload", sort=False):
+        first = runs.iloc[0]
+        labels = {k: first[k] for k in CELL_KEYS}
+        sample = pd.DataFrame({"input_tokens": np.asarray(first["input_tokens"], dtype=np.int64),
+                               "output_tokens": np.asarray(first["output_tokens"], dtype=np.int64)})
+        row = {"workload": workload, **labels, **_runs_summary(runs)}
+        try:
+            row.update(compare(sample, measurements, input_edges, output_edges), estimate_note="")
+        except CellNotEstimable as error:
+            log.warning("%s, %s: no binned estimate: %s", name, workload, error)
+            row.update(estimate_energy_j=math.nan, estimate_whole_batches_energy_j=math.nan, n_bins=0,
+                       n_excluded=0, estimate_note=str(error))
+        row["error_pct"] = pct_error(row["estimate_energy_j"], row["replay_energy_j"])
+        row["whole_batches_error_pct"] = pct_error(row["estimate_whole_batches_energy_j"], row["replay_energy_j"])
+        row.update(_model_columns(model, note, sample, labels, row["batch_size"], context_len))
+        row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])
+        log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %%", name, workload,
+                 row["replay_energy_j"], row["replay_cv"], row["error_pct"], row["model_error_pct"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _model_columns(model, note: str, sample: pd.DataFrame, labels: dict, batch_size: int,
+                   context_len: int | None) -> dict:
+    from .serving import framework_of
+
+    if model is None:
+        return {"model_estimate_energy_j": math.nan, "model_prefill_energy_j": math.nan,
+                "model_decode_energy_j": math.nan, "model_n_extrapolated": 0, "model_n_excluded": 0,
+                "loo_median_error_pct": math.nan, "loo_max_error_pct": math.nan, "model_note": note}
+    out = model_compare(sample, model, framework_of(labels["variant"]), labels["decoding"], batch_size, context_len)
+    return {**out, "loo_median_error_pct": model.loo_median_error_pct, "loo_max_error_pct": model.loo_max_error_pct,
+            "model_note": ""}

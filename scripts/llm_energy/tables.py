@@ -1,13 +1,37 @@
-"""Paper tables as LaTeX (booktabs), each written complete or absent."""
+"""Paper tables as LaTeX (booktabs) with their rows as CSV, each written complete or absent.
+
+A table function takes its two paths as one :class:`TableFiles`; which function writes which table
+from which inputs: ``llm_energy.paper``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from .figures import _tex_escape
-from .io import write_text
+from .io import atomic_path, write_text
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """Where one table is written: the LaTeX (booktabs) that ``paper/main.tex`` inputs, and its rows as CSV."""
+
+    tex: Path
+    csv: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tex", Path(self.tex))
+        object.__setattr__(self, "csv", Path(self.csv))
+
+
+def _write(tex: str, rows: list[dict], files: TableFiles) -> str:
+    write_text(tex, files.tex)
+    with atomic_path(files.csv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return tex
 
 
 def _table(body_rows: list[str], columns: str, header: str, caption: str, label: str) -> str:
@@ -18,7 +42,7 @@ def _table(body_rows: list[str], columns: str, header: str, caption: str, label:
             f"  \\caption{{{caption}}}\n  \\label{{tab:{label}}}\n\\end{{table}}\n")
 
 
-def table_workloads(stats: dict[str, dict], path: str | Path) -> str:
+def table_workloads(stats: dict[str, dict], files: TableFiles) -> str:
     """Table 1: per request trace, request count and mean ± std / median / p99 of input and output tokens."""
     rows, csv_rows = [], []
     for name, s in stats.items():
@@ -33,19 +57,10 @@ def table_workloads(stats: dict[str, dict], path: str | Path) -> str:
                  "output mean $\\pm$ std / median / p99",
                  "Request statistics of each trace (tokens; sample standard deviation; p99 by linear "
                  "interpolation).", "workloads")
-    write_text(tex, path)
-    _csv(csv_rows, path)
-    return tex
+    return _write(tex, csv_rows, files)
 
 
-def _csv(rows: list[dict], tex_path: str | Path) -> None:
-    from .io import atomic_path
-
-    with atomic_path(Path(tex_path).with_suffix(".csv")) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-
-
-def table_tasks(stats: dict[str, dict], path: str | Path) -> str:
+def table_tasks(stats: dict[str, dict], files: TableFiles) -> str:
     """Table 2: per classical task, examples, input mean ± std and max, and the fixed output length."""
     rows, csv_rows = [], []
     for name, s in stats.items():
@@ -57,36 +72,32 @@ def table_tasks(stats: dict[str, dict], path: str | Path) -> str:
     tex = _table(rows, "lrrrr", "task & examples & input mean $\\pm$ std & input max & output",
                  "Classical NLP tasks: prompt lengths in the measured model's tokens (templates in "
                  "config.yaml) and the fixed output length.", "tasks")
-    write_text(tex, path)
-    _csv(csv_rows, path)
-    return tex
+    return _write(tex, csv_rows, files)
 
 
-def table_bins(summaries: dict[str, dict], path: str | Path) -> str:
+def table_bins(bins: dict[str, dict], files: TableFiles) -> str:
     """Table 3: how binning treats each workload: included and excluded requests, token inflation."""
     rows, csv_rows = [], []
-    for name, s in summaries.items():
+    for name, s in bins.items():
         rows.append(f"{_tex_escape(name)} & {s['n_included']:,} & {s['n_excluded']:,} & "
                     f"{100 * s['excluded_token_share']:.2f}\\% & {s['input_inflation']:.3f} & "
                     f"{s['output_inflation']:.3f}")
         csv_rows.append({"workload": name, **{k: v for k, v in s.items() if not isinstance(v, list)}})
-    edges = next(iter(summaries.values()))
+    edges = next(iter(bins.values()))
     tex = _table(rows, "lrrrrr", "workload & included & excluded & excluded tokens & input inflation & "
                  "output inflation",
                  "Binning: requests map to the smallest edge at or above their length (inputs "
                  f"{', '.join(map(str, edges['input_edges']))}; outputs {', '.join(map(str, edges['output_edges']))}); "
                  "longer ones are excluded. Inflation is binned tokens over real tokens of the included "
                  "requests.", "bins")
-    write_text(tex, path)
-    _csv(csv_rows, path)
-    return tex
+    return _write(tex, csv_rows, files)
 
 
 def _pct(x: float) -> str:
     return "--" if pd.isna(x) else f"{x:.2f}\\%"
 
 
-def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, path: str | Path) -> str:
+def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, files: TableFiles) -> str:
     """Table 4: workload energy per stack, percent above the FLOPs ideal, and the optimized stack's saving."""
     rows, csv_rows = [], []
     saving = {(r.workload, r.hardware, r.model, r.decoding, r.optimized): r for r in savings.itertuples()}
@@ -109,6 +120,4 @@ def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, path: str | 
                  "A6000 figure, beside it), and the saving of the optimized stack over the baseline. "
                  "Requests above the largest bin are excluded. Energy marked \\texttt{cpu-estimate} is "
                  "estimated from CPU time, not measured.", "estimates")
-    write_text(tex, path)
-    _csv(csv_rows, path)
-    return tex
+    return _write(tex, csv_rows, files)

@@ -5,6 +5,12 @@ window lasted at least ``min_window_s``; energies are positive (no counter reset
 every request generated exactly its tokens; a power-reading meter's timeline covers the window.
 Per point: the spread of energy over repeats (coefficient of variation) is at most ``max_cv``,
 otherwise all its repeats are invalid. Out-of-memory rows are not measurements and stay ``oom``.
+
+GPU windows (``energy_source`` nvml*) also pass ML.ENERGY-style gates (:func:`_gpu_gates`): long
+enough for the energy counter's update period, average power between a floor (half the idle power,
+or a fixed one) and 1.1 x the summed power limit, no GPU at its slowdown temperature at the end,
+power limit and application clock unchanged within the window and since the cell's first window,
+and optionally the power timeline within ``max_timeline_gap`` of the counter.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ REQUIRED_IF_MEASURED = ["energy_j", "prefill_energy_j", "duration_s", "output_to
 NUMERIC = [*POINT, "repeat", "energy_j", "prefill_energy_j", "duration_s", "output_tokens", "n_batches_in_window",
            "n_power_samples"]
 RECOPY = "copy it again from the machine that measured it, or delete it to measure the cell again there"
+# The GPU gates' options, as the config's validation section names them (see gate_options).
+GATE_DEFAULTS = {"min_counter_periods": 10.0, "min_power_fraction_of_idle": 0.5, "min_avg_power_w": None,
+                 "max_power_fraction_of_limit": 1.1, "max_temperature_c": None, "max_timeline_gap": None}
 
 
 def read_measurements(path: str | Path, cell: dict | None = None) -> pd.DataFrame:
@@ -72,9 +81,20 @@ def read_measurements(path: str | Path, cell: dict | None = None) -> pd.DataFram
     return df
 
 
+def gate_options(validation: dict) -> dict:
+    """The GPU gates' keyword arguments of :func:`check_measurements` from the config's validation section."""
+    return {k: validation[k] for k in GATE_DEFAULTS if k in validation}
+
+
 def check_measurements(df: pd.DataFrame, *, min_window_s: float, max_cv: float,
-                       min_power_coverage: float = 0.5, sample_interval_s: float = 0.1) -> pd.DataFrame:
-    """A copy of ``df`` with ``valid`` (bool) and ``invalid_reason`` (``""`` when valid)."""
+                       min_power_coverage: float = 0.5, sample_interval_s: float = 0.1, **gates) -> pd.DataFrame:
+    """A copy of ``df`` with ``valid`` (bool) and ``invalid_reason`` (``""`` when valid).
+
+    ``gates``: options of the GPU gates (:data:`GATE_DEFAULTS`, the config's validation keys).
+    """
+    unknown = set(gates) - set(GATE_DEFAULTS)
+    if unknown:
+        raise TypeError(f"check_measurements: unknown option(s) {', '.join(sorted(unknown))}")
     out = df.copy()
     for col in REQUIRED_IF_MEASURED:
         if col not in out:  # a table whose every point ran out of memory has no energy columns
@@ -96,6 +116,7 @@ def check_measurements(df: pd.DataFrame, *, min_window_s: float, max_cv: float,
         expected = window / sample_interval_s
         flag(timed & (out["n_power_samples"] < np.maximum(2, min_power_coverage * expected)),
              "power timeline does not cover the window")
+    _gpu_gates(out, flag, window, **{**GATE_DEFAULTS, **gates})
     valid_energy = out["energy_j"].where(ok)
     g = valid_energy.groupby([out[c] for c in POINT])
     cv = (g.transform("std") / g.transform("mean")).fillna(0.0)
@@ -104,6 +125,57 @@ def check_measurements(df: pd.DataFrame, *, min_window_s: float, max_cv: float,
     out["valid"] = ok & (out["invalid_reason"] == "")
     out["energy_cv"] = cv.where(ok)
     return out
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """A numeric column, all NaN where the table does not have it (an older table, another meter)."""
+    if name not in df:
+        return pd.Series(np.nan, index=df.index)
+    return pd.to_numeric(df[name], errors="coerce")
+
+
+def _first_of_cell(values: pd.Series, df: pd.DataFrame, rows: pd.Series) -> pd.Series:
+    """Each row's cell's first value of ``values`` among ``rows`` (the cell's first window)."""
+    keys = [c for c in CELL_KEYS if c in df]
+    picked = values.where(rows)
+    if not keys:
+        first = picked.dropna()
+        return pd.Series(first.iloc[0] if len(first) else np.nan, index=df.index)
+    return picked.groupby([df[c].astype(str) for c in keys]).transform("first")
+
+
+def _gpu_gates(out: pd.DataFrame, flag, window: pd.Series, *, min_counter_periods: float,
+               min_power_fraction_of_idle: float, min_avg_power_w: float | None, max_power_fraction_of_limit: float,
+               max_temperature_c: float | None, max_timeline_gap: float | None) -> None:
+    """Validity of GPU windows, in the spirit of ML.ENERGY's validator (see the module docstring)."""
+    gpu = out["energy_source"].astype(str).str.startswith("nvml")
+    if not gpu.any():
+        return
+    period = _col(out, "nvml_counter_period_s")
+    prefill_window = _col(out, "prefill_duration_s") * _col(out, "n_prefill_batches_in_window")
+    flag(gpu & (window < min_counter_periods * period),
+         f"window shorter than {min_counter_periods:g} updates of the energy counter")
+    flag(gpu & (prefill_window < min_counter_periods * period),
+         f"prefill window shorter than {min_counter_periods:g} updates of the energy counter")
+    power = _col(out, "avg_power_w").fillna(out["energy_j"] / out["duration_s"])
+    floor = min_power_fraction_of_idle * _col(out, "idle_power_w")
+    if min_avg_power_w is not None:
+        floor = np.fmax(floor, min_avg_power_w)
+    flag(gpu & (power < floor), "average power below the floor (idle power share or min_avg_power_w)")
+    limit = _col(out, "power_limit_total_w_start").fillna(_col(out, "power_limit_w") * _col(out, "n_gpus"))
+    flag(gpu & (power > max_power_fraction_of_limit * limit),
+         f"average power above {max_power_fraction_of_limit:g} x the power limit")
+    hot = _col(out, "temp_slowdown_c") if max_temperature_c is None else max_temperature_c
+    flag(gpu & (_col(out, "temperature_c_end") >= hot), "GPU at its slowdown temperature (clocks throttled)")
+    for name, what in (("power_limit_total_w", "power limit"), ("app_sm_clock_mhz", "application SM clock")):
+        start, end = _col(out, f"{name}_start"), _col(out, f"{name}_end")
+        flag(gpu & start.notna() & end.notna() & (start != end), f"{what} changed during the window")
+        first = _first_of_cell(start, out, gpu & (out["status"] == "ok" if "status" in out else gpu))
+        flag(gpu & start.notna() & first.notna() & (start != first), f"{what} differs from the cell's first window")
+    if max_timeline_gap is not None:
+        gap = (_col(out, "timeline_energy_j") / out["energy_j"] - 1.0).abs()
+        flag(gpu & (gap > max_timeline_gap), f"power timeline and energy counter differ by more than "
+                                             f"{max_timeline_gap:g}")
 
 
 def summary(checked: pd.DataFrame) -> dict:

@@ -4,7 +4,8 @@ import logging
 
 from llm_energy.io import write_json, write_parquet
 from llm_energy.rulekit import run_rule
-from llm_energy.validation import CELL_KEYS, check_measurements, enforce, read_measurements, summary, unusable
+from llm_energy.validation import (CELL_KEYS, check_measurements, enforce, gate_options, read_measurements, summary,
+                                   unusable)
 
 
 def main(sm):
@@ -13,7 +14,7 @@ def main(sm):
     table = read_measurements(sm.input[0], cell={k: sm.wildcards.get(k) for k in CELL_KEYS})
     checked = check_measurements(table, min_window_s=v["min_window_s"], max_cv=v["max_cv"],
                                  min_power_coverage=v["min_power_coverage"],
-                                 sample_interval_s=v["sample_interval_s"])
+                                 sample_interval_s=v["sample_interval_s"], **gate_options(v))
     enforce(checked, sm.input[0], v["fail_on_invalid"])
     s = summary(checked)
     log.info("%s: %d of %d rows invalid %s", sm.input[0], s["n_invalid_rows"], s["n_rows"], s["reasons"] or "")

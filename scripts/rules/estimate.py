@@ -1,4 +1,5 @@
-"""Rule estimate: binned whole-workload energy for every workload and every measured cell.
+"""Rule estimate: whole-workload energy for every workload and every measured cell, by the paper's
+binned method and by the cell's energy model served at true lengths (column ``method``).
 
 A cell that cannot be estimated (every row invalid, say) is left out with a warning and listed in
 ``left_out.csv`` beside the estimates; the other cells are still estimated.
@@ -8,7 +9,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-
+from llm_energy.energy_model import context_length
 from llm_energy.estimate import estimate_cells, savings
 from llm_energy.flops import Arch
 from llm_energy.io import write_parquet, write_text
@@ -22,7 +23,15 @@ def main(sm):
     specs = load_specs(sm.params.hardware_specs)
     workloads = [(w, pd.read_parquet(b), json.loads(Path(s).read_text()))
                  for w, b, s in zip(sm.params.workloads, sm.input.bins, sm.input.summaries)]
-    estimates, by_bin, left_out = estimate_cells(workloads, cells, archs, specs)
+    # The energy model's estimate (method = model) needs the per-request profiles; its systematic error
+    # the replay validation tables (absent when replay is off).
+    profile_paths = sm.input.get("profiles") or []
+    profiles = {w: pd.read_parquet(p) for w, p in zip(sm.params.workloads, profile_paths)} or None
+    contexts = {m: context_length(Path(d) / "config.json") for m, d in zip(sm.params.models, sm.input.model_dirs)}
+    validation = [pd.read_parquet(p) for p in (sm.input.get("validation") or [])]
+    estimates, by_bin, left_out = estimate_cells(
+        workloads, cells, archs, specs, profiles=profiles, contexts=contexts,
+        validation=pd.concat(validation, ignore_index=True) if validation else None)
     write_parquet(estimates, sm.output.estimates)
     write_parquet(savings(estimates, sm.params.comparisons), sm.output.savings)
     write_parquet(by_bin, sm.output.by_bin)

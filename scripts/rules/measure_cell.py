@@ -3,16 +3,17 @@
 The body runs under the ``__main__`` guard because vLLM starts worker processes.
 """
 
-from llm_energy import config as config_mod
-from llm_energy.cell import measure_cell
+from llm_energy.cell import CellParams, measure_cell
 from llm_energy.rulekit import run_rule
 
 
 def main(sm):
-    cfg = config_mod.validate(sm.config)
-    w = sm.wildcards
-    measure_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
-                 model_dir=sm.input.model, out=sm.output.table, draft_dir=sm.input.get("draft"),
+    # The points and settings the Snakefile computed for this cell (its params); sm.config is the
+    # config the Snakefile already validated (defaults filled), read here for the model only.
+    w, p = sm.wildcards, sm.params
+    params = CellParams.of(p.points, p.measurement, p.decoding, p.online)
+    measure_cell(sm.config, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
+                 params=params, model_dir=sm.input.model, out=sm.output.table, draft_dir=sm.input.get("draft"),
                  prompt_file=sm.input.book if "book" in sm.input.keys() else None)
 
 

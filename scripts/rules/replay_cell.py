@@ -1,10 +1,11 @@
-"""Rule replay_cell: serve a sample of each workload with the cell's stack; compare with the estimate.
+"""Rule replay_cell: serve a seeded sample of each workload with the cell's stack, metered (replay.runs
+times); writes only what it metered (validate_cell compares it with the estimates).
 
 The body runs under the ``__main__`` guard because vLLM starts worker processes.
 """
 
 from llm_energy import config as config_mod
-from llm_energy.cell import replay_cell
+from llm_energy.replay import replay_cell
 from llm_energy.rulekit import run_rule
 
 

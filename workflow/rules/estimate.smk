@@ -1,4 +1,5 @@
-# Whole-workload energy: sum over bins of (requests / batch) x measured batch energy, the FLOPs
+# Whole-workload energy: sum over bins of (requests / batch) x measured batch energy (method binned),
+# and every request served at its true length by the cell's energy model (method model); the FLOPs
 # ideal, and the savings of optimized over baseline stacks.
 
 
@@ -10,9 +11,15 @@ rule estimate:
     input:
         bins=expand("results/bins/{workload}.parquet", workload=WORKLOADS),
         summaries=expand("results/bins/{workload}.summary.json", workload=WORKLOADS),
+        # the energy model (method = model) serves every request at its true length
+        profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
         measurements=grid_checked_files(),
         model_dirs=measured_model_dirs(),
-        code=package_code("estimate", "flops", "specs"),
+        # each method's largest error against the metered replays (none when replay is off)
+        validation=validation_files(),
+        code=package_code(
+            "estimate", "flops", "specs", "energy_model", "serving", "replay"
+        ),
     output:
         estimates="results/estimates/estimates.parquet",
         by_bin="results/estimates/by_bin.parquet",

@@ -10,10 +10,7 @@ rule manifest:
     input:
         estimates="results/estimates/estimates.parquet",
         # the raw measurement file behind each checked one (merged hardware included)
-        measurements=[
-            f.replace("results/checked/", "results/measurements/", 1)
-            for f in checked_files()
-        ],
+        measurements=all_measurement_files(),
         code=package_code("manifest"),
     output:
         "results/manifest.json",

@@ -22,8 +22,14 @@ rule check_cell:
         "../../scripts/rules/check_cell.py"
 
 
-# Replay validation: serve a seeded sample of each workload for real and compare with the binned
-# estimate of the same sample, per cell. Measured on this machine, like the cells themselves.
+# Replay validation, in two stages so that an estimate can be improved without metering again:
+# replay_cell (metered, on this machine, like the cells themselves) serves a seeded sample of each
+# workload with its true lengths, replay.runs times, and writes only what it metered; the cheap
+# validate_cell compares the binned estimate and the energy model with the same requests.
+
+
+localrules:
+    validate_cell,
 
 
 rule replay_cell:
@@ -32,13 +38,14 @@ rule replay_cell:
         model=model_dir,
         profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
         # ancient: a re-check after an edit of the validation code never re-runs the metered replay
+        # (only the grid's batch size is read from it)
         measurements=ancient(
             "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
         ),
     output:
-        "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
+        "results/replay/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:
-        "logs/validation/{hardware}/{model}/{variant}/{decoding}.log",
+        "logs/replay/{hardware}/{model}/{variant}/{decoding}.log",
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
     conda:
@@ -51,3 +58,22 @@ rule replay_cell:
         replay=config["replay"],
     script:
         "../../scripts/rules/replay_cell.py"
+
+
+rule validate_cell:
+    input:
+        replay="results/replay/{hardware}/{model}/{variant}/{decoding}.parquet",
+        measurements="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
+        model=model_dir,
+        code=package_code("replay", "energy_model", "serving", "estimate", "binning"),
+    output:
+        "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
+    log:
+        "logs/validation/{hardware}/{model}/{variant}/{decoding}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        input_edges=config["bins"]["input"],
+        output_edges=config["bins"]["output"],
+    script:
+        "../../scripts/rules/validate_cell.py"

@@ -6,26 +6,27 @@ one does not import the other (vLLM is not installed on every machine).
 
 from __future__ import annotations
 
+from ..cells import MODES, Variant
 from .base import DECODINGS, Backend, BatchResult, Unsupported
 
-VARIANTS = ("transformers-eager", "transformers-compile", "vllm-eager", "vllm-cudagraph", "vllm-online")
+# The variants without a tensor-parallel suffix (llm_energy.cells is where names are parsed).
+VARIANTS = tuple(f"{framework}-{mode}" for framework, modes in MODES.items() for mode in modes)
 
 
-def make_backend(variant: str, model_dir: str, **options) -> Backend:
-    """The backend of a framework variant, not yet loaded."""
-    if variant.startswith("transformers-"):
+def make_backend(variant: str | Variant, model_dir: str, **options) -> Backend:
+    """The backend of a framework variant, not yet loaded (a name the schema refuses: UserError)."""
+    variant = Variant.parse(variant)
+    if variant.framework == "transformers":
         from .hf import TransformersBackend
 
         return TransformersBackend(model_dir, variant=variant, **options)
-    if variant.startswith("vllm-online"):
+    if variant.online:
         from .vllm_online import VllmOnlineBackend
 
         return VllmOnlineBackend(model_dir, variant=variant, **options)
-    if variant.startswith("vllm-"):
-        from .vllm import VllmBackend
+    from .vllm import VllmBackend
 
-        return VllmBackend(model_dir, variant=variant, **options)
-    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    return VllmBackend(model_dir, variant=variant, **options)
 
 
 __all__ = ["Backend", "BatchResult", "DECODINGS", "Unsupported", "make_backend", "VARIANTS"]

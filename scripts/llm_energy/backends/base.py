@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from ..cells import Variant
 
 DECODING_DEFAULTS = {"beam_width": 4, "temperature": 0.7, "top_p": 0.9, "num_speculative_tokens": 4}
 DECODINGS = ("greedy", "beam", "temperature", "top-p", "speculative")
@@ -22,11 +23,18 @@ class BatchResult:
 
 
 class Backend(ABC):
-    """Load once (:meth:`load`), then run batches (:meth:`run`) of prompts given as token ids."""
+    """Load once (:meth:`load`), then run batches (:meth:`run`) of prompts given as token ids.
 
-    variant: str
+    Everything the measurement loop asks of a backend is declared here, with the answer of a
+    backend that does not know better; subclasses override what they can tell.
+    """
 
-    def __init__(self, model_dir: str, *, variant: str, dtype: str = "bfloat16", decoding: str = "greedy",
+    variant: Variant
+    # Whether the engine caches prompts (then the batches of a window must not repeat prompts, or a
+    # repeated batch would skip its prefill).
+    prefix_caching: bool = False
+
+    def __init__(self, model_dir: str, *, variant: str | Variant, dtype: str = "bfloat16", decoding: str = "greedy",
                  seed: int = 0, max_model_len: int | None = None, max_batch_size: int = 1,
                  decoding_options: dict | None = None, draft_dir: str | None = None):
         if decoding not in DECODINGS:
@@ -34,7 +42,7 @@ class Backend(ABC):
         if decoding == "speculative" and not draft_dir:
             raise ValueError("speculative decoding needs a draft model folder (draft_dir)")
         self.model_dir = str(model_dir)
-        self.variant = variant
+        self.variant = Variant.parse(variant)
         self.dtype = dtype
         self.decoding = decoding
         self.seed = seed
@@ -42,8 +50,7 @@ class Backend(ABC):
         self.max_batch_size = max_batch_size
         self.options = {**DECODING_DEFAULTS, **(decoding_options or {})}
         self.draft_dir = str(draft_dir) if draft_dir else None
-        head, _, tp = variant.rpartition("-tp")
-        self.tensor_parallel = int(tp) if head and tp.isdigit() else 1
+        self.tensor_parallel = self.variant.tensor_parallel
 
     def describe_decoding(self) -> dict:
         """The decoding settings that apply to this cell, for its rows."""
@@ -85,6 +92,11 @@ class Backend(ABC):
             longest = max(output_lens[start:start + batch_size])
             tokens += self.run_padded(chunk, longest).output_tokens
         return tokens
+
+    def max_concurrent(self, input_len: int, output_len: int) -> int | None:
+        """How many requests of this shape run at once at most (engines that queue past a limit instead
+        of running out of memory); None when the backend has no such limit or cannot tell."""
+        return None
 
     def run_padded(self, prompts: list[list[int]], output_len: int) -> BatchResult:
         """Run prompts of different lengths as one batch (padded to the longest)."""

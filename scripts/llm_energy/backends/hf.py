@@ -27,8 +27,8 @@ class TransformersBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM
 
-        if self.variant not in self.VARIANTS:
-            raise ValueError(f"variant {self.variant!r} is not one of the transformers backend's {self.VARIANTS}")
+        if self.variant.framework != "transformers":
+            raise ValueError(f"variant {self.variant.name!r} is not one of the transformers backend's {self.VARIANTS}")
         if self.tensor_parallel != 1:
             raise Unsupported("tensor parallelism is measured with vLLM variants (-tpN), not transformers")
         self._torch = torch
@@ -44,7 +44,7 @@ class TransformersBackend(Backend):
         if self.decoding == "speculative":
             self.draft = AutoModelForCausalLM.from_pretrained(self.draft_dir, dtype=dtype).to(self.device).eval()
         self._compile = None
-        if self.variant == "transformers-compile":
+        if self.variant.compiled:
             from transformers import CompileConfig
 
             on_gpu = self.device == "cuda"

@@ -148,7 +148,8 @@ def engine_args(backend: Backend) -> dict:
     args = {
         "model": backend.model_dir,
         "dtype": backend.dtype,
-        "enforce_eager": "-eager" in backend.variant or backend.variant.startswith("vllm-online"),
+        # vllm-online runs eager too: it is compared with vllm-eager, and only the serving path differs.
+        "enforce_eager": not backend.variant.compiled,
         # Off, so that every repeat pays for its prefill; on for beam search, whose vLLM implementation
         # resubmits every beam's prefix at each step and relies on the cache (prompts then differ
         # from batch to batch, see prefix_caching below).
@@ -208,8 +209,8 @@ class VllmBase(Backend):
 
     def _prepare(self) -> None:
         """Check the variant, then ready the environment the engine starts in."""
-        if self.variant.split("-tp")[0] not in self.VARIANTS:
-            raise ValueError(f"variant {self.variant!r} is not one of {self.VARIANTS} (-tpN)")
+        if self.variant.base not in self.VARIANTS:
+            raise ValueError(f"variant {self.variant.name!r} is not one of {self.VARIANTS} (-tpN)")
         prepare_cpu_environment(self.kv_cache_gib)
 
     def describe(self) -> dict:

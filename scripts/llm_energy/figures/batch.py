@@ -20,7 +20,7 @@ from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from .data import (CELL, architecture_label, base_variant, batch_table, decoding_order, is_online, model_info,
                    model_label, single_device_offline, tensor_parallel, usable)
-from .style import (ESTIMATED, PANEL_H_IN, PANEL_W_IN, cells_note, colours, errorbar, estimated_handle,
+from .style import (ESTIMATED, PANEL_H_IN, PANEL_W_IN, FigureFiles, cells_note, colours, errorbar, estimated_handle,
                     no_data_figure, no_data_panel, plain_log_labels, plt, save, setup_style, shared_legend, source_note, tex_escape)
 
 MAX_COLS = 2
@@ -145,11 +145,11 @@ def _banner(notes: list[dict]) -> str:
     return " ".join(n["note"][0].upper() + n["note"][1:] + "." for n in notes)
 
 
-def _save_no_data(out_dir, name: str, columns: list[str], why: str, title: str, context: pd.DataFrame):
+def _save_no_data(files: FigureFiles, columns: list[str], why: str, title: str, context: pd.DataFrame):
     data = pd.DataFrame([_note_row(columns, f"no data: {why}")])
     fig = no_data_figure(f"No data: {why}.")
     caption = f"{title}: no data; {tex_escape(why)}. " + cells_note(context)
-    return save(fig, data, out_dir, name, caption)
+    return save(fig, data, files, caption)
 
 
 def _context(measurements: pd.DataFrame) -> pd.DataFrame:
@@ -176,8 +176,7 @@ def _pct_vs(data: pd.DataFrame, ref_mask: pd.Series, keys: list[str], value: str
 # Figure 3 -----------------------------------------------------------------------------------------------
 
 
-def fig_decoding(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
-                 name: str = "fig3_decoding") -> list[Path]:
+def fig_decoding(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles) -> list[Path]:
     """Figure 3: each decoding strategy's energy per batch and per output token against batch size,
     one panel per (hardware, model, variant); ``vs_greedy_pct`` compares with greedy at the same batch."""
     setup_style()
@@ -185,7 +184,7 @@ def fig_decoding(measurements: pd.DataFrame, fixed_input: int, fixed_output: int
     data = batch_table(single_device_offline(measurements), fixed_input, fixed_output)
     title = "Decoding strategies against batch size (Figure 3)"
     if data.empty:
-        return _save_no_data(out_dir, name, list(data.columns) + ["vs_greedy_pct"],
+        return _save_no_data(files, list(data.columns) + ["vs_greedy_pct"],
                              f"no cell has points at input {fixed_input} and output {fixed_output}", title,
                              _context(measurements))
     cell = ["hardware", "model", "variant"]
@@ -221,7 +220,7 @@ def fig_decoding(measurements: pd.DataFrame, fixed_input: int, fixed_output: int
                + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
     out = _with_notes(data.drop(columns=["facet", "hue", "energy_per_token_mean_mj", "energy_per_token_std_mj"]),
                       notes)
-    return save(fig, out, out_dir, name, caption)
+    return save(fig, out, files, caption)
 
 
 def at_fixed_shape_or_empty(m: pd.DataFrame, fixed_input: int, fixed_output: int) -> pd.DataFrame:
@@ -233,8 +232,7 @@ def at_fixed_shape_or_empty(m: pd.DataFrame, fixed_input: int, fixed_output: int
 # Figure 4 -----------------------------------------------------------------------------------------------
 
 
-def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
-            name: str = "fig4_moe") -> list[Path]:
+def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles) -> list[Path]:
     """Figure 4: dense against mixture-of-experts models: energy and latency per batch against batch size,
     one panel per (hardware, variant), greedy decoding; models told apart by the ``moe``, ``model_type``,
     ``n_parameters`` and ``n_active_parameters`` columns (unknown where a table lacks them)."""
@@ -246,7 +244,7 @@ def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out
     title = "Dense and mixture-of-experts models against batch size (Figure 4)"
     info = model_info(measurements) if not measurements.empty else pd.DataFrame(columns=["model"])
     if data.empty:
-        return _save_no_data(out_dir, name, list(data.columns) + list(info.columns[1:]) + ["architecture"],
+        return _save_no_data(files, list(data.columns) + list(info.columns[1:]) + ["architecture"],
                              f"no greedy cell has points at input {fixed_input} and output {fixed_output}", title,
                              _context(measurements))
     info["architecture"] = [architecture_label(r) for r in info.to_dict("records")]
@@ -280,14 +278,14 @@ def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out
                + "".join(" " + tex_escape(n["note"][0].upper() + n["note"][1:]) + "." for n in notes)
                + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
     out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
-    return save(fig, out, out_dir, name, caption)
+    return save(fig, out, files, caption)
 
 
 # Figure 5 -----------------------------------------------------------------------------------------------
 
 
-def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
-                       name: str = "fig5_compile_cudagraphs") -> list[Path]:
+def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_output: int,
+                       files: FigureFiles) -> list[Path]:
     """Figure 5: torch.compile off/on (transformers-eager, transformers-compile) and CUDA graphs off/on
     (vllm-eager, vllm-cudagraph): energy per batch and throughput against batch size per hardware and
     model, the largest batch that ran ringed and batch sizes out of memory crossed."""
@@ -301,7 +299,7 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     pairs = {v: (opt, "off" if v == off else "on") for opt, off, on in (COMPILE, CUDA_GRAPHS) for v in (off, on)}
     data = data[data["variant"].isin(pairs)] if not data.empty else data
     if data.empty:
-        return _save_no_data(out_dir, name, list(data.columns) + extra,
+        return _save_no_data(files, list(data.columns) + extra,
                              "none of transformers-eager, transformers-compile, vllm-eager, vllm-cudagraph has "
                              f"greedy points at input {fixed_input} and output {fixed_output}", title,
                              _context(measurements))
@@ -313,21 +311,7 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     off = data["setting"] == "off"
     data["vs_off_energy_pct"] = _pct_vs(data, off, keys, "energy_mean_j").where(~off)
     data["vs_off_throughput_pct"] = _pct_vs(data, off, keys, "throughput_mean_tok_s").where(~off)
-    notes, without_on = [], []
-    for (hw, model, opt), grp in data.groupby(["hardware", "model", "optimization"]):
-        for o, a, b in (COMPILE, CUDA_GRAPHS):
-            if o == opt:
-                if b not in set(grp["variant"]) and (data["variant"] == b).any():
-                    # The optimization was measured, just not for this model: no panel of its own.
-                    without_on.append((hw, model, opt))
-                    continue
-                for v in (a, b):
-                    if v not in set(grp["variant"]):
-                        notes.append(_note_row(data.columns, f"not measured: nothing to compare {opt} with",
-                                               hardware=hw, model=model, variant=v, optimization=opt))
-    if without_on:
-        drop = pd.Series(list(zip(data["hardware"], data["model"], data["optimization"]))).isin(without_on).to_numpy()
-        data = data[~drop]
+    data, notes = _unpaired(data)
     data["facet"] = [f"{o}\n{h}, {m}" for h, m, o in zip(data["hardware"], data["model"], data["optimization"])]
     data["hue"] = data["variant"]
     order = [v for _, a, b in (COMPILE, CUDA_GRAPHS) for v in (a, b) if v in set(data["variant"])]
@@ -354,14 +338,35 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
                + (f" Not measured, so without a comparison: {missing}." if notes else "")
                + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
     out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
-    return save(fig, out, out_dir, name, caption)
+    return save(fig, out, files, caption)
+
+
+def _unpaired(data: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Figure 5's rows without the panels of an optimization measured for other models only, and a note
+    for each (hardware, model) that has one setting of an optimization but not the other."""
+    notes, without_on = [], []
+    for (hw, model, opt), grp in data.groupby(["hardware", "model", "optimization"]):
+        for o, a, b in (COMPILE, CUDA_GRAPHS):
+            if o == opt:
+                if b not in set(grp["variant"]) and (data["variant"] == b).any():
+                    # The optimization was measured, just not for this model: no panel of its own.
+                    without_on.append((hw, model, opt))
+                    continue
+                for v in (a, b):
+                    if v not in set(grp["variant"]):
+                        notes.append(_note_row(data.columns, f"not measured: nothing to compare {opt} with",
+                                               hardware=hw, model=model, variant=v, optimization=opt))
+    if without_on:
+        drop = pd.Series(list(zip(data["hardware"], data["model"], data["optimization"]))).isin(without_on).to_numpy()
+        data = data[~drop]
+    return data, notes
 
 
 # Figure 6 -----------------------------------------------------------------------------------------------
 
 
-def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
-                        name: str = "fig6_tensor_parallel") -> list[Path]:
+def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_output: int,
+                        files: FigureFiles) -> list[Path]:
     """Figure 6: tensor parallel 1/2/4: energy and latency per batch against batch size, for each variant
     measured at more than one tensor-parallel size (``-tpN`` suffix or ``tensor_parallel`` column)."""
     setup_style()
@@ -381,7 +386,7 @@ def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_outp
         data = data.set_index(["hardware", "model", "base_variant"]).loc[keep].reset_index() if len(keep) else \
             data.iloc[0:0]
     if data.empty:
-        return _save_no_data(out_dir, name, list(batch_table(pd.DataFrame(), 0, 0).columns) + extra,
+        return _save_no_data(files, list(batch_table(pd.DataFrame(), 0, 0).columns) + extra,
                              "no tensor-parallel cells (variants such as vllm-eager-tp2, vllm-cudagraph-tp4) were "
                              "measured; they need a machine with 2 or 4 GPUs", title, _context(measurements))
     keys = ["hardware", "model", "base_variant", "decoding", "batch_size"]
@@ -403,7 +408,7 @@ def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_outp
                + (" Tensor parallel 1 was not measured for some variants: no baseline there." if notes else "")
                + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
     out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
-    return save(fig, out, out_dir, name, caption)
+    return save(fig, out, files, caption)
 
 
 # Figure 9 -----------------------------------------------------------------------------------------------
@@ -414,8 +419,7 @@ def offline_of(online: str) -> str:
     return str(online).replace("online", "eager")
 
 
-def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
-               name: str = "fig9_online_offline") -> list[Path]:
+def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles) -> list[Path]:
     """Figure 9: energy reduction of online serving (continuous batching; ``vllm-online``) against offline
     batches with the same engine settings (``vllm-eager``), 100 x (1 - online / offline), per batch size.
 
@@ -433,7 +437,7 @@ def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, 
         measured = not measurements.empty and measurements["variant"].astype(str).map(is_online).any()
         why = ("the online cells have no valid row at the fixed shape (see their invalid_reason)" if measured
                else "no online cell (vllm-online) was measured")
-        return _save_no_data(out_dir, name, cols, why, title, _context(measurements))
+        return _save_no_data(files, cols, why, title, _context(measurements))
     online = online.assign(offline_variant=online["variant"].map(offline_of))
     keys = ["hardware", "model", "decoding", "batch_size"]
     offline = ok.rename(columns={"variant": "offline_variant"})
@@ -457,7 +461,7 @@ def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, 
              for v in sorted(set(out["offline_variant"]) - set(ok["variant"]))]
     plot = out[out["status"] == "ok"]
     if plot.empty:
-        return _save_no_data(out_dir, name, cols + ["note"], "online cells were measured but no offline cell "
+        return _save_no_data(files, cols + ["note"], "online cells were measured but no offline cell "
                              "(vllm-eager) at the same batch sizes", title, _context(measurements))
     plot = plot.assign(facet=[f"{h}, {m}" + ("" if d == "greedy" else f", {d}")
                               for h, m, d in zip(plot["hardware"], plot["model"], plot["decoding"])],
@@ -471,4 +475,4 @@ def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, 
                "(online: the most requests in flight). Above zero online saves energy; error bars propagate the "
                f"standard deviations of both means. {_shape_note(fixed_input, fixed_output)} "
                + cells_note(plot) + " " + source_note(plot["energy_source"]))
-    return save(fig, _with_notes(out, notes), out_dir, name, caption)
+    return save(fig, _with_notes(out, notes), files, caption)

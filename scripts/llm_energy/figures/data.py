@@ -6,16 +6,15 @@ spread is the sample standard deviation over repeats (0 for a single repeat).
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
+
+from ..cells import split_tensor_parallel
 
 CELL = ["hardware", "model", "variant", "decoding"]
 DECODING_ORDER = ["greedy", "beam", "beam-search", "beam_search", "temperature", "sampling", "top-p", "top_p",
                   "topp", "speculative"]
 MODEL_INFO = ["moe", "model_type", "n_parameters", "n_active_parameters"]
-_TP = re.compile(r"-tp(\d+)$")
 
 
 def usable(m: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -32,7 +31,7 @@ def usable(m: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 def tensor_parallel(m: pd.DataFrame) -> pd.Series:
     """Tensor-parallel size of each row: the ``tensor_parallel`` column, else the variant's ``-tpN``, else 1."""
-    parsed = m["variant"].astype(str).str.extract(_TP)[0].astype(float).fillna(1.0)
+    parsed = m["variant"].astype(str).map(lambda v: split_tensor_parallel(v)[1]).astype(float)
     if "tensor_parallel" in m:
         col = pd.to_numeric(m["tensor_parallel"], errors="coerce")
         parsed = col.fillna(parsed)
@@ -41,7 +40,7 @@ def tensor_parallel(m: pd.DataFrame) -> pd.Series:
 
 def base_variant(variant: str) -> str:
     """The variant without its tensor-parallel suffix: ``vllm-cudagraph-tp4`` -> ``vllm-cudagraph``."""
-    return _TP.sub("", str(variant))
+    return split_tensor_parallel(variant)[0]
 
 
 def is_online(variant: str) -> bool:

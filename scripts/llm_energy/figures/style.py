@@ -6,6 +6,7 @@ hatched bars, and the caption names it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -80,21 +81,42 @@ def figure_tex(name: str, caption: str, width_in: float | None = None) -> str:
             f"  \\caption{{{caption}}}\n  \\label{{fig:{name}}}\n\\end{{figure}}\n")
 
 
-def save(fig, data: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
-    """Write ``name``.pdf/.png/.csv/.tex into ``out_dir`` (each complete or absent)."""
-    out_dir = Path(out_dir)
-    paths = []
+@dataclass(frozen=True)
+class FigureFiles:
+    """Where one figure is written: the PDF (for the paper), the PNG (for the report), the plotted
+    data (CSV) and the LaTeX fragment with its caption. The rule passes the paths Snakemake gives it."""
+
+    pdf: Path
+    png: Path
+    csv: Path
+    tex: Path
+
+    def __post_init__(self) -> None:
+        for ext in ("pdf", "png", "csv", "tex"):
+            object.__setattr__(self, ext, Path(getattr(self, ext)))
+
+    @classmethod
+    def in_folder(cls, folder: str | Path, name: str) -> "FigureFiles":
+        """``folder/name.{pdf,png,csv,tex}``, the layout of ``paper/figures/``."""
+        return cls(*(Path(folder) / f"{name}.{ext}" for ext in ("pdf", "png", "csv", "tex")))
+
+    @property
+    def name(self) -> str:
+        """The figure's name: its PDF's stem, which ``paper/main.tex`` includes and labels it by."""
+        return self.pdf.stem
+
+
+def save(fig, data: pd.DataFrame, files: FigureFiles, caption: str) -> list[Path]:
+    """Write the figure, its plotted data and its caption fragment to ``files`` (each complete or absent)."""
     width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width + 2 * plt.rcParams["savefig.pad_inches"]
     for ext in ("pdf", "png"):
-        p = out_dir / f"{name}.{ext}"
-        with atomic_path(p) as tmp:
+        with atomic_path(getattr(files, ext)) as tmp:
             fig.savefig(tmp, format=ext)
-        paths.append(p)
     plt.close(fig)
-    with atomic_path(out_dir / f"{name}.csv") as tmp:
+    with atomic_path(files.csv) as tmp:
         data.to_csv(tmp, index=False)
-    write_text(figure_tex(name, caption, width_in), out_dir / f"{name}.tex")
-    return paths + [out_dir / f"{name}.csv", out_dir / f"{name}.tex"]
+    write_text(figure_tex(files.name, caption, width_in), files.tex)
+    return [files.pdf, files.png, files.csv, files.tex]
 
 
 def no_data_figure(message: str):

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from .data import single_device_offline, usable
-from .style import (ESTIMATED, PANEL_H_IN, PANEL_W_IN, cells_note, colours, errorbar, estimated_handle,
+from .style import (ESTIMATED, PANEL_H_IN, PANEL_W_IN, FigureFiles, cells_note, colours, errorbar, estimated_handle,
                     no_data_panel, plain_log_labels, plt, save, setup_style, shared_legend, source_note, tex_escape)
 
 FRAMEWORK_NAMES = {"vllm": "vLLM", "transformers": "PyTorch + HF transformers"}
@@ -57,21 +57,21 @@ def prefill_decode_table(measurements: pd.DataFrame, fixed_input: int, fixed_out
     return data[COLUMNS], n_invalid
 
 
-def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, out_dir: str | Path,
-                       framework: str = "vllm", name: str = "fig2_prefill_decode") -> list[Path]:
+def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles,
+                       framework: str = "vllm") -> list[Path]:
     """Figure 2 (``framework="vllm"``) or 10 (``"transformers"``): prefill and decode energy, log-log,
     one line per batch size (colour) and variant (line style); a row of two panels per hardware and model."""
     setup_style()
     data, n_invalid = prefill_decode_table(measurements, fixed_input, fixed_output, framework)
     fw = FRAMEWORK_NAMES.get(framework, framework)
-    number = "2" if name.startswith("fig2") else "10" if name.startswith("fig10") else ""
+    number = "2" if files.name.startswith("fig2") else "10" if files.name.startswith("fig10") else ""
     if data.empty:
         why = f"no valid greedy sweep points of a {fw} variant ({framework}-*) were measured"
         data = pd.DataFrame([{**{c: "" for c in COLUMNS}, "note": f"no data: {why}"}])[COLUMNS]
         fig, ax = plt.subplots(figsize=(2 * PANEL_W_IN, PANEL_H_IN))
         no_data_panel(ax, f"No data: {why}.")
         caption = f"Prefill and decode energy with {fw} (Figure {number} of the paper): no data; {tex_escape(why)}."
-        return save(fig, data, out_dir, name, caption)
+        return save(fig, data, files, caption)
     facets = list(data[["hardware", "model"]].drop_duplicates().sort_values(["hardware", "model"])
                   .itertuples(index=False, name=None))
     batch_colour = dict(zip(sorted(data["batch_size"].unique()), colours(data["batch_size"].nunique())))
@@ -113,4 +113,4 @@ def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
                f"Variants: {tex_escape(', '.join(variants))}. "
                + cells_note(data) + " " + source_note(data["energy_source"])
                + f" {n_invalid} measurement row(s) failed validation and are left out.")
-    return save(fig, data, out_dir, name, caption)
+    return save(fig, data, files, caption)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
-from .style import (ESTIMATED, SINGLE_COLUMN_IN, cells_note, hatch_estimated, no_data_figure, plt,
+from .style import (ESTIMATED, SINGLE_COLUMN_IN, FigureFiles, cells_note, hatch_estimated, no_data_figure, plt,
                     save, setup_style, sns, source_note, tex_escape)
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _stack_table(estimates: pd.DataFrame, by_bin: pd.DataFrame | None, with_idea
     return data
 
 
-def fig_workload_energy(estimates: pd.DataFrame, out_dir: str | Path, by_bin: pd.DataFrame | None = None
+def fig_workload_energy(estimates: pd.DataFrame, files: FigureFiles, by_bin: pd.DataFrame | None = None
                         ) -> list[Path]:
     """Figure 1: energy of each whole workload: the FLOPs ideal, then one bar per framework stack.
 
@@ -117,11 +117,10 @@ def fig_workload_energy(estimates: pd.DataFrame, out_dir: str | Path, by_bin: pd
                + cells_note(data) + " " + source_note(data["energy_source"][data["energy_source"] != "flops-ideal"])
                + (f" Grid points left out after failing validation: {int(estimates['n_invalid_points'].sum())}."
                   if "n_invalid_points" in estimates else ""))
-    return save(fig, data.drop(columns=["energy_kj", "energy_std_kj", "hue_rank"]), out_dir,
-                "fig1_workload_energy", caption)
+    return save(fig, data.drop(columns=["energy_kj", "energy_std_kj", "hue_rank"]), files, caption)
 
 
-def fig_tasks(estimates: pd.DataFrame, task_workloads: list[str], out_dir: str | Path,
+def fig_tasks(estimates: pd.DataFrame, task_workloads: list[str], files: FigureFiles,
               by_bin: pd.DataFrame | None = None) -> list[Path]:
     """Figure 8: energy per request of each classical NLP task (workloads of kind ``task``), per stack.
 
@@ -130,13 +129,12 @@ def fig_tasks(estimates: pd.DataFrame, task_workloads: list[str], out_dir: str |
     """
     setup_style()
     est = estimates[estimates["workload"].isin(task_workloads)]
-    name = "fig8_tasks"
     if est.empty:
         why = ("no classical NLP task in the config (workloads of kind task: imdb, wmt14, cnn_dailymail, "
                "wikitext2)" if not task_workloads else "no estimate for the task workloads")
         data = pd.DataFrame([{"workload": "", "note": f"no data: {why}"}])
         fig = no_data_figure(f"No data: {why}.")
-        return save(fig, data, out_dir, name, f"Classical NLP tasks: no data ({tex_escape(why)}).")
+        return save(fig, data, files, f"Classical NLP tasks: no data ({tex_escape(why)}).")
     data = _stack_table(est, by_bin, with_ideal=True)
     n = data["n_included"].where(data["n_included"] > 0)
     if data["stack"].eq(IDEAL).any():
@@ -155,10 +153,10 @@ def fig_tasks(estimates: pd.DataFrame, task_workloads: list[str], out_dir: str |
                f"requests: {counts}) for each stack, with the ideal (FLOPs $\\times$ TDP / dense peak FLOPS) "
                "beside them; error bars are the spread over repeats. " + cells_note(data) + " "
                + source_note(data["energy_source"][data["energy_source"] != "flops-ideal"]))
-    return save(fig, data.drop(columns=["hue_rank"]), out_dir, name, caption)
+    return save(fig, data.drop(columns=["hue_rank"]), files, caption)
 
 
-def fig_replay_validation(validation: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[Path]:
     """Error of the binned estimate against a real replay of the same sampled requests, per stack."""
     setup_style()
     data = validation.copy()
@@ -178,11 +176,11 @@ def fig_replay_validation(validation: pd.DataFrame, out_dir: str | Path) -> list
     caption = ("Binned estimate ($\\sum N/B \\times E_{batch}$) against the metered replay of the same seeded "
                f"sample of requests served with their true lengths (requests: {tex_escape(n)}); positive means "
                "the estimate is higher. " + cells_note(data) + " " + source_note(data["energy_source"]))
-    return save(fig, data, out_dir, "fig_replay_validation", caption)
+    return save(fig, data, files, caption)
 
 
 def fig_binning_cdfs(profiles: dict[str, pd.DataFrame], input_edges: list[int], output_edges: list[int],
-                     out_dir: str | Path) -> list[Path]:
+                     files: FigureFiles) -> list[Path]:
     """Figure 7: CDFs of real and binned input and output lengths per workload (requests within the edges)."""
     from ..binning import bin_edges_ceiling
 
@@ -221,7 +219,7 @@ def fig_binning_cdfs(profiles: dict[str, pd.DataFrame], input_edges: list[int], 
     caption = ("Cumulative distribution of real and binned input (top) and output (bottom) lengths of each "
                "workload's requests within the largest edges; binning maps each to the smallest edge at or "
                "above it.")
-    return save(fig, data, out_dir, "fig7_binning_cdfs", caption)
+    return save(fig, data, files, caption)
 
 
 def fig_distortion(profile: pd.DataFrame, input_edges: list[int], output_edges: list[int], workload: str,

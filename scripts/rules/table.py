@@ -1,0 +1,13 @@
+"""Rule table: one table of the paper (the wildcard names it), from the inputs its registry entry names."""
+
+from llm_energy.paper import write
+from llm_energy.rulekit import run_rule
+from llm_energy.tables import TableFiles
+
+
+def main(sm):
+    write(sm.wildcards.table, dict(sm.input.items()), sm.params.settings, TableFiles(sm.output.tex, sm.output.csv))
+
+
+if __name__ == "__main__":
+    run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,342 @@
+"""The energy model of a cell, the serving simulation (static and continuous batching), the replay
+comparison and the estimates' two methods."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from llm_energy.energy_model import (
+    DEFAULT_TERMS,
+    EnergyModel,
+    ModelNotFittable,
+    fit_cell,
+    measured_points,
+    min_points,
+    nnls,
+)
+from llm_energy.serving import admission_steps, occupancy, serve, static_batches
+
+# A made-up cell: 2 J per prefill step, 0.01 J per prompt token, attention 1e-6 J per token^2;
+# 0.5 J per decode step, 0.05 J per sequence-step, 1e-5 J per context token attended.
+TRUE = EnergyModel({"prefill_fixed": 2.0, "prefill_token": 0.01, "prefill_token_sq": 1e-6, "decode_step": 0.5,
+                    "decode_seq_step": 0.05, "decode_context": 1e-5})
+LABELS = {"hardware": "cpu-x", "model": "m", "variant": "vllm-eager", "decoding": "greedy",
+          "energy_source": "cpu-estimate"}
+
+
+def synthetic(model=TRUE, noise=0.0, inputs=(64, 256, 1024, 4096), outputs=(8, 32, 128, 512), seed=0, **labels):
+    """Grid points at batch 8 and sweeps at batch 1 and 8, two repeats each, energies from ``model``."""
+    rng = np.random.default_rng(seed)
+    shapes = [(i, o, 8, "grid") for i in inputs for o in outputs]
+    shapes += [(i, outputs[0], 1, "sweep") for i in inputs[:3]] + [(inputs[0], o, 1, "sweep") for o in outputs[1:3]]
+    rows = []
+    for i, o, b, role in shapes:
+        for r in (0, 1):
+            jitter = 1 + noise * rng.standard_normal()
+            rows.append({"input_len": i, "output_len": o, "batch_size": b, "repeat": r, "role": role, "status": "ok",
+                         "valid": True, "energy_j": float(model.batch_j(i, o, b)) * jitter,
+                         "prefill_energy_j": float(model.prefill_j(i, b)) * jitter, "duration_s": 1.0,
+                         **LABELS, **labels})
+    return pd.DataFrame(rows)
+
+
+# --- fitting -------------------------------------------------------------------------------------------
+
+def _nnls_exhaustive(a, y):
+    """The optimum is the unconstrained fit on one support whose coefficients are all non-negative."""
+    import itertools
+
+    best, best_x = float(y @ y), np.zeros(a.shape[1])
+    for size in range(1, a.shape[1] + 1):
+        for support in map(list, itertools.combinations(range(a.shape[1]), size)):
+            x, *_ = np.linalg.lstsq(a[:, support], y, rcond=None)
+            resid = float(np.sum((a[:, support] @ x - y) ** 2))
+            if (x >= 0).all() and resid < best:
+                best, best_x = resid, np.zeros(a.shape[1])
+                best_x[support] = x
+    return best_x
+
+
+def test_nnls_keeps_coefficients_non_negative_and_finds_the_optimum():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert nnls(a, a @ np.array([2.0, 3.0])) == pytest.approx([2.0, 3.0])
+    x = nnls(a, np.array([1.0, -1.0, 0.0]))  # the unconstrained answer is (1, -1)
+    assert (x >= 0).all() and x[1] == 0
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # columns of very different scales, as B·I² beside 1
+        a = rng.standard_normal((30, 7)) * rng.uniform(0.01, 100, 7)
+        y = rng.standard_normal(30)
+        x, best = nnls(a, y), _nnls_exhaustive(a, y)
+        assert (x >= 0).all()
+        assert np.sum((a @ x - y) ** 2) == pytest.approx(np.sum((a @ best - y) ** 2), rel=1e-9)
+
+
+def test_each_cell_takes_the_form_that_predicts_its_points_best():
+    from llm_energy.energy_model import PER_SEQUENCE_TERMS
+
+    per_seq = EnergyModel({**TRUE.coef, "prefill_seq": 0.3})
+    assert fit_cell(synthetic(per_seq)).terms == PER_SEQUENCE_TERMS
+    assert fit_cell(synthetic(per_seq)).loo_max_error_pct < 1e-6
+    assert fit_cell(synthetic(per_seq), terms=DEFAULT_TERMS).loo_max_error_pct > 0.1
+    assert fit_cell(synthetic()).terms == DEFAULT_TERMS  # a tie: the fewest terms
+
+
+def test_model_recovers_a_known_function_within_2_percent():
+    model = fit_cell(synthetic(noise=0.005))
+    rng = np.random.default_rng(1)
+    i, o, b = rng.integers(1, 4096, 200), rng.integers(1, 512, 200), rng.integers(1, 9, 200)
+    rel = model.batch_j(i, o, b) / TRUE.batch_j(i, o, b) - 1
+    assert np.abs(rel).max() < 0.02
+    assert np.abs(model.prefill_j(i, b) / TRUE.prefill_j(i, b) - 1).max() < 0.02
+    exact = fit_cell(synthetic())
+    for term, value in TRUE.coef.items():
+        assert exact.coef[term] == pytest.approx(value, rel=1e-6)
+
+
+def test_leave_one_out_errors_are_reported_over_grid_points():
+    exact = fit_cell(synthetic())
+    assert exact.loo_median_error_pct < 1e-6 and exact.loo_max_error_pct < 1e-6
+    noisy = fit_cell(synthetic(noise=0.05, seed=3))
+    loo = noisy.loo
+    assert len(loo) == noisy.n_points == 21 and loo["grid"].sum() == 16
+    grid_errors = loo.loc[loo["grid"], "error_pct"].abs()
+    assert noisy.loo_median_error_pct == pytest.approx(grid_errors.median())
+    assert noisy.loo_max_error_pct == pytest.approx(grid_errors.max()) and noisy.loo_max_error_pct > 0
+    # a left-out point's prediction comes from a fit without it: it differs from the full fit's
+    row = loo.iloc[0]
+    assert row["loo_energy_j"] != pytest.approx(float(noisy.batch_j(row.input_len, row.output_len, row.batch_size)),
+                                                rel=1e-9)
+
+
+def test_invalid_and_failed_rows_are_not_fitted():
+    m = synthetic()
+    bad = m.iloc[[0]].assign(valid=False, energy_j=1e9)
+    oom = m.iloc[[1]].assign(status="oom", energy_j=float("nan"), batch_size=64)
+    points = measured_points(pd.concat([m, bad, oom], ignore_index=True))
+    assert len(points) == 21 and points["energy_j"].max() < 1e9
+
+
+def test_too_few_points_is_one_clear_line():
+    m = synthetic(inputs=(64, 256), outputs=(8,))  # 2 grid points + 2 sweep points
+    assert len(measured_points(m)) < min_points(DEFAULT_TERMS)
+    with pytest.raises(ModelNotFittable, match=r"^cpu-x/m: 4 valid measured point\(s\), the energy model needs at "
+                                               r"least 7 .*sweeps"):
+        fit_cell(m, name="cpu-x/m")
+
+
+# --- serving: continuous batching (vLLM) -----------------------------------------------------------------
+
+# Five requests, at most 2 running. By hand: r0 (in 10, out 3) and r1 (in 20, out 1) start at step 0;
+# r1 is done at step 0, so r2 (in 30, out 2) starts at 1; r0 is done after step 2 and r2 after step 2,
+# so r3 (in 40, out 5) and r4 (in 50, out 1) start at 3. Decoding: step 1: r0 (context 11);
+# step 2: r0 (12) and r2 (31); step 3: none; steps 4-7: r3 (41 .. 44).
+TRACE_IN, TRACE_OUT = np.array([10, 20, 30, 40, 50]), np.array([3, 1, 2, 5, 1])
+
+
+def test_admission_refills_a_finished_slot_at_the_next_step():
+    assert admission_steps(TRACE_OUT, 2).tolist() == [0, 0, 1, 3, 3]
+    assert admission_steps(TRACE_OUT, 1).tolist() == [0, 3, 4, 6, 11]
+    assert admission_steps(TRACE_OUT, 8).tolist() == [0, 0, 0, 0, 0]
+
+
+def test_occupancy_and_context_per_step_match_the_hand_count():
+    n, ctx = occupancy(TRACE_IN, TRACE_OUT, admission_steps(TRACE_OUT, 2))
+    assert n.tolist() == [0, 1, 2, 0, 1, 1, 1, 1]
+    assert ctx.tolist() == [0, 11, 43, 0, 41, 42, 43, 44]
+
+
+def test_continuous_energy_is_the_steps_priced_by_the_model():
+    s = serve(TRUE, TRACE_IN, TRACE_OUT, 2, "vllm")
+    c = TRUE.coef
+    decode = 6 * c["decode_step"] + 7 * c["decode_seq_step"] + (11 + 43 + 41 + 42 + 43 + 44) * c["decode_context"]
+    # three steps admit (0, 1, 3): the fixed prefill part three times, each prompt its own part
+    prefill = 3 * c["prefill_fixed"] + sum(c["prefill_token"] * i + c["prefill_token_sq"] * i * i for i in TRACE_IN)
+    assert s.decode_energy_j == pytest.approx(decode) and s.prefill_energy_j == pytest.approx(prefill)
+    assert s.energy_j == pytest.approx(decode + prefill) and s.n_steps == 8 and s.batch_size == 2
+
+
+def test_equal_requests_cost_what_the_measured_batch_costs():
+    # B equal requests served continuously or statically are exactly one measured batch
+    for framework in ("vllm", "transformers"):
+        s = serve(TRUE, [300] * 8, [40] * 8, 8, framework)
+        assert s.energy_j == pytest.approx(float(TRUE.batch_j(300, 40, 8)))
+
+
+# --- serving: static batches (transformers) -------------------------------------------------------------
+
+def test_static_batches_are_padded_to_their_longest_request():
+    longest_in, longest_out, sizes = static_batches(TRACE_IN, TRACE_OUT, 2)
+    assert longest_in.tolist() == [20, 40, 50] and longest_out.tolist() == [3, 5, 1] and sizes.tolist() == [2, 2, 1]
+    s = serve(TRUE, TRACE_IN, TRACE_OUT, 2, "transformers")
+    expected = sum(float(TRUE.batch_j(i, o, b)) for i, o, b in [(20, 3, 2), (40, 5, 2), (50, 1, 1)])
+    assert s.energy_j == pytest.approx(expected) and s.n_steps == 3
+    # order matters: the same requests sorted by length pad less
+    order = np.argsort(TRACE_OUT)
+    assert serve(TRUE, TRACE_IN[order], TRACE_OUT[order], 2, "transformers").energy_j != pytest.approx(s.energy_j)
+
+
+def test_speculative_transformers_serves_one_request_at_a_time():
+    s = serve(TRUE, TRACE_IN, TRACE_OUT, 2, "transformers", decoding="speculative")
+    assert s.batch_size == 1 and s.energy_j == pytest.approx(float(np.sum(TRUE.batch_j(TRACE_IN, TRACE_OUT, 1))))
+
+
+# --- extrapolation and context ---------------------------------------------------------------------------
+
+def test_requests_beyond_the_measured_lengths_are_extrapolated_and_counted_never_dropped():
+    model = fit_cell(synthetic())
+    inputs, outputs = np.array([100, 5000, 100, 9000]), np.array([10, 10, 600, 10])
+    s = serve(model, inputs, outputs, 8, "vllm", context_len=8704)
+    assert s.n_extrapolated == 2 and s.n_excluded == 1 and s.n_included == 3 and s.n_requests == 4
+    inside = serve(model, inputs[:1], outputs[:1], 8, "vllm", context_len=8704)
+    assert s.energy_j > inside.energy_j > 0
+    assert serve(model, inputs, outputs, 8, "vllm").n_excluded == 0  # no context length known: none excluded
+
+
+# --- the replay comparison -------------------------------------------------------------------------------
+
+EDGES_IN, EDGES_OUT = [64, 256, 1024, 4096], [8, 32, 128, 512]
+
+
+def _sample(n=24, seed=5):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"input_tokens": rng.integers(1, 4096, n), "output_tokens": rng.integers(1, 512, n)})
+
+
+def _replays(sample, energies, variant="vllm-eager", workload="w"):
+    """A replay file's rows: one per metered run, each with the sample's requests."""
+    from llm_energy.replay import replay_rows
+
+    runs = [{"run": k, "n_requests": len(sample), "replay_energy_j": e, "replay_duration_s": 1.0 + k,
+             "replay_tokens_generated": int(sample["output_tokens"].sum()),
+             "replay_tokens_requested": int(sample["output_tokens"].sum()), "energy_source": "cpu-estimate",
+             "batch_size": 8} for k, e in enumerate(energies)]
+    labels = {"hardware": "cpu-x", "model": "m", "variant": variant, "decoding": "greedy"}
+    return pd.DataFrame(replay_rows(workload, sample, runs, labels, seed=0))
+
+
+@pytest.mark.parametrize("variant", ["vllm-eager", "transformers-eager"])
+def test_validation_compares_both_estimates_with_the_mean_of_two_metered_runs(tmp_path, variant):
+    from llm_energy.replay import compare, validate
+
+    sample = _sample()
+    served = serve(TRUE, sample["input_tokens"], sample["output_tokens"], 8, variant.split("-")[0]).energy_j
+    replays = _replays(sample, [served * 0.98, served * 1.02], variant)
+    replays.to_parquet(tmp_path / "replay.parquet")  # the list columns survive the file
+    replays = pd.read_parquet(tmp_path / "replay.parquet")
+    m = synthetic(variant=variant)
+    v = validate(replays, m, EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
+    assert v["n_replay_runs"] == 2 and v["replay_energy_j"] == pytest.approx(served)
+    assert v["replay_cv"] == pytest.approx(np.std([0.98, 1.02], ddof=1))
+    binned = compare(sample, m, EDGES_IN, EDGES_OUT)["estimate_energy_j"]
+    assert v["estimate_energy_j"] == pytest.approx(binned)
+    assert v["error_pct"] == pytest.approx(100 * (binned / served - 1))
+    assert v["model_error_pct"] == pytest.approx(100 * (v["model_estimate_energy_j"] / served - 1))
+    assert abs(v["model_error_pct"]) < 1.0 < abs(v["error_pct"])  # the model knows how the stack serves
+    assert v["loo_max_error_pct"] < 1e-6 and v["model_note"] == ""
+
+
+def test_validation_of_a_cell_too_small_for_the_model_flags_it():
+    from llm_energy.replay import validate
+
+    sample = _sample(n=6)
+    sample["input_tokens"] = np.minimum(sample["input_tokens"], 64)
+    sample["output_tokens"] = np.minimum(sample["output_tokens"], 8)
+    v = validate(_replays(sample, [10.0, 11.0]), synthetic(inputs=(64,), outputs=(8,)), EDGES_IN, EDGES_OUT).iloc[0]
+    assert v["estimate_energy_j"] > 0 and math.isnan(v["model_estimate_energy_j"])
+    assert "needs at least" in v["model_note"]
+
+
+def test_validation_without_a_binned_estimate_says_why_and_still_has_the_model():
+    from llm_energy.replay import validate
+
+    m = synthetic()
+    m.loc[(m["input_len"] == 4096) & (m["output_len"] == 512), "valid"] = False  # a bin that failed validation
+    sample = pd.DataFrame({"input_tokens": [4000, 100], "output_tokens": [500, 10]})
+    v = validate(_replays(sample, [10.0, 11.0]), m, EDGES_IN, EDGES_OUT).iloc[0]
+    assert math.isnan(v["estimate_energy_j"]) and "in=4096, out=512" in v["estimate_note"]
+    assert v["model_estimate_energy_j"] > 0 and v["model_n_extrapolated"] == 0
+
+
+# --- the estimates: two methods, one contract -------------------------------------------------------------
+
+def _estimate(validation=None, cells=None):
+    from llm_energy.binning import bin_requests
+    from llm_energy.estimate import estimate_cells
+    from llm_energy.flops import Arch
+    from llm_energy.specs import load_specs
+
+    profile = _sample(n=200)
+    profile.loc[0, ["input_tokens", "output_tokens"]] = [6000, 100]  # beyond the top edge: binning drops it
+    profile.loc[1, ["input_tokens", "output_tokens"]] = [9000, 100]  # beyond the model's context too
+    bins, summary = bin_requests(profile, EDGES_IN, EDGES_OUT)
+    arch = Arch(hidden=64, layers=1, heads=1, kv_heads=1, head_dim=64, vocab=100, intermediate=128)
+    cells = cells or [("a.parquet", synthetic(variant="vllm-eager")),
+                      ("b.parquet", synthetic(variant="transformers-eager"))]
+    return estimate_cells([("w", bins, summary)], cells, {"m": arch},
+                          load_specs({"cpu-x": {"tdp_w": 8, "bf16_dense_tflops": 0.5}}),
+                          profiles={"w": profile}, contexts={"m": 8704}, validation=validation)
+
+
+def test_estimates_have_both_methods_with_the_same_columns():
+    est, by_bin, _ = _estimate()
+    assert sorted(est["method"]) == ["binned", "binned", "model", "model"]
+    for col in ("energy_j", "energy_per_request_j", "n_included", "n_excluded", "batch_size_max", "ideal_energy_j",
+                "pct_above_ideal", "energy_source", "n_extrapolated", "systematic_error_pct", "systematic_error_note"):
+        assert col in est, col
+    key = ["workload", "hardware", "model", "variant", "decoding", "method"]
+    assert not est.duplicated(key).any()
+    binned, model = est[est["method"] == "binned"], est[est["method"] == "model"]
+    assert binned["energy_j"].gt(0).all() and model["energy_j"].gt(0).all()
+    assert (binned["n_extrapolated"] == 0).all() and (model["n_extrapolated"] == 1).all()
+    assert (binned["n_excluded"] == 2).all() and (model["n_excluded"] == 1).all()
+    assert (model["n_included"] == 199).all() and model["loo_max_error_pct"].notna().all()
+    assert model["ideal_energy_j"].gt(0).all() and set(by_bin["variant"]) == {"vllm-eager", "transformers-eager"}
+    # no replay: NaN with the reason
+    assert est["systematic_error_pct"].isna().all() and est["systematic_error_note"].str.contains("no replay").all()
+
+
+def test_systematic_error_is_the_largest_error_of_the_method_in_the_replays():
+    val = pd.DataFrame({"workload": ["w1", "w2"], "hardware": "cpu-x", "model": "m", "variant": "vllm-eager",
+                        "decoding": "greedy", "error_pct": [80.0, -120.0], "model_error_pct": [-4.0, 3.0]})
+    est, _, _ = _estimate(validation=val)
+    got = est.set_index(["variant", "method"])["systematic_error_pct"]
+    assert got[("vllm-eager", "binned")] == 120.0 and got[("vllm-eager", "model")] == 4.0
+    assert math.isnan(got[("transformers-eager", "binned")])
+    notes = est.set_index(["variant", "method"])["systematic_error_note"]
+    assert notes[("vllm-eager", "binned")] == "largest of 2 replayed workload(s)"
+    assert notes[("transformers-eager", "model")].startswith("no replay validation")
+    # replayed, but the binned method estimated none of the samples (bins without valid measurements)
+    est, _, _ = _estimate(validation=val.assign(error_pct=float("nan")))
+    notes = est.set_index(["variant", "method"])["systematic_error_note"]
+    assert notes[("vllm-eager", "binned")].startswith("the cell was replayed, but this method estimated none")
+
+
+def test_savings_and_existing_readers_see_one_binned_row_per_stack():
+    from llm_energy.estimate import savings
+
+    est, _, _ = _estimate()
+    sav = savings(est, [{"baseline": "transformers-eager", "optimized": "vllm-eager"}])
+    binned = est[est["method"] == "binned"].set_index("variant")["energy_j"]
+    assert len(sav) == 1
+    assert sav["saving_pct"].iloc[0] == pytest.approx(100 * (1 - binned["vllm-eager"] / binned["transformers-eager"]))
+
+
+def test_a_cell_too_small_for_the_model_is_a_flagged_row_not_a_silent_nan():
+    small = synthetic(inputs=(64, 256, 1024, 4096), outputs=(8, 32, 128, 512))
+    small = small[(small["role"] == "grid") & (small["output_len"] == 8)]  # 4 points
+    est, _, left = _estimate(cells=[("a.parquet", synthetic()), ("c.parquet", small.assign(variant="vllm-cudagraph"))])
+    flagged = est[(est["variant"] == "vllm-cudagraph") & (est["method"] == "model")]
+    assert len(flagged) == 1 and math.isnan(flagged["energy_j"].iloc[0])
+    assert "needs at least 7" in flagged["model_note"].iloc[0]
+    assert left["file"].tolist() == ["c.parquet"]  # its binned estimate lacks bins: left out, as before
+
+
+def test_request_flops_match_the_flops_module():
+    from llm_energy.estimate import request_flops
+    from llm_energy.flops import Arch, generation_flops
+
+    arch = Arch(hidden=4096, layers=32, heads=32, kv_heads=8, head_dim=128, vocab=128256, intermediate=14336)
+    inputs, outputs = [1, 300, 2048], [1, 64, 513]
+    expected = sum(generation_flops(arch, i, o) for i, o in zip(inputs, outputs))
+    assert request_flops(arch, inputs, outputs) == pytest.approx(expected, rel=1e-12)

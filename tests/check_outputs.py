@@ -52,7 +52,8 @@ def check_bins(root: Path) -> dict[str, int]:
         seen[w] = summary["n_included"]
         dist = pd.read_csv(root / f"results/bins/{w}.distortion.csv")
         assert len(dist) <= summary["n_included"] and (dist[["input_ratio", "output_ratio"]] >= 1).all().all()
-        assert len(dist) < summary["n_included"] or math.isclose((dist["input_ratio"] * dist["input_tokens"]).sum() / dist["input_tokens"].sum(),
+        ratio = (dist["input_ratio"] * dist["input_tokens"]).sum() / dist["input_tokens"].sum()
+        assert len(dist) < summary["n_included"] or math.isclose(ratio,
                             summary["input_inflation"], rel_tol=1e-9)
     assert seen, "no workload was profiled"
     return seen

@@ -115,7 +115,8 @@ def test_cell_paths_follow_one_pattern():
     assert c.checked == "results/checked/h100-80gb-hbm3/tiny-llama/vllm-cudagraph-tp2/top-p.parquet"
     assert c.validation == "results/validation/h100-80gb-hbm3/tiny-llama/vllm-cudagraph-tp2/top-p.parquet"
     assert c.path("checked", ".json") == "results/checked/h100-80gb-hbm3/tiny-llama/vllm-cudagraph-tp2/top-p.json"
-    assert c.path("measure", ".log", root="logs") == "logs/measure/h100-80gb-hbm3/tiny-llama/vllm-cudagraph-tp2/top-p.log"
+    assert c.path("measure", ".log", root="logs") == \
+        "logs/measure/h100-80gb-hbm3/tiny-llama/vllm-cudagraph-tp2/top-p.log"
     assert c.key == ("tiny-llama", "vllm-cudagraph-tp2", "top-p") and c.variant.tensor_parallel == 2
     assert c.has_grid and not Cell.of("a6000", "m", "vllm-eager", "greedy", ("sweep",)).has_grid
     assert c.on("a6000").measurement == "results/measurements/a6000/tiny-llama/vllm-cudagraph-tp2/top-p.parquet"
@@ -196,7 +197,8 @@ def test_backend_declares_what_the_loop_uses_and_the_loop_does_not_probe():
         make_backend("vllm-turbo", "m")
 
 
-@pytest.mark.parametrize("name, eager", [("vllm-eager", True), ("vllm-cudagraph-tp4", False), ("vllm-online-tp2", True)])
+@pytest.mark.parametrize("name, eager", [("vllm-eager", True), ("vllm-cudagraph-tp4", False),
+                                         ("vllm-online-tp2", True)])
 def test_vllm_engine_settings_come_from_the_variant(name, eager):
     from llm_energy.backends import make_backend
     from llm_energy.backends.vllm import engine_args

@@ -139,7 +139,8 @@ def fake_conda(bin_dir: Path) -> None:
     script.write_text("""#!/bin/sh
 case "$*" in
   "--version") echo "conda 24.11.0" ;;
-  "info --json") echo '{"conda_prefix": "/nonexistent", "root_prefix": "/nonexistent", "envs_dirs": [], "platform": "linux-64", "conda_version": "24.11.0"}' ;;
+  "info --json") echo '{"conda_prefix": "/nonexistent", "root_prefix": "/nonexistent", "envs_dirs": [], '\
+'"platform": "linux-64", "conda_version": "24.11.0"}' ;;
   "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
   *) echo "fake conda: $*" >&2; exit 1 ;;
 esac

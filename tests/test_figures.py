@@ -258,7 +258,8 @@ def test_fig8_without_tasks_says_no_data(tmp_path):
 
 def test_fig1_bars_equal_estimates_and_name_decoding(tmp_path):
     est, by_bin = estimates_tables()
-    est = pd.concat([est, est[est["variant"] == "vllm-eager"].assign(decoding="beam", energy_j=lambda d: d["energy_j"] * 2)],
+    beam = est[est["variant"] == "vllm-eager"].assign(decoding="beam", energy_j=lambda d: d["energy_j"] * 2)
+    est = pd.concat([est, beam],
                     ignore_index=True)
     F.fig_workload_energy(est, files(tmp_path, "fig1_workload_energy"), by_bin)
     csv, _ = read(tmp_path, "fig1_workload_energy")

@@ -105,7 +105,7 @@ def test_log_file_is_fresh_and_survives_a_dictconfig(tmp_path, restore_logging):
     logging.getLogger("llm_energy.test").info("after the engine")
     import warnings
 
-    warnings.warn("a warning of the run")
+    warnings.warn("a warning of the run", stacklevel=1)
     text = path.read_text()
     assert "earlier run" not in text
     assert "before the engine" in text and "after the engine" in text and "a warning of the run" in text

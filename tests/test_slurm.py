@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-
 import shared_data
+import yaml
 from check_outputs import check
 from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, wmt14
 
@@ -124,7 +123,8 @@ def cluster(tmp_path_factory):
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
-        skip_or_fail("the executor plugin is missing: pip install --no-deps -r workflow/profiles/slurm/requirements.txt")
+        skip_or_fail("the executor plugin is missing: "
+                     "pip install --no-deps -r workflow/profiles/slurm/requirements.txt")
     with slurm_cluster.slurm_cluster(tmp_path_factory.mktemp("slurm")) as c:
         yield c
 

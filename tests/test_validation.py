@@ -106,7 +106,8 @@ def test_cell_with_one_bin_invalid_or_measured_with_other_bins_is_left_out():
     spread.loc[(spread["input_len"] == 256) & (spread["repeat"] == 1), "energy_j"] = 30.0
     spread = check_measurements(spread, min_window_s=0.5, max_cv=0.1)
     old_bins = _cell("old", points=((64, 8), (128, 8)))
-    est, _, left = estimate_cells([("w", bins, SUMMARY)], [("a", good), ("b", spread), ("c", old_bins)], _arch(), _specs())
+    cells = [("a", good), ("b", spread), ("c", old_bins)]
+    est, _, left = estimate_cells([("w", bins, SUMMARY)], cells, _arch(), _specs())
     assert est["hardware"].tolist() == ["here"]
     reasons = dict(zip(left["hardware"], left["reason"]))
     assert reasons["spread"].startswith("no valid grid measurement for bin(s) (in=256, out=8) (")
@@ -154,7 +155,8 @@ def test_estimate_rule_writes_the_other_cells_and_lists_the_left_out_one(tmp_pat
                params=Names(models=["m"], workloads=["w"], hardware_specs={}, comparisons=[]),
                output=Names(estimates=str(out / "estimates.parquet"), by_bin=str(out / "by_bin.parquet"),
                             savings=str(out / "savings.parquet")))
-    spec = importlib.util.spec_from_file_location("estimate_rule", Path(__file__).parents[1] / "scripts/rules/estimate.py")
+    script = Path(__file__).parents[1] / "scripts/rules/estimate.py"
+    spec = importlib.util.spec_from_file_location("estimate_rule", script)
     rule = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rule)
     rule.main(sm)

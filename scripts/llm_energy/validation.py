@@ -193,7 +193,8 @@ def unusable(checked: pd.DataFrame) -> str | None:
         statuses = ", ".join(f"{n} {s}" for s, n in checked["status"].value_counts().items())
         return f"no point was measured ({statuses})"
     if not measured["valid"].any():
-        return f"all {len(measured)} measured rows failed validation (first reason: {measured['invalid_reason'].iloc[0]})"
+        first = measured["invalid_reason"].iloc[0]
+        return f"all {len(measured)} measured rows failed validation (first reason: {first})"
     return None
 
 

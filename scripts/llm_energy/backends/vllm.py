@@ -25,8 +25,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ..rulekit import kept_log_handlers, log_files
 from .base import Backend, BatchResult

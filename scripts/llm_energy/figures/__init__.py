@@ -11,10 +11,17 @@ plot, in a ``note`` column of its CSV and in its caption.
 from .batch import fig_compile_graphs, fig_decoding, fig_moe, fig_online, fig_tensor_parallel
 from .style import ESTIMATED, PALETTE, SINGLE_COLUMN_IN, FigureFiles, _tex_escape, save, setup_style, tex_escape
 from .sweeps import fig_prefill_decode, prefill_decode_table
-from .workloads import (fig_binning_cdfs, fig_distortion, fig_replay_validation, fig_tasks, fig_workload_energy,
-                        stack_label)
+from .workloads import (
+                        fig_binning_cdfs,
+                        fig_distortion,
+                        fig_replay_validation,
+                        fig_tasks,
+                        fig_workload_energy,
+                        stack_label,
+)
 
-__all__ = ["ESTIMATED", "PALETTE", "SINGLE_COLUMN_IN", "FigureFiles", "_tex_escape", "fig_binning_cdfs", "fig_compile_graphs",
+__all__ = ["ESTIMATED", "PALETTE", "SINGLE_COLUMN_IN", "FigureFiles", "_tex_escape", "fig_binning_cdfs",
+           "fig_compile_graphs",
            "fig_decoding", "fig_distortion", "fig_moe", "fig_online", "fig_prefill_decode", "fig_replay_validation",
            "fig_tasks", "fig_tensor_parallel", "fig_workload_energy", "prefill_decode_table", "save", "setup_style",
            "stack_label", "tex_escape"]

@@ -18,10 +18,38 @@ from matplotlib import transforms
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-from .data import (CELL, architecture_label, base_variant, batch_table, decoding_order, is_online, model_info,
-                   model_label, single_device_offline, tensor_parallel, usable)
-from .style import (ESTIMATED, PANEL_H_IN, PANEL_W_IN, FigureFiles, cells_note, colours, errorbar, estimated_handle,
-                    no_data_figure, no_data_panel, plain_log_labels, plt, save, setup_style, shared_legend, source_note, tex_escape)
+from .data import (
+    CELL,
+    architecture_label,
+    base_variant,
+    batch_table,
+    decoding_order,
+    is_online,
+    model_info,
+    model_label,
+    single_device_offline,
+    tensor_parallel,
+    usable,
+)
+from .style import (
+    ESTIMATED,
+    PANEL_H_IN,
+    PANEL_W_IN,
+    FigureFiles,
+    cells_note,
+    colours,
+    errorbar,
+    estimated_handle,
+    no_data_figure,
+    no_data_panel,
+    plain_log_labels,
+    plt,
+    save,
+    setup_style,
+    shared_legend,
+    source_note,
+    tex_escape,
+)
 
 MAX_COLS = 2
 COMPILE = ("torch.compile", "transformers-eager", "transformers-compile")
@@ -127,7 +155,8 @@ def batch_grid(data: pd.DataFrame, facets: list, hue_order: list, metrics: list[
     if (data["energy_source"] == ESTIMATED).any():
         legend.append(estimated_handle())
     if failed_seen:
-        legend.append(Line2D([], [], color="grey", marker="x", linestyle="", label="x: did not run (oom / unsupported)"))
+        legend.append(Line2D([], [], color="grey", marker="x", linestyle="",
+                             label="x: did not run (oom / unsupported)"))
     if mark_largest:
         legend.append(Line2D([], [], color="grey", marker="o", markersize=10, markerfacecolor="none", linestyle="",
                              label="ring: largest batch that ran"))
@@ -395,7 +424,8 @@ def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_outp
     data["vs_tp1_latency_pct"] = _pct_vs(data, tp1, keys, "duration_mean_s").where(~tp1)
     notes = [_note_row(data.columns, "tensor parallel 1 not measured: no baseline", hardware=h, model=mo,
                        base_variant=b)
-             for (h, mo, b), g in data.groupby(["hardware", "model", "base_variant"]) if not (g["tensor_parallel"] == 1).any()]
+             for (h, mo, b), g in data.groupby(["hardware", "model", "base_variant"])
+             if not (g["tensor_parallel"] == 1).any()]
     data["facet"] = [f"{b}\n{h}, {mo}" for h, mo, b in zip(data["hardware"], data["model"], data["base_variant"])]
     data["hue"] = data["tensor_parallel"]
     order = sorted(data["tensor_parallel"].unique())

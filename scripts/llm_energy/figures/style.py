@@ -96,7 +96,7 @@ class FigureFiles:
             object.__setattr__(self, ext, Path(getattr(self, ext)))
 
     @classmethod
-    def in_folder(cls, folder: str | Path, name: str) -> "FigureFiles":
+    def in_folder(cls, folder: str | Path, name: str) -> FigureFiles:
         """``folder/name.{pdf,png,csv,tex}``, the layout of ``paper/figures/``."""
         return cls(*(Path(folder) / f"{name}.{ext}" for ext in ("pdf", "png", "csv", "tex")))
 

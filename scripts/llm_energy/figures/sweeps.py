@@ -13,8 +13,24 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from .data import single_device_offline, usable
-from .style import (ESTIMATED, PANEL_H_IN, PANEL_W_IN, FigureFiles, cells_note, colours, errorbar, estimated_handle,
-                    no_data_panel, plain_log_labels, plt, save, setup_style, shared_legend, source_note, tex_escape)
+from .style import (
+    ESTIMATED,
+    PANEL_H_IN,
+    PANEL_W_IN,
+    FigureFiles,
+    cells_note,
+    colours,
+    errorbar,
+    estimated_handle,
+    no_data_panel,
+    plain_log_labels,
+    plt,
+    save,
+    setup_style,
+    shared_legend,
+    source_note,
+    tex_escape,
+)
 
 FRAMEWORK_NAMES = {"vllm": "vLLM", "transformers": "PyTorch + HF transformers"}
 COLUMNS = ["panel", "hardware", "model", "variant", "decoding", "batch_size", "x", "energy_source",

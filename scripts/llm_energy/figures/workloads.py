@@ -10,8 +10,20 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
-from .style import (ESTIMATED, SINGLE_COLUMN_IN, FigureFiles, cells_note, hatch_estimated, no_data_figure, plt,
-                    save, setup_style, sns, source_note, tex_escape)
+from .style import (
+    ESTIMATED,
+    SINGLE_COLUMN_IN,
+    FigureFiles,
+    cells_note,
+    hatch_estimated,
+    no_data_figure,
+    plt,
+    save,
+    setup_style,
+    sns,
+    source_note,
+    tex_escape,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +172,8 @@ def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[
     """Error of the binned estimate against a real replay of the same sampled requests, per stack."""
     setup_style()
     data = validation.copy()
-    data["stack"] = [stack_label(v, d) for v, d in zip(data["variant"], data["decoding"] if "decoding" in data else ["greedy"] * len(data))]
+    decodings = data["decoding"] if "decoding" in data else ["greedy"] * len(data)
+    data["stack"] = [stack_label(v, d) for v, d in zip(data["variant"], decodings)]
     fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN, 2.4))
     sns.barplot(data, x="workload", y="error_pct", hue="stack", ax=ax, errorbar=None)
     if (data["energy_source"] == ESTIMATED).any():
@@ -244,7 +257,7 @@ def fig_distortion(profile: pd.DataFrame, input_edges: list[int], output_edges: 
         bins = np.logspace(0, np.log10(max(r.max(), 1.01)), 30)
         ax.hist(r, bins=bins)
         ax.set(xscale="log", xlabel=f"binned / real {axis} tokens",
-               title=f"{axis}: total x{data[f'{axis}_tokens'].pipe(lambda s: (r * s).sum() / s.sum()):.2f}")
+               title=f"{axis}: total x{data[f'{axis}_tokens'].pipe(lambda s, r=r: (r * s).sum() / s.sum()):.2f}")
     axes[0].set_ylabel("requests")
     fig.suptitle(workload, fontsize="small")
     png_path = Path(png_path)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable
 
 NVML_SUCCESS = 0
 NVML_ERROR_NOT_SUPPORTED = 3

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-
 import shared_data
+import yaml
 from pipeline_configs import BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, jobs_planned
+
 from llm_energy.config import load as load_config
 from llm_energy.manifest import build_manifest, config_hash, file_sha256, package_versions
 

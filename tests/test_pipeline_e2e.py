@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-
 import shared_data
+import yaml
 from check_outputs import check
 from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, jobs_planned, wmt14
 

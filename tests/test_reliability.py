@@ -9,7 +9,6 @@ import re
 import shutil
 
 import pytest
-
 import reliability
 
 pytestmark = pytest.mark.slow

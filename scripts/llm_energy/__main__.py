@@ -6,7 +6,6 @@ Every subcommand is also what a Snakemake rule runs, so one cell can be measured
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import sys
@@ -69,7 +68,6 @@ def _measure(args) -> None:
     from . import config
     from .cell import CellParams, measure_cell, refuse_existing
     from .cells import Cell
-
     from .hardware import detect
 
     hw = args.hardware or detect()

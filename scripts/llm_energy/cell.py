@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
@@ -162,13 +163,13 @@ def _measured(path: str | Path) -> str:
 
 def _stamp(df: pd.DataFrame) -> str:
     """A file-name-safe start time of a measurement (``20260102T000000Z``), or now."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         t = pd.Timestamp(df["start_time"].dropna().min())
         return (t.tz_convert("UTC") if t.tzinfo else t).strftime("%Y%m%dT%H%M%SZ")
     except (KeyError, ValueError, TypeError):
-        return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def refuse_existing(out: str | Path) -> None:

@@ -79,7 +79,7 @@ class Arch:
     qkv_bias: bool = False  # Qwen2's biased q/k/v projections (parameters only; FLOPs leave biases out)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Arch":
+    def from_config(cls, cfg: dict) -> Arch:
         """Read a Hugging Face ``config.json`` (Llama, Mistral, Qwen2, OLMo, OLMoE, Mixtral, Qwen2-MoE)."""
         if "text_config" in cfg:
             cfg = {**cfg, **cfg["text_config"]}
@@ -99,7 +99,7 @@ class Arch:
             qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") in ("qwen2", "qwen2_moe"))))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Arch":
+    def from_file(cls, path: str | Path) -> Arch:
         """Read a ``config.json``; a damaged or incomplete one is one line naming the file."""
         cfg = read_config_json(path)
         try:

@@ -13,7 +13,7 @@ import json
 import logging
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -80,7 +80,7 @@ def build_manifest(config: dict, measured_hardware: str, measurement_files: list
     """The manifest of a run as a dict (see the module docstring)."""
     cells = [measurement_provenance(p) for p in measurement_files]
     return {
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "config_sha256": config_hash(config),
         "config": config,

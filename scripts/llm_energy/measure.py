@@ -16,7 +16,7 @@ import math
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ class Protocol:
     cooldown_max_s: float = 60.0
 
     @classmethod
-    def from_config(cls, m: dict) -> "Protocol":
+    def from_config(cls, m: dict) -> Protocol:
         return cls(meter=m["meter"], watts_per_core=m["cpu_watts_per_core"],
                    require_measured=m["require_measured_energy"], allow_shared_gpu=m["allow_shared_gpu"],
                    warmup_batches=m["warmup_batches"], repeats=m["repeats"], pause_s=m["pause_s"],
@@ -402,7 +402,7 @@ def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = 
                      meter.source)
             provenance.update({**(labels or {}), **backend.describe(), **meter.describe(), "model_load_s": load_s,
                                "git_commit": git_commit(),
-                               "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                               "start_time": datetime.now(UTC).isoformat(timespec="seconds")})
             # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
             with meter.window() as idle:
                 time.sleep(p.idle_s)

@@ -12,9 +12,10 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from . import UserError
 
@@ -193,7 +194,7 @@ class _Windowed:
     read_power_w: Callable[[], float | tuple[float, float]] | None = None
 
     class _Ctx:
-        def __init__(self, meter: "_Windowed"):
+        def __init__(self, meter: _Windowed):
             self.meter = meter
             self.window = Window(energy_source=meter.source)
             self.sampler = PowerSampler(meter.read_power_w, meter.sample_interval_s) \
@@ -231,7 +232,7 @@ class _Windowed:
             w.device_energy_j = parts if m.per_device else []
             w.state.update({f"{k}_end": v for k, v in m.state().items()})
 
-    def window(self) -> "_Windowed._Ctx":
+    def window(self) -> _Windowed._Ctx:
         """``with meter.window() as w: ...`` then ``w.energy_j``, ``w.duration_s``."""
         return _Windowed._Ctx(self)
 

@@ -86,7 +86,7 @@ def hf_config(architecture: dict):
 
     Unknown keys are refused (a Hugging Face config would silently keep a misspelt key).
     """
-    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     arch = dict(architecture)
     model_type = arch.pop("model_type", "llama")

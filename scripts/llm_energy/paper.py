@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 # What an output may read; each is also the keyword its function takes it by.
 INPUTS = {

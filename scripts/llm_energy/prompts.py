@@ -76,7 +76,7 @@ class BookPrompts:
         self.wrapped = 0
 
     @classmethod
-    def from_file(cls, path: str | Path, tokenizer, seed: int = 0, longest: int | None = None) -> "BookPrompts":
+    def from_file(cls, path: str | Path, tokenizer, seed: int = 0, longest: int | None = None) -> BookPrompts:
         """Tokenize a PG-19 book; with ``longest`` (the longest prompt of the cell), refuse a shorter book."""
         ids = tokenizer(read_book(path), add_special_tokens=False)["input_ids"]
         log.info("prompt book %s: %d tokens", path, len(ids))

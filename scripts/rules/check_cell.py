@@ -4,8 +4,15 @@ import logging
 
 from llm_energy.io import write_json, write_parquet
 from llm_energy.rulekit import run_rule
-from llm_energy.validation import (CELL_KEYS, check_measurements, enforce, gate_options, read_measurements, summary,
-                                   unusable)
+from llm_energy.validation import (
+    CELL_KEYS,
+    check_measurements,
+    enforce,
+    gate_options,
+    read_measurements,
+    summary,
+    unusable,
+)
 
 
 def main(sm):

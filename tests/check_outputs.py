@@ -83,7 +83,10 @@ def check_measurements(root: Path) -> dict[tuple, pd.DataFrame]:
 def check_estimates(root: Path, seen: dict, cells: dict, grid_cells: dict) -> pd.DataFrame:
     """Estimates equal the formula applied to the grid cells' rows; Figure 1, the savings and Table 4
     hold them. Returns the estimates."""
-    est = pd.read_parquet(root / "results/estimates/estimates.parquet")
+    both = pd.read_parquet(root / "results/estimates/estimates.parquet")
+    assert set(both["method"]) == {"binned", "model"}
+    assert both.groupby("method").size().nunique() == 1  # one row per (workload, cell) for each method
+    est = both.query("method == 'binned'")
     assert len(est) == len(seen) * len(grid_cells)
     for r in est.itertuples():
         m = cells[(r.hardware, r.model, r.variant, r.decoding)]

@@ -443,7 +443,8 @@ def c_umask(d):
 
 def merged_in_estimates(d: Path) -> str:
     """The merged hardware is still estimated, from the same file (half the energy per batch)."""
-    est = pd.read_parquet(d / "results/estimates/estimates.parquet").set_index(["workload", "hardware"])
+    est = pd.read_parquet(d / "results/estimates/estimates.parquet").query("method == 'binned'") \
+        .set_index(["workload", "hardware"])
     if ("burstgpt", OTHER_HW) not in est.index:
         return f"{OTHER_HW} is missing from the estimates"
     ratio = est.loc[("burstgpt", OTHER_HW), "energy_j"] / est.loc[("burstgpt", this_hw(d)), "energy_j"]

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from llm_energy.energy_model import (
     DEFAULT_TERMS,
     EnergyModel,

@@ -101,7 +101,7 @@ def _other_hardware_targets():
     # Snakemake has not parsed its targets yet when the Snakefile is read: look at the command line.
     for target in sys.argv[1:]:
         found = re.fullmatch(
-            r"results/(?:measurements|validation)/([a-z0-9][a-z0-9-]*)/.+\.parquet",
+            r"results/(?:measurements|replay|validation)/([a-z0-9][a-z0-9-]*)/.+\.parquet",
             os.path.normpath(str(target)),
         )
         if not found or found.group(1) == HARDWARE:

@@ -3,8 +3,9 @@
     E_hat = sum over bins N(I*, O*) / B * E_batch(I*, O*, B)
 
 with B the batch size of the bin's grid point (the largest that fit, when probing is on) and
-E_batch the mean over repeats of the energy of one batch of B requests of shape (I*, O*). The paper divides fractionally (``energy_j``); the
-number of whole batches a server would run, ceil(N / B), gives ``energy_whole_batches_j``.
+E_batch the mean over repeats of the energy of one batch of B requests of shape (I*, O*). The paper
+divides fractionally (``energy_j``); the number of whole batches a server would run, ceil(N / B),
+gives ``energy_whole_batches_j``.
 Figures and tables use the fractional form, as the paper does.
 
 Beside it (``method = model``): every request at its true length, in trace order, served as the stack

@@ -131,6 +131,12 @@ def _table(path):
     return pd.read_parquet(path)
 
 
+def _binned_estimates(path):
+    """The paper's binned estimates (estimates.parquet also holds the energy model's, method = model)."""
+    t = _table(path)
+    return t[t["method"] == "binned"].reset_index(drop=True) if "method" in t else t
+
+
 def _tables(paths):
     import pandas as pd
 
@@ -148,7 +154,7 @@ def _per_workload(suffix: str, read: Callable) -> Callable:
 
 
 LOADERS: dict[str, Callable] = {
-    "estimates": _table, "by_bin": _table, "savings": _table, "measurements": _tables, "validation": _tables,
+    "estimates": _binned_estimates, "by_bin": _table, "savings": _table, "measurements": _tables, "validation": _tables,
     "profiles": _per_workload(".parquet", _table), "stats": _per_workload(".stats.json", _json),
     "bins": _per_workload(".summary.json", _json),
 }

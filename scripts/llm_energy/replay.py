@@ -31,7 +31,7 @@ from .measure import FIRST_TEXT_TOKEN, VOCAB_SIZE
 log = logging.getLogger(__name__)
 
 CELL_KEYS = ["hardware", "model", "variant", "decoding"]
-DEFAULT_RUNS = 2  # metered runs per workload: their spread (replay_cv) says how far the replay itself is noise
+DEFAULT_RUNS = 2  # metered runs per workload (at least 2): their spread (replay_cv) is the replay's own noise
 
 
 def sample_requests(profile: pd.DataFrame, n: int, seed: int, max_input: int, max_output: int) -> pd.DataFrame:
@@ -98,7 +98,7 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     check_hardware(hardware)
     model_dir = check_model_dir(model_dir)
     r, edges_in, edges_out = cfg["replay"], cfg["bins"]["input"], cfg["bins"]["output"]
-    runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 1)
+    runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 2)  # at least two: their spread is replay_cv
     batch_size = grid_batch_size(pd.read_parquet(measurements))
     cell = cell_of(cfg, hardware, model, variant, decoding)
     meter = Protocol.from_config(cfg["measurement"]).make_meter()

@@ -56,7 +56,8 @@ def static_batches(inputs: np.ndarray, outputs: np.ndarray, batch_size: int) -> 
     return longest_in, longest_out, sizes
 
 
-def static_energy(model: EnergyModel, inputs: np.ndarray, outputs: np.ndarray, batch_size: int) -> tuple[float, float, int]:
+def static_energy(model: EnergyModel, inputs: np.ndarray, outputs: np.ndarray,
+                  batch_size: int) -> tuple[float, float, int]:
     """(prefill, decode, batches) of static batches padded to their longest request."""
     longest_in, longest_out, sizes = static_batches(inputs, outputs, batch_size)
     prefill = float(np.sum(model.prefill_j(longest_in, sizes)))
@@ -82,8 +83,10 @@ def admission_steps(outputs: np.ndarray, batch_size: int) -> np.ndarray:
     return steps
 
 
-def occupancy(inputs: np.ndarray, outputs: np.ndarray, admitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per engine step t (0 .. the last one with work): sequences decoding at t and their total context (prompt + tokens so far).
+def occupancy(inputs: np.ndarray, outputs: np.ndarray,
+              admitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per engine step t (0 .. the last one with work): sequences decoding at t and their total
+    context (prompt + tokens so far).
 
     A request admitted at s decodes at s+1 .. s+o-1; at step t its context is input + (t - s).
     Difference arrays make it one pass whatever the trace's length.
@@ -104,7 +107,8 @@ def occupancy(inputs: np.ndarray, outputs: np.ndarray, admitted: np.ndarray) -> 
     return n_running, context
 
 
-def continuous_energy(model: EnergyModel, inputs: np.ndarray, outputs: np.ndarray, batch_size: int) -> tuple[float, float, int]:
+def continuous_energy(model: EnergyModel, inputs: np.ndarray, outputs: np.ndarray,
+                      batch_size: int) -> tuple[float, float, int]:
     """(prefill, decode, engine steps) of continuous batching with at most ``batch_size`` running."""
     if len(inputs) == 0:
         return 0.0, 0.0, 0

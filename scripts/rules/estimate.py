@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
 from llm_energy.energy_model import context_length
 from llm_energy.estimate import estimate_cells, savings
 from llm_energy.flops import Arch

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+
 from llm_energy.energy_model import context_length
 from llm_energy.io import write_parquet
 from llm_energy.replay import validate

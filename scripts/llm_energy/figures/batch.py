@@ -109,49 +109,79 @@ def batch_grid(data: pd.DataFrame, facets: list, hue_order: list, metrics: list[
                              squeeze=False)
     handles: dict = {}
     failed_seen = False
+    style = {"colours": hue_colours, "labels": hue_labels, "markers": marker_of or {}, "lines": style_of or {}}
     for k, facet in enumerate(facets):
         sub = data[data["facet"] == facet]
-        ok = sub[sub["status"] == "ok"]
-        for r, (mean, std, ylabel, log_y) in enumerate(metrics):
+        for r, metric in enumerate(metrics):
             ax = axes[slots[(k, r)][0]][slots[(k, r)][1]]
-            okm = ok.dropna(subset=[mean])
-            if okm.empty:
-                no_data_panel(ax, f"{facet}:\nno data")
-                continue
-            for hue in hue_order:
-                grp = okm[okm["hue"] == hue].sort_values("batch_size")
-                if grp.empty:
-                    continue
-                est = bool((grp["energy_source"] == ESTIMATED).any())
-                h = errorbar(ax, grp["batch_size"], grp[mean], grp[std], hue_colours[hue], est,
-                             label=hue_labels[hue], marker=(marker_of or {}).get(hue, "o"),
-                             linestyle=(style_of or {}).get(hue, "-"))
-                handles.setdefault(hue, h)
-                if mark_largest:
-                    last = grp.iloc[-1]
-                    ax.plot(last["batch_size"], last[mean], marker="o", markersize=10, markerfacecolor="none",
-                            markeredgecolor=hue_colours[hue], linestyle="", zorder=1)
-            bottom = transforms.blended_transform_factory(ax.transData, ax.transAxes)
-            for row in sub[sub["status"] != "ok"].itertuples():
-                failed_seen = True
-                ax.plot(row.batch_size, 0.04, marker="x", color=hue_colours.get(row.hue, "black"), markersize=5,
-                        transform=bottom, clip_on=False, linestyle="")
-            if zero_line:
-                ax.axhline(0, color="black", linewidth=0.8)
-                if isinstance(zero_line, str):
-                    ax.text(0.02, 0.97, zero_line, transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
-            _batch_ticks(ax, sub["batch_size"])
-            if log_y:
-                ax.set_yscale("log")
-                plain_log_labels(ax)
-            ax.set_ylabel(ylabel, fontsize="small")
-            ax.set_xlabel("batch size", fontsize="small")
-            ax.tick_params(labelsize="x-small")
-            ax.set_title(str(facet), fontsize="small")
+            failed_seen |= _batch_panel(ax, sub, facet, metric, hue_order, style, handles, mark_largest, zero_line)
     for k in range(len(slots), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     fig.tight_layout()
-    legend = [handles[h] for h in hue_order if h in handles]
+    legend = _batch_legend([handles[h] for h in hue_order if h in handles], data, failed_seen, mark_largest,
+                           legend_extra)
+    shared_legend(fig, legend, ncol=min(len(legend), 3))
+    if banner:  # what is missing from the comparison, said in the figure itself
+        import textwrap
+
+        fig.suptitle(textwrap.fill(banner, width=int(fig.get_figwidth() * 14)), fontsize="small", y=1.0,
+                     va="bottom", color="dimgrey")
+    return fig
+
+
+def _greedy_batch_data(measurements: pd.DataFrame, fixed_input: int, fixed_output: int):
+    """Single-device offline greedy rows, their batch table at the fixed shape, and the invalid count."""
+    m = single_device_offline(measurements)
+    m = m[m["decoding"] == "greedy"] if not m.empty else m
+    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
+    return m, batch_table(m, fixed_input, fixed_output), n_invalid
+
+
+def _batch_panel(ax, sub: pd.DataFrame, facet, metric: tuple, hue_order: list, style: dict, handles: dict,
+                 mark_largest: bool, zero_line: bool | str) -> bool:
+    """One panel of :func:`batch_grid`: a line per hue against batch size, x marks for points that did
+    not run; returns whether any point did not run."""
+    mean, std, ylabel, log_y = metric
+    okm = sub[sub["status"] == "ok"].dropna(subset=[mean])
+    if okm.empty:
+        no_data_panel(ax, f"{facet}:\nno data")
+        return False
+    for hue in hue_order:
+        grp = okm[okm["hue"] == hue].sort_values("batch_size")
+        if grp.empty:
+            continue
+        colour = style["colours"][hue]
+        est = bool((grp["energy_source"] == ESTIMATED).any())
+        h = errorbar(ax, grp["batch_size"], grp[mean], grp[std], colour, est, label=style["labels"][hue],
+                     marker=style["markers"].get(hue, "o"), linestyle=style["lines"].get(hue, "-"))
+        handles.setdefault(hue, h)
+        if mark_largest:
+            last = grp.iloc[-1]
+            ax.plot(last["batch_size"], last[mean], marker="o", markersize=10, markerfacecolor="none",
+                    markeredgecolor=colour, linestyle="", zorder=1)
+    bottom = transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    failed = sub[sub["status"] != "ok"]
+    for row in failed.itertuples():
+        ax.plot(row.batch_size, 0.04, marker="x", color=style["colours"].get(row.hue, "black"), markersize=5,
+                transform=bottom, clip_on=False, linestyle="")
+    if zero_line:
+        ax.axhline(0, color="black", linewidth=0.8)
+        if isinstance(zero_line, str):
+            ax.text(0.02, 0.97, zero_line, transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
+    _batch_ticks(ax, sub["batch_size"])
+    if log_y:
+        ax.set_yscale("log")
+        plain_log_labels(ax)
+    ax.set_ylabel(ylabel, fontsize="small")
+    ax.set_xlabel("batch size", fontsize="small")
+    ax.tick_params(labelsize="x-small")
+    ax.set_title(str(facet), fontsize="small")
+    return not failed.empty
+
+
+def _batch_legend(legend: list, data: pd.DataFrame, failed_seen: bool, mark_largest: bool,
+                  legend_extra: list | None) -> list:
+    """The hues' handles, then what the marks mean (estimated energy, did not run, largest batch)."""
     if (data["energy_source"] == ESTIMATED).any():
         legend.append(estimated_handle())
     if failed_seen:
@@ -160,14 +190,7 @@ def batch_grid(data: pd.DataFrame, facets: list, hue_order: list, metrics: list[
     if mark_largest:
         legend.append(Line2D([], [], color="grey", marker="o", markersize=10, markerfacecolor="none", linestyle="",
                              label="ring: largest batch that ran"))
-    legend += legend_extra or []
-    shared_legend(fig, legend, ncol=min(len(legend), 3))
-    if banner:  # what is missing from the comparison, said in the figure itself
-        import textwrap
-
-        fig.suptitle(textwrap.fill(banner, width=int(fig.get_figwidth() * 14)), fontsize="small", y=1.0,
-                     va="bottom", color="dimgrey")
-    return fig
+    return legend + (legend_extra or [])
 
 
 def _banner(notes: list[dict]) -> str:
@@ -266,10 +289,7 @@ def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, fil
     one panel per (hardware, variant), greedy decoding; models told apart by the ``moe``, ``model_type``,
     ``n_parameters`` and ``n_active_parameters`` columns (unknown where a table lacks them)."""
     setup_style()
-    m = single_device_offline(measurements)
-    m = m[m["decoding"] == "greedy"] if not m.empty else m
-    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
-    data = batch_table(m, fixed_input, fixed_output)
+    m, data, n_invalid = _greedy_batch_data(measurements, fixed_input, fixed_output)
     title = "Dense and mixture-of-experts models against batch size (Figure 4)"
     info = model_info(measurements) if not measurements.empty else pd.DataFrame(columns=["model"])
     if data.empty:
@@ -319,10 +339,7 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     (vllm-eager, vllm-cudagraph): energy per batch and throughput against batch size per hardware and
     model, the largest batch that ran ringed and batch sizes out of memory crossed."""
     setup_style()
-    m = single_device_offline(measurements)
-    m = m[m["decoding"] == "greedy"] if not m.empty else m
-    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
-    data = batch_table(m, fixed_input, fixed_output)
+    m, data, n_invalid = _greedy_batch_data(measurements, fixed_input, fixed_output)
     title = "torch.compile and CUDA graphs against batch size (Figure 5)"
     extra = ["optimization", "setting", "max_batch_fit", "vs_off_energy_pct", "vs_off_throughput_pct"]
     pairs = {v: (opt, "off" if v == off else "on") for opt, off, on in (COMPILE, CUDA_GRAPHS) for v in (off, on)}

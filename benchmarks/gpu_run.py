@@ -9,6 +9,10 @@ budget is spent:
      and 16 (compile: part D).
   C  Dense vs MoE at the paper's widths, reduced depth: OLMo-1B vs OLMoE-1B-7B (4 layers each).
   D  transformers-compile x greedy (last: compiling per shape takes the longest).
+  F  The full protocol (5 s windows, 3 repeats, the default config's validation limits): greedy on
+     random-weight models of Llama-3.2-1B's shape (eager at batch 1-256, compile at 1/16/256) and of
+     Llama-3.1-8B's (eager at 1/16/256); prints each point's coefficient of variation, the
+     counter-vs-timeline gap and whether every row passes validation (``--parts F``).
 
 Needs torch, transformers, nvidia-ml-py, pandas and this package from the working tree (no vLLM, no
 Snakemake, no mistral_common: the tokenizer is copied from ``--tokenizer-dir``):
@@ -162,12 +166,49 @@ def main() -> int:
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
 
+    def part_f():
+        from llm_energy.config import load_schema
+        from llm_energy.validation import check_measurements
+
+        full = Protocol(meter=args.meter, warmup_batches=5, repeats=3, pause_s=1.0, idle_s=5.0,
+                        min_window_s=1.0 if args.small else 5.0)
+        shape = (32, 8) if args.small else (512, 64)
+        runs = [("llama-3.2-1b", "transformers-eager", (1, 4) if args.small else (1, 4, 16, 64, 256)),
+                ("llama-3.2-1b", "transformers-compile", (1, 4) if args.small else (1, 16, 256)),
+                ("llama-3.1-8b", "transformers-eager", (1,) if args.small else (1, 16, 256))]
+        frames = []
+        for name, variant, batches in runs:
+            model = target if name == "llama-3.2-1b" else build_model(
+                tmp / name, SMALL if args.small else {**read_architecture_file(name), "max_position_embeddings": 4096},
+                **build)
+            points = [Point(*shape, b, "sweep") for b in batches]
+            labels = {"hardware": hw, "model": f"{name}-shape", "variant": variant, "decoding": "greedy",
+                      "weights": "random"}
+            df, _ = run_cell(make_backend(variant, str(model), dtype=dtype), points, full, labels=labels)
+            frames.append(df)
+            pd.concat(frames, ignore_index=True).to_csv(out / "part_F.partial.csv", index=False)
+        df = pd.concat(frames, ignore_index=True)
+        limits = {k: v["default"] for k, v in load_schema()["properties"]["validation"]["properties"].items()
+                  if k in ("max_cv", "min_power_coverage")}
+        checked = check_measurements(df, min_window_s=full.min_window_s, **limits)
+        keys = ["model", "variant", "batch_size"]
+        ok = checked[checked["status"] == "ok"]
+        cv = ok.groupby(keys)["energy_j"].agg(lambda e: e.std() / e.mean()).rename("cv")
+        gap = (ok["timeline_energy_j"] / ok["energy_j"] - 1).abs().groupby([ok[k] for k in keys]).max().rename("gap")
+        print(pd.concat([cv, gap], axis=1).to_string(float_format=lambda v: f"{v:.3f}"), flush=True)
+        bad = checked[~checked["valid"]]
+        print(f"validation (limits {limits}): {len(checked) - len(bad)} of {len(checked)} rows valid"
+              + "".join(f"\n  {r.model} {r.variant} b={r.batch_size} r={r.repeat}: {r.invalid_reason}"
+                        for r in bad.itertuples()), flush=True)
+        return checked
+
     part("A", part_a)
     part("B", part_b)
     part("C", part_c)
     part("D", lambda: part_b(compiled=True))
+    part("F", part_f)
     print(f"== done in {time.perf_counter() - t0:.0f} s; parts: {', '.join(results) or 'none'}", flush=True)
-    return 0 if "A" in results else 1
+    return 0 if results.keys() & {"A", "F"} else 1
 
 
 if __name__ == "__main__":

@@ -136,9 +136,11 @@ def serve(model: EnergyModel, inputs, outputs, batch_size: int, framework: str, 
                   n_steps=steps, batch_size=b)
 
 
-def framework_of(variant: str) -> str:
-    """``transformers`` or ``vllm`` from a variant name (``vllm-cudagraph-tp2`` -> ``vllm``)."""
-    return str(variant).split("-", 1)[0]
+def framework_of(variant) -> str:
+    """``transformers`` or ``vllm`` from a variant (its name or a :class:`~llm_energy.cells.Variant`)."""
+    from .cells import Variant
+
+    return (variant if isinstance(variant, Variant) else Variant.parse(str(variant))).framework
 
 
 def per_request_j(served: Served) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import UserError
 from ..cells import split_tensor_parallel
 
 CELL = ["hardware", "model", "variant", "decoding"]
@@ -44,7 +45,13 @@ def base_variant(variant: str) -> str:
 
 
 def is_online(variant: str) -> bool:
-    return "online" in str(variant)
+    """Whether a variant (as named in a measurement table) serves online; old names count as offline."""
+    from ..cells import Variant
+
+    try:
+        return Variant.parse(str(variant)).online
+    except UserError:
+        return False
 
 
 def single_device_offline(m: pd.DataFrame) -> pd.DataFrame:

@@ -63,7 +63,7 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
            "(Figure 1 of the paper)."),
     Output("fig2_prefill_decode", "figures.sweeps:fig_prefill_decode", ("measurements",),
            "Prefill energy against input length and decode energy against output length per batch size, "
-           "vLLM (Figure 2 of the paper, its main stack).", _SHAPE, {"framework": "vllm"}),
+           "vLLM (Figure 2 of the paper, its main stack).", _SHAPE, {"framework": "vllm", "number": "2"}),
     Output("fig3_decoding", "figures.batch:fig_decoding", ("measurements",),
            "Decoding strategies (greedy, beam search, temperature, top-p, speculative): energy per batch and "
            "per output token against batch size (Figure 3); the note column of the data says what was not "
@@ -88,7 +88,7 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
            "engine, against batch size (Figure 9).", _SHAPE),
     Output("fig10_prefill_decode_transformers", "figures.sweeps:fig_prefill_decode", ("measurements",),
            "Prefill and decode energy against input and output length per batch size, PyTorch with HF "
-           "transformers (Figure 10 of the paper).", _SHAPE, {"framework": "transformers"}),
+           "transformers (Figure 10 of the paper).", _SHAPE, {"framework": "transformers", "number": "10"}),
     Output("fig_replay_validation", "figures.workloads:fig_replay_validation", ("validation",),
            "Binned estimate against a real replay of a sample of each workload, per stack: error in percent.",
            when="replay"),

@@ -74,13 +74,12 @@ def prefill_decode_table(measurements: pd.DataFrame, fixed_input: int, fixed_out
 
 
 def fig_prefill_decode(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles,
-                       framework: str = "vllm") -> list[Path]:
+                       framework: str = "vllm", number: str = "2") -> list[Path]:
     """Figure 2 (``framework="vllm"``) or 10 (``"transformers"``): prefill and decode energy, log-log,
     one line per batch size (colour) and variant (line style); a row of two panels per hardware and model."""
     setup_style()
     data, n_invalid = prefill_decode_table(measurements, fixed_input, fixed_output, framework)
     fw = FRAMEWORK_NAMES.get(framework, framework)
-    number = "2" if files.name.startswith("fig2") else "10" if files.name.startswith("fig10") else ""
     if data.empty:
         why = f"no valid greedy sweep points of a {fw} variant ({framework}-*) were measured"
         data = pd.DataFrame([{**{c: "" for c in COLUMNS}, "note": f"no data: {why}"}])[COLUMNS]

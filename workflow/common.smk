@@ -2,136 +2,40 @@
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
-import llm_energy
 from llm_energy import UserError
 from llm_energy import config as config_check
-from llm_energy.cells import is_cpu_hardware, merged_cells
-from llm_energy.hardware import detect
+from llm_energy.cells import is_cpu_hardware
+from llm_energy.plan import make_plan, package_code
 
-# Our own schema check (not snakemake.utils.validate): it fills the schema's defaults the same
-# way, and adds cross-field rules and a one-line message naming the bad key.
+# Everything checked before any job (llm_energy.plan): the config against the schema (our own check,
+# not snakemake.utils.validate: the same defaults, plus cross-field rules and one-line errors), the
+# hardware this run measures, targets of another hardware, tensor-parallel cells this machine cannot
+# run, and which raw files the fetch rules may make (only absent ones: a placed file is never a rule
+# output, so no forced run can delete it).
 try:
-    _checked = config_check.validate(config)
+    PLAN = make_plan(config, sys.argv[1:])
 except UserError as _err:
     sys.stderr.write(f"{_err}\n")
     sys.exit(1)
 config.clear()
-config.update(_checked)
+config.update(PLAN.config)
+HARDWARE = PLAN.hardware
+# The cells of this run, in one table that every cell's path comes from: this machine's configured
+# cells (measured here), then the same cells copied in from other machines (docs/scale-out.md),
+# checked, estimated and plotted beside them and never measured here.
+HERE_CELLS = PLAN.here_cells
+CELL_TABLE = PLAN.cell_table
 
 # Cheap rules that check what a user placed (raw files, profiles, models) run before any
 # measurement, so that a bad file stops the run before an expensive job, not after it.
 CHEAP_FIRST = 50
 
-# The package's modules a rule runs are inputs of that rule (package_code()), so that editing one
-# re-plans that rule and what follows, as an edit of its script does. Measurement and replay rules do
-# not list them: a code edit never re-measures (README, "Protecting measurements").
-PACKAGE_DIR = Path(llm_energy.__file__).parent
-
-
-def package_code(*modules):
-    """Paths (relative, so a moved checkout re-plans nothing) of the package modules given by name;
-    ``figures`` is the whole figures/ subpackage."""
-    paths = []
-    for m in modules:
-        folder = PACKAGE_DIR / m
-        paths += (
-            sorted(folder.glob("*.py"))
-            if folder.is_dir()
-            else [PACKAGE_DIR / f"{m}.py"]
-        )
-    return [os.path.relpath(p) for p in paths]
-
-
 DATA_DIR = config["data_dir"].rstrip("/")
 MODELS_DIR = config["models_dir"].rstrip("/")
 WORKLOADS = list(config["workloads"])
-
-
-def _on_slurm():
-    """A SLURM submit host, or inside a SLURM job: cells run on the cluster's nodes."""
-    return bool(shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ)
-
-
-def _dry_run():
-    """Whether this is a dry run (-n, --dry-run, or n among combined short flags such as -np).
-    Snakemake has not parsed its command line when the Snakefile is read: look at it directly."""
-    return any(
-        a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a)
-        for a in sys.argv[1:]
-    )
-
-
-# A dry run for hardware this machine is not (e.g. `-n --config hardware=h100-80gb-hbm3` on a
-# laptop) plans another machine's run: it measures nothing, so the machine checks do not apply.
-PLANNING_ELSEWHERE = _dry_run() and config["hardware"] not in ("auto", detect())
-
-
-def _missing_cells(slug):
-    # On SLURM each measurement job refuses a node that is not `slug`, so `hardware:` may name the
-    # nodes' hardware (README).
-    if _on_slurm() or PLANNING_ELSEWHERE:
-        return []
-    files = [c.measurement for c in config_check.cell_table(config, slug)]
-    return [f for f in files if not Path(f).exists()]
-
-
-try:
-    HARDWARE = config_check.check_hardware_choice(config, detect(), _missing_cells)
-except UserError as _err:
-    sys.stderr.write(f"{_err}\n")
-    sys.exit(1)
-
-# The cells of this run, in one table that every cell's path comes from: this machine's configured
-# cells (measured here), then the same cells copied in from other machines (README, merging), which
-# are checked, estimated and plotted beside them and never measured here.
-HERE_CELLS = config_check.cell_table(config, HARDWARE)
-CELL_TABLE = HERE_CELLS + merged_cells(HERE_CELLS, HARDWARE)
-
-
-def _other_hardware_targets():
-    """A measurement of another hardware named as a target: no rule makes it here (so that a copied
-    file can never be deleted by a forced run), so say in one line what to do instead.
-    """
-    from llm_energy.measure import check_hardware
-
-    # Snakemake has not parsed its targets yet when the Snakefile is read: look at the command line.
-    for target in sys.argv[1:]:
-        found = re.fullmatch(
-            r"results/(?:measurements|replay|validation)/([a-z0-9][a-z0-9-]*)/.+\.parquet",
-            os.path.normpath(str(target)),
-        )
-        if not found or found.group(1) == HARDWARE:
-            continue
-        if not Path(target).exists():
-            check_hardware(found.group(1))  # raises: measure it there, copy it here
-        raise UserError(
-            f"{target} was copied in from a {found.group(1)} machine and is kept as it is (no rule "
-            "makes it here): `snakemake --cores all` merges it; to replace it, re-measure it there "
-            "and copy it again"
-        )
-
-
-def _cell_missing(model, variant, decoding):
-    here = {c.key: c for c in HERE_CELLS}
-    return not Path(here[model, variant, decoding].measurement).exists()
-
-
-try:
-    _other_hardware_targets()
-    # on a cluster the nodes' GPUs count, not the login node's
-    if not (_on_slurm() or PLANNING_ELSEWHERE):
-        from llm_energy.hardware import visible_gpu_count
-
-        config_check.check_gpus_suffice(
-            config, HARDWARE, visible_gpu_count(), _cell_missing
-        )
-except UserError as _err:
-    sys.stderr.write(f"{_err}\n")
-    sys.exit(1)
 BUILT_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "build"]
 HUB_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "hub"]
 
@@ -140,46 +44,14 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-def _absent_raw(archives):
-    """Raw files (or archive folders) of the config that are not in data_dir yet.
-
-    Only these can be made by the fetch rules: a file that is present, placed by hand, linked in
-    or downloaded by an earlier run, is a source file with no rule, so no --force, --forcerun or
-    code change can make Snakemake delete it. A link to nothing stops here with one line.
-    """
-    names = {
-        w["file"]
-        for w in config["workloads"].values()
-        if bool(w["archive_root"]) == archives
-    }
-    if not archives:
-        names.add(config["measurement"]["prompt_file"])
-    absent = []
-    for name in sorted(names):
-        path = Path(DATA_DIR) / name
-        if path.is_symlink() and not path.exists():
-            sys.stderr.write(
-                f"{path} is a link to {os.readlink(path)}, which does not exist: "
-                "fix or remove the link (a removed file is downloaded when it has a url)\n"
-            )
-            sys.exit(1)
-        if not path.exists():
-            absent.append(name)
-    return absent
-
-
-ABSENT_FILES = _absent_raw(archives=False)
-ABSENT_FOLDERS = _absent_raw(archives=True)
-
-
 wildcard_constraints:
     workload=_alternatives(WORKLOADS),
     model=_alternatives(config["models"]),
     variant=_alternatives(sorted({c.variant.name for c in HERE_CELLS})),
     decoding=_alternatives(sorted({c.decoding for c in HERE_CELLS})),
     hardware="[a-z0-9][a-z0-9-]*",
-    filename=_alternatives(ABSENT_FILES),
-    folder=_alternatives(ABSENT_FOLDERS),
+    filename=_alternatives(PLAN.absent_files),
+    folder=_alternatives(PLAN.absent_folders),
 
 
 def workload_of_file(filename):

@@ -1,5 +1,5 @@
 # Raw workload files: kept when already in data_dir, downloaded when absent. These rules only match
-# files and folders that are absent when the workflow is parsed (ABSENT_FILES, ABSENT_FOLDERS in
+# files and folders that are absent when the workflow is parsed (PLAN.absent_files, PLAN.absent_folders in
 # common.smk), so a file a user placed is never the output of a rule and never deleted by Snakemake.
 
 

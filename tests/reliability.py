@@ -107,8 +107,9 @@ def make_workflow(dest: Path, config: dict = CONFIG) -> Path:
     config and the shared data linked in, like a checkout; run.sh finds the installed .venv."""
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("Snakefile", "pyproject.toml"):
-        shutil.copy2(REPO / name, dest / name)
+    # No pyproject.toml: run.sh then never reinstalls into the shared .venv from this copy (its stamp
+    # counts as newer than a missing file), which would point the editable install at a temporary folder.
+    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
     for folder in ("workflow", "envs", "scripts/rules", "scripts/llm_energy"):
         shutil.copytree(REPO / folder, dest / folder, ignore=ignore)
     shutil.copy2(REPO / "scripts" / "run.sh", dest / "scripts" / "run.sh")

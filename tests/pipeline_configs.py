@@ -31,6 +31,19 @@ MEASUREMENT = {"repeats": 2, "warmup_batches": 1, "batch_size": 2, "min_window_s
                "sweep_fixed_input": 32, "sweep_fixed_output": 4}
 
 
+# One transformers cell on one trace, no replay: the smallest whole pipeline (about 20 s on 2 cores).
+ONE_CELL = {
+    "models": {"m1": TINY_MODEL},
+    "workloads": {"burstgpt": BURSTGPT},
+    "bins": BINS,
+    "measurement": MEASUREMENT,
+    "replay": {"enabled": False},
+    "validation": {"max_cv": 5.0},
+    "comparisons": [],
+    "cells": [{"model": "m1", "variants": ["transformers-eager"]}],
+}
+
+
 def jobs_planned(proc: subprocess.CompletedProcess) -> set[str]:
     """Rule names in the job-stats table of a dry run (empty when nothing is to be done)."""
     assert proc.returncode == 0, proc.stderr[-3000:]

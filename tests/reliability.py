@@ -31,22 +31,13 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import shared_data  # noqa: E402
-from pipeline_configs import BINS, BURSTGPT, MEASUREMENT, TINY_MODEL  # noqa: E402
+from pipeline_configs import ONE_CELL  # noqa: E402
 
 OTHER_HW = "h100-copied"  # the hardware of the measurement file copied in from "another machine"
 CELL = "m1/transformers-eager/greedy.parquet"
 TRACEBACK = "Traceback (most recent call last)"
 
-CONFIG = {
-    "models": {"m1": TINY_MODEL},
-    "workloads": {"burstgpt": BURSTGPT},
-    "bins": BINS,
-    "measurement": MEASUREMENT,
-    "replay": {"enabled": False},
-    "validation": {"max_cv": 5.0},
-    "comparisons": [],
-    "cells": [{"model": "m1", "variants": ["transformers-eager"]}],
-}
+CONFIG = ONE_CELL
 
 
 @dataclass

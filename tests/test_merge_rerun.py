@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import shared_data
 import yaml
-from pipeline_configs import BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, jobs_planned
+from pipeline_configs import ONE_CELL, jobs_planned
 
 from llm_energy.config import load as load_config
 from llm_energy.manifest import build_manifest, config_hash, file_sha256, package_versions
@@ -27,16 +27,7 @@ from llm_energy.manifest import build_manifest, config_hash, file_sha256, packag
 REPO = Path(__file__).resolve().parents[1]
 FAKE_HW = "h100-sxm5-copied"  # a hardware this machine is not
 
-SMALL = {
-    "models": {"m1": TINY_MODEL},
-    "workloads": {"burstgpt": BURSTGPT},
-    "bins": BINS,
-    "measurement": MEASUREMENT,
-    "replay": {"enabled": False},
-    "validation": {"max_cv": 5.0},
-    "comparisons": [],
-    "cells": [{"model": "m1", "variants": ["transformers-eager"]}],
-}
+SMALL = ONE_CELL
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -6,8 +6,6 @@ Every subcommand is also what a Snakemake rule runs, so one cell can be measured
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,9 +21,10 @@ def _detect(args) -> None:
 def _check_config(args) -> None:
     from . import config
     from .cells import Cell
+    from .plan import on_slurm
 
     cfg = config.load(args.config)
-    if not (shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ):  # as the workflow: nodes' GPUs count there
+    if not on_slurm([]):  # as the workflow: inside a SLURM job the nodes' GPUs count
         from .hardware import detect, visible_gpu_count
 
         here = detect()

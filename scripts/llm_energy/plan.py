@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +31,14 @@ class Plan:
     absent_folders: list[str]  # raw folders fetch_archive may make
 
 
-def on_slurm() -> bool:
-    """A SLURM submit host, or inside a SLURM job: cells run on the cluster's nodes."""
-    return bool(shutil.which("sbatch") or "SLURM_JOB_ID" in os.environ)
+def on_slurm(argv: list[str]) -> bool:
+    """Running through SLURM (the `slurm` executor or a profile that names it, on the command line or
+    in SNAKEMAKE_PROFILE), or inside a SLURM job: cells run on the cluster's nodes, so this machine's
+    hardware and GPUs do not count. Having SLURM's client installed is not enough: a local run on a
+    submit host is still checked against the machine it runs on."""
+    if "SLURM_JOB_ID" in os.environ:
+        return True
+    return any("slurm" in a for a in [*argv, os.environ.get("SNAKEMAKE_PROFILE", "")])
 
 
 def is_dry_run(argv: list[str]) -> bool:
@@ -50,7 +54,7 @@ def make_plan(config: dict, argv: list[str]) -> Plan:
     # A dry run for hardware this machine is not (e.g. `-n --config hardware=h100-80gb-hbm3` on a
     # laptop) plans another machine's run: it measures nothing, so the machine checks do not apply.
     elsewhere = is_dry_run(argv) and cfg["hardware"] not in ("auto", here)
-    machine_checks = not (on_slurm() or elsewhere)  # on a cluster the nodes' hardware counts
+    machine_checks = not (on_slurm(argv) or elsewhere)  # on a cluster the nodes' hardware counts
 
     def missing(slug: str) -> list[str]:
         if not machine_checks:

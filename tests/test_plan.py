@@ -10,7 +10,8 @@ from llm_energy.plan import absent_raw, is_dry_run, package_code, refuse_other_h
 
 
 @pytest.mark.parametrize("argv, dry", [(["-n"], True), (["--cores", "2", "-np"], True), (["--dry-run"], True),
-                                       (["--cores", "all"], False), (["--notemp"], False), (["-F"], False)])
+                                       (["--cores", "all"], False), (["--notemp"], False), (["-F"], False),
+                                       (["--list-conda-envs"], True), (["--summary"], True)])
 def test_dry_run_is_read_off_the_command_line(argv, dry):
     assert is_dry_run(argv) is dry
 

@@ -41,10 +41,17 @@ def on_slurm(argv: list[str]) -> bool:
     return any("slurm" in a for a in [*argv, os.environ.get("SNAKEMAKE_PROFILE", "")])
 
 
+# Commands that plan or list and run no job.
+_RUNS_NOTHING = {"--dry-run", "--dryrun", "--list-conda-envs", "--list-changes", "--lc", "--summary",
+                 "--detailed-summary", "-S", "-D", "--dag", "--rulegraph", "--filegraph", "--lint",
+                 "--list-rules", "--list-target-rules"}
+
+
 def is_dry_run(argv: list[str]) -> bool:
-    """``-n``, ``--dry-run``, or ``n`` among combined short flags such as ``-np``. Snakemake has not
-    parsed its command line when the Snakefile is read, so the arguments are looked at directly."""
-    return any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in argv)
+    """A run that executes no job: ``-n``, ``--dry-run``, ``n`` among combined short flags such as
+    ``-np``, or a planning command (``--list-conda-envs``, ``--summary``, ``--dag``, ...). Snakemake has
+    not parsed its command line when the Snakefile is read, so the arguments are looked at directly."""
+    return any(a in _RUNS_NOTHING or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in argv)
 
 
 def make_plan(config: dict, argv: list[str]) -> Plan:

@@ -6,6 +6,7 @@ A cell that cannot be estimated (every row invalid, say) is left out with a warn
 """
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -15,13 +16,18 @@ from llm_energy.estimate import estimate_cells, savings
 from llm_energy.flops import Arch
 from llm_energy.io import write_parquet, write_text
 from llm_energy.rulekit import run_rule
-from llm_energy.specs import load_specs
+from llm_energy.specs import specs_for_run
+
+log = logging.getLogger("estimate")
 
 
 def main(sm):
     cells = [(p, pd.read_parquet(p)) for p in sm.input.measurements]
     archs = {m: Arch.from_file(Path(d) / "config.json") for m, d in zip(sm.params.models, sm.input.model_dirs)}
-    specs = load_specs(sm.params.hardware_specs)
+    specs = specs_for_run(sm.params.hardware_specs, sm.params.hardware, sm.params.cpu_watts_per_core)
+    for hw in sorted({m["hardware"].iloc[0] for _, m in cells} - set(specs.index)):
+        log.warning("no spec for hardware %s: its ideal energy stays empty; give one in config.yaml "
+                    "hardware_specs: %s: {tdp_w: ..., bf16_dense_tflops: ...}", hw, hw)
     workloads = [(w, pd.read_parquet(b), json.loads(Path(s).read_text()))
                  for w, b, s in zip(sm.params.workloads, sm.input.bins, sm.input.summaries)]
     # The energy model's estimate (method = model) needs the per-request profiles; its systematic error

@@ -33,6 +33,9 @@ rule estimate:
         workloads=WORKLOADS,
         models=grid_models(),
         hardware_specs=config["hardware_specs"],
+        # this machine's CPU without a spec gets one derived from /proc/cpuinfo (an assumption, said)
+        hardware=HARDWARE,
+        cpu_watts_per_core=config["measurement"]["cpu_watts_per_core"],
         comparisons=config["comparisons"],
     script:
         "../../scripts/rules/estimate.py"

@@ -29,8 +29,30 @@ def check(root: str | Path) -> dict:
     # Binned lengths are never below real ones at any quantile.
     piv = fig7.pivot_table(index=["workload", "axis", "quantile"], columns="kind", values="tokens")
     assert (piv["binned"] >= piv["real"]).all()
+    verdicts = check_findings(root, est)
     return {"workloads": seen, "cells": len(cells), "estimates": len(est), "replay_error_pct": errors,
+            "findings": verdicts,
             "energy_kj": {f"{r.workload}/{r.variant}": round(r.energy_j / 1e3, 3) for r in est.itertuples()}}
+
+
+def check_findings(root: Path, est: pd.DataFrame) -> dict[str, str]:
+    """One row per finding of the paper, each with a verdict; a tested one has its value, an untested
+    one names the cells that would test it; the Markdown page and the LaTeX table list the same rows."""
+    from llm_energy.findings import FINDINGS, NOT_TESTABLE, REPRODUCED, NOT_REPRODUCED
+
+    f = pd.read_csv(root / "paper/findings.csv")
+    assert set(f["finding"]) == {x.name for x in FINDINGS}
+    assert set(f["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE}
+    tested = f[f["verdict"] != NOT_TESTABLE]
+    assert tested["our_value"].notna().all() and tested["energy_source"].notna().all()
+    assert f.loc[f["verdict"] == NOT_TESTABLE, "evidence"].str.contains("would be tested by").all()
+    # Estimates have a hardware spec on any machine: the ideal finding is tested.
+    assert est["ideal_energy_j"].notna().all(), "an estimate without its ideal"
+    assert (f[f["finding"].str.startswith("Every stack uses more")]["verdict"] != NOT_TESTABLE).all()
+    md = (root / "paper/findings.md").read_text()
+    assert all(name in md for name in f["finding"])
+    assert (root / "paper/findings.tex").read_text().count("\\\\\n") == len(f) + 1
+    return dict(zip(f["finding"], f["verdict"]))
 
 
 def check_bins(root: Path) -> dict[str, int]:

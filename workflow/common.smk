@@ -265,6 +265,7 @@ def all_targets():
         + ["results/estimates/estimates.parquet"]
         + [f"paper/figures/{f}.pdf" for f in FIGURES]
         + [f"paper/tables/{t}.tex" for t in TABLES]
+        + ["paper/findings.md"]
         + ["paper/main.pdf.txt"]
         # provenance of the run: workflow/rules/manifest.smk
         + ["results/manifest.json"]

@@ -7,6 +7,7 @@
 localrules:
     figure,
     table,
+    findings,
     paper_pdf,
 
 
@@ -60,6 +61,32 @@ rule table:
         "../../scripts/rules/table.py"
 
 
+# Every finding of the paper with a verdict computed from this run (criteria: llm_energy/findings.py).
+rule findings:
+    input:
+        measurements=checked_files(),
+        estimates="results/estimates/estimates.parquet",
+        savings="results/estimates/savings.parquet",
+        code=package_code("findings", "figures"),
+    output:
+        md="paper/findings.md",
+        csv=report(
+            "paper/findings.csv",
+            caption="../report/findings.rst",
+            category="Findings",
+        ),
+        tex="paper/findings.tex",
+    log:
+        "logs/paper/findings.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        fixed_input=config["measurement"]["sweep_fixed_input"],
+        fixed_output=config["measurement"]["sweep_fixed_output"],
+    script:
+        "../../scripts/rules/findings.py"
+
+
 # paper/main.pdf when latexmk is installed; the status file says what happened (or how to get the
 # PDF), so that a machine without TeX neither fails the run nor reruns this rule every time.
 rule paper_pdf:
@@ -71,6 +98,7 @@ rule paper_pdf:
             "paper/figures/{figure}.{ext}", figure=FIGURES, ext=["pdf", "tex"]
         ),
         tables=expand("paper/tables/{table}.tex", table=TABLES),
+        findings="paper/findings.tex",
     output:
         status="paper/main.pdf.txt",
     log:

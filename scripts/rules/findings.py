@@ -1,0 +1,29 @@
+"""Rule findings: every finding of the paper against this run, with a computed verdict
+(paper/findings.{md,csv,tex}; criteria and verdict rules: llm_energy/findings.py)."""
+
+import logging
+
+import pandas as pd
+
+from llm_energy.findings import findings_markdown, findings_table, findings_tex
+from llm_energy.io import atomic_path, write_text
+from llm_energy.rulekit import run_rule
+
+log = logging.getLogger("llm_energy.findings")
+
+
+def main(sm):
+    measurements = pd.concat([pd.read_parquet(p) for p in sm.input.measurements], ignore_index=True)
+    estimates = pd.read_parquet(sm.input.estimates)
+    table = findings_table(measurements, estimates, pd.read_parquet(sm.input.savings),
+                           sm.params.fixed_input, sm.params.fixed_output)
+    with atomic_path(sm.output.csv) as tmp:
+        table.to_csv(tmp, index=False)
+    write_text(findings_markdown(table), sm.output.md)
+    write_text(findings_tex(table), sm.output.tex)
+    for r in table.itertuples():
+        log.info("%s: %s (%s)", r.verdict, r.finding, r.hardware)
+
+
+if __name__ == "__main__":
+    run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,185 @@
+"""Each finding's verdict rule on hand-made tables that should pass and fail, and the findings page."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from llm_energy.findings import (
+    FINDINGS,
+    NOT_REPRODUCED,
+    NOT_TESTABLE,
+    REPRODUCED,
+    findings_markdown,
+    findings_table,
+    findings_tex,
+    within_2x,
+)
+
+FI, FO = 64, 8
+
+
+def point(variant, decoding, batch, energy, *, model="m", inp=FI, out=FO, prefill=None, decode=None,
+          source="nvml", moe=False, hw="h100", duration=None, **extra):
+    """Two repeats of one point, energies 1% apart."""
+    base = {"hardware": hw, "model": model, "variant": variant, "decoding": decoding, "input_len": inp,
+            "output_len": out, "batch_size": batch, "status": "ok", "valid": True, "energy_source": source,
+            "throughput_tok_s": 1.0, "moe": moe, "weights": "random", "role": "sweep",
+            "prefill_energy_j": prefill if prefill is not None else energy * 0.2,
+            "decode_energy_j": decode if decode is not None else energy * 0.8, **extra}
+    return [{**base, "repeat": r, "energy_j": energy * f, "duration_s": (duration or energy) * f}
+            for r, f in ((0, 0.995), (1, 1.005))]
+
+
+def table(*points) -> pd.DataFrame:
+    return pd.DataFrame([r for p in points for r in p])
+
+
+def verdict_of(name_start: str, measurements, estimates=None, savings=None) -> pd.Series:
+    t = findings_table(measurements, estimates if estimates is not None else pd.DataFrame(),
+                       savings if savings is not None else pd.DataFrame(), FI, FO)
+    row = t[t["finding"].str.startswith(name_start)]
+    assert len(row) == 1
+    return row.iloc[0]
+
+
+def test_within_2x_needs_the_same_sign_and_a_factor_two():
+    assert within_2x(20.0, 29.14) and within_2x(58.0, 29.14)
+    assert not within_2x(-20.0, 29.14) and not within_2x(10.0, 29.14) and not within_2x(70.0, 29.14)
+
+
+@pytest.mark.parametrize("spec_energy, expected", [(75.0, REPRODUCED), (95.0, NOT_REPRODUCED), (130.0, NOT_REPRODUCED)])
+def test_speculative_saving_at_small_batch(spec_energy, expected):
+    m = table(point("v", "greedy", 1, 100.0), point("v", "speculative", 1, spec_energy, acceptance_rate=0.6),
+              point("v", "greedy", 8, 400.0), point("v", "speculative", 8, 420.0, acceptance_rate=0.5))
+    row = verdict_of("Speculative decoding saves", m)
+    assert row["verdict"] == expected
+    assert row["our_value"] == pytest.approx(max(100.0 - spec_energy, -5.0), rel=1e-6)  # the best of B=1, 8
+    assert "acceptance v" not in row["evidence"] and "m/v: 0.55" in row["evidence"]
+
+
+def test_speculative_at_large_batch_is_not_testable_without_batch_64():
+    m = table(point("v", "greedy", 1, 100.0), point("v", "speculative", 1, 75.0))
+    row = verdict_of("Speculative decoding costs", m)
+    assert row["verdict"] == NOT_TESTABLE and "batch >= 64" in row["evidence"] and math.isnan(row["our_value"])
+    m2 = table(point("v", "greedy", 128, 100.0), point("v", "speculative", 128, 125.0))
+    assert verdict_of("Speculative decoding costs", m2)["verdict"] == REPRODUCED
+    m3 = table(point("v", "greedy", 128, 100.0), point("v", "speculative", 128, 90.0))
+    assert verdict_of("Speculative decoding costs", m3)["verdict"] == NOT_REPRODUCED
+
+
+def test_other_strategies_differ_little():
+    common = (point("v", "greedy", 1, 100.0), point("v", "speculative", 1, 140.0))
+    good = table(*common, point("v", "temperature", 1, 104.0), point("v", "top-p", 1, 97.0))
+    bad = table(*common, point("v", "temperature", 1, 125.0), point("v", "top-p", 1, 97.0))
+    assert verdict_of("Other decoding", good)["verdict"] == REPRODUCED
+    assert verdict_of("Other decoding", good)["our_value"] == pytest.approx(4.0, rel=1e-6)
+    assert verdict_of("Other decoding", bad)["verdict"] == NOT_REPRODUCED
+
+
+def sweep(variant, prefill_of, decode_of, batches=(1, 8)):
+    pts = []
+    for b in batches:
+        pts += [point(variant, "greedy", b, 1.0, inp=i, out=FO, prefill=prefill_of(i, b), decode=decode_of(FO, b))
+                for i in (64, 256, 1024, 4096)]
+        pts += [point(variant, "greedy", b, 1.0, inp=FI, out=o, prefill=1.0, decode=decode_of(o, b))
+                for o in (32, 128, 512)]
+    return table(*pts)
+
+
+def test_prefill_flat_then_growing_and_decode_linear():
+    flat_then_linear = lambda i, b: b * max(i, 256) / 256  # noqa: E731
+    linear = lambda o, b: 0.1 * o * b  # noqa: E731
+    m = sweep("vllm-eager", flat_then_linear, linear)
+    assert verdict_of("Prefill energy", m)["verdict"] == REPRODUCED
+    assert verdict_of("Prefill energy", m)["our_value"] == pytest.approx(1.0, abs=1e-6)
+    assert verdict_of("Decode energy grows", m)["verdict"] == REPRODUCED
+    quadratic = sweep("vllm-eager", lambda i, b: (i / 64.0) ** 0.2, lambda o, b: 1e-3 * o * o)
+    assert verdict_of("Prefill energy", quadratic)["verdict"] == NOT_REPRODUCED  # grows too slowly, never flat
+    assert verdict_of("Decode energy grows", quadratic)["verdict"] == NOT_REPRODUCED
+    assert verdict_of("Decode energy grows", quadratic)["our_value"] == pytest.approx(2.0, abs=1e-6)
+
+
+def test_decode_dominates_uses_outputs_of_32_and_more():
+    m = sweep("vllm-eager", lambda i, b: 1.0, lambda o, b: 0.1 * o)  # decode 3.2 J vs prefill 1 J at 32
+    assert verdict_of("Decode dominates", m)["verdict"] == REPRODUCED
+    m2 = sweep("vllm-eager", lambda i, b: 1.0, lambda o, b: 0.01 * o)  # 0.32 J vs 1 J at 32
+    assert verdict_of("Decode dominates", m2)["verdict"] == NOT_REPRODUCED
+
+
+@pytest.mark.parametrize("moe_energy, expected", [(150.0, REPRODUCED), (105.0, NOT_REPRODUCED), (90.0, NOT_REPRODUCED)])
+def test_moe_against_dense(moe_energy, expected):
+    m = table(point("t", "greedy", 1, 100.0, model="dense"), point("t", "greedy", 1, moe_energy, model="moe", moe=True))
+    row = verdict_of("MoE costs more", m)
+    assert row["verdict"] == expected and row["our_value"] == pytest.approx(moe_energy - 100.0, rel=1e-6)
+
+
+def test_compile_helps_most_at_small_batch_and_says_cpu_energy_is_time():
+    good = table(point("transformers-eager", "greedy", 1, 100.0), point("transformers-compile", "greedy", 1, 80.0),
+                 point("transformers-eager", "greedy", 8, 300.0), point("transformers-compile", "greedy", 8, 290.0))
+    row = verdict_of("torch.compile", good)
+    assert row["verdict"] == REPRODUCED and row["our_value"] == pytest.approx(20.0, rel=1e-6)
+    worse_small = table(point("transformers-eager", "greedy", 1, 100.0, source="cpu-estimate"),
+                        point("transformers-compile", "greedy", 1, 99.0, source="cpu-estimate"),
+                        point("transformers-eager", "greedy", 8, 300.0, source="cpu-estimate"),
+                        point("transformers-compile", "greedy", 8, 200.0, source="cpu-estimate"))
+    row = verdict_of("torch.compile", worse_small)
+    assert row["verdict"] == NOT_REPRODUCED and "CPU time x a constant" in row["evidence"]
+    assert verdict_of("CUDA graphs", good)["verdict"] == NOT_TESTABLE
+
+
+def test_vllm_beats_pytorch_at_every_batch():
+    m = table(point("transformers-eager", "greedy", 1, 100.0), point("vllm-eager", "greedy", 1, 60.0),
+              point("transformers-eager", "greedy", 8, 300.0), point("vllm-eager", "greedy", 8, 310.0))
+    assert verdict_of("vLLM uses less", m)["verdict"] == NOT_REPRODUCED
+    m.loc[m["energy_j"] > 305, "energy_j"] = 150.0
+    assert verdict_of("vLLM uses less", m)["verdict"] == REPRODUCED
+
+
+def test_online_saves_at_large_batch():
+    m = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 103.0),
+              point("vllm-eager", "greedy", 8, 300.0), point("vllm-online", "greedy", 8, 285.0))
+    row = verdict_of("Online serving", m)
+    assert row["verdict"] == REPRODUCED and row["our_value"] == pytest.approx(5.0, rel=1e-6)
+    m2 = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 90.0),
+               point("vllm-eager", "greedy", 8, 300.0), point("vllm-online", "greedy", 8, 310.0))
+    assert verdict_of("Online serving", m2)["verdict"] == NOT_REPRODUCED
+
+
+def test_tensor_parallel_trade_off():
+    m = table(point("vllm-cudagraph", "greedy", 1, 100.0, duration=10.0),
+              point("vllm-cudagraph-tp2", "greedy", 1, 130.0, duration=6.0, tensor_parallel=2))
+    row = verdict_of("Tensor parallel", m)
+    assert row["verdict"] == REPRODUCED and row["our_value"] == pytest.approx(30.0, rel=1e-6)
+    assert verdict_of("Tensor parallel", table(point("vllm-cudagraph", "greedy", 1, 100.0)))["verdict"] == NOT_TESTABLE
+
+
+def test_table4_savings_and_ideal():
+    m = table(point("transformers-eager", "greedy", 1, 100.0))
+    savings = pd.DataFrame({"workload": ["burstgpt", "azure_code_2023", "imdb"], "hardware": "h100", "model": "m",
+                            "decoding": "greedy", "baseline": "transformers-eager", "optimized": "vllm-eager",
+                            "saving_pct": [60.0, 30.0, -50.0]})
+    row = verdict_of("Optimized stack", m, savings=savings)
+    assert row["verdict"] == REPRODUCED and "imdb" not in row["evidence"]
+    savings.loc[1, "saving_pct"] = 10.0
+    assert verdict_of("Optimized stack", m, savings=savings)["verdict"] == NOT_REPRODUCED
+    est = pd.DataFrame({"hardware": "h100", "workload": "w", "variant": ["transformers-eager", "vllm-eager"],
+                        "pct_above_ideal": [400.0, 50.0]})
+    assert verdict_of("Every stack uses more", m, estimates=est)["verdict"] == REPRODUCED
+    est["pct_above_ideal"] = [40.0, 50.0]
+    assert verdict_of("Every stack uses more", m, estimates=est)["verdict"] == NOT_REPRODUCED
+    est["pct_above_ideal"] = math.nan
+    assert verdict_of("Every stack uses more", m, estimates=est)["verdict"] == NOT_TESTABLE
+
+
+def test_every_finding_gets_a_row_and_the_page_lists_them():
+    m = table(point("transformers-eager", "greedy", 1, 100.0), point("vllm-eager", "greedy", 1, 60.0))
+    t = findings_table(m, pd.DataFrame(), pd.DataFrame(), FI, FO)
+    assert list(t["finding"]) == [f.name for f in FINDINGS]
+    assert set(t["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE}
+    untested = t[t["verdict"] == NOT_TESTABLE]
+    assert untested["evidence"].str.startswith("not measured here; would be tested by:").all()
+    md = findings_markdown(t)
+    assert md.count("\n| ") == len(t) + 1 and "1 reproduced" in md
+    tex = findings_tex(t)
+    assert tex.count("\\\\\n") == len(t) + 1 and "tab:findings" in tex

@@ -1,5 +1,6 @@
 """Rule estimate: whole-workload energy for every workload and every measured cell, by the paper's
-binned method and by the cell's energy model served at true lengths (column ``method``).
+binned method and by the cell's energy model served at true lengths (column ``method``), each with
+its facility energy, carbon and cost (config ``carbon:``).
 
 A cell that cannot be estimated (every row invalid, say) is left out with a warning and listed in
 ``left_out.csv`` beside the estimates; the other cells are still estimated.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from llm_energy.carbon import CarbonSettings, add_carbon_columns, cell_intensities
 from llm_energy.energy_model import context_length
 from llm_energy.estimate import estimate_cells, savings
 from llm_energy.flops import Arch
@@ -39,6 +41,8 @@ def main(sm):
     estimates, by_bin, left_out = estimate_cells(
         workloads, cells, archs, specs, profiles=profiles, contexts=contexts,
         validation=pd.concat(validation, ignore_index=True) if validation else None)
+    carbon = CarbonSettings.from_config(sm.params.carbon)
+    estimates = add_carbon_columns(estimates, cell_intensities(cells, carbon), carbon)
     write_parquet(estimates, sm.output.estimates)
     write_parquet(savings(estimates, sm.params.comparisons), sm.output.savings)
     write_parquet(by_bin, sm.output.by_bin)

@@ -17,8 +17,10 @@ rule estimate:
         model_dirs=measured_model_dirs(),
         # each method's largest error against the metered replays (none when replay is off)
         validation=validation_files(),
+        # hourly carbon intensity (config carbon.intensity_file), when one is given
+        intensity=config["carbon"]["intensity_file"] or [],
         code=package_code(
-            "estimate", "flops", "specs", "energy_model", "serving", "replay"
+            "estimate", "flops", "specs", "energy_model", "serving", "replay", "carbon"
         ),
     output:
         estimates="results/estimates/estimates.parquet",
@@ -37,5 +39,7 @@ rule estimate:
         hardware=HARDWARE,
         cpu_watts_per_core=config["measurement"]["cpu_watts_per_core"],
         comparisons=config["comparisons"],
+        # kWh x PUE, kgCO2e and cost of each estimate (llm_energy.carbon)
+        carbon=config["carbon"],
     script:
         "../../scripts/rules/estimate.py"

@@ -13,6 +13,8 @@ rule fetch_raw:
         f"{DATA_DIR}/{{filename}}",
     log:
         "logs/fetch/{filename}.log",
+    benchmark:
+        "results/benchmarks/fetch_raw/{filename}.tsv"
     priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"
@@ -29,6 +31,8 @@ rule fetch_archive:
         directory(f"{DATA_DIR}/{{folder}}"),
     log:
         "logs/fetch/{folder}.log",
+    benchmark:
+        "results/benchmarks/fetch_archive/{folder}.tsv"
     priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"

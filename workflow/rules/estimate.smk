@@ -29,6 +29,8 @@ rule estimate:
         left_out="results/estimates/left_out.csv",
     log:
         "logs/estimate/estimate.log",
+    benchmark:
+        "results/benchmarks/estimate.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -16,6 +16,8 @@ rule manifest:
         "results/manifest.json",
     log:
         "logs/manifest.log",
+    benchmark:
+        "results/benchmarks/manifest.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -12,6 +12,8 @@ rule measure_cell:
         power="results/measurements/{hardware}/{model}/{variant}/{decoding}.power.parquet",
     log:
         "logs/measure/{hardware}/{model}/{variant}/{decoding}.log",
+    benchmark:
+        "results/benchmarks/measure_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
     conda:

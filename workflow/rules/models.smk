@@ -7,6 +7,8 @@ rule build_model:
         directory(f"{MODELS_DIR}/{{model}}"),
     log:
         "logs/models/{model}.log",
+    benchmark:
+        "results/benchmarks/build_model/{model}.tsv"
     wildcard_constraints:
         model=_alternatives(BUILT_MODELS),
     priority: CHEAP_FIRST
@@ -25,6 +27,8 @@ rule download_model:
         directory(f"{MODELS_DIR}/{{model}}"),
     log:
         "logs/models/{model}.download.log",
+    benchmark:
+        "results/benchmarks/download_model/{model}.tsv"
     wildcard_constraints:
         # only folders not there yet: a folder placed by hand is never deleted by a forced run
         model=_alternatives(

@@ -26,6 +26,8 @@ rule figure:
         tex="paper/figures/{figure}.tex",
     log:
         "logs/paper/{figure}.log",
+    benchmark:
+        "results/benchmarks/figure/{figure}.tsv"
     wildcard_constraints:
         figure=_alternatives(FIGURES),
     conda:
@@ -50,6 +52,8 @@ rule table:
         ),
     log:
         "logs/paper/{table}.log",
+    benchmark:
+        "results/benchmarks/table/{table}.tsv"
     wildcard_constraints:
         table=_alternatives(TABLES),
     conda:
@@ -78,6 +82,8 @@ rule findings:
         tex="paper/findings.tex",
     log:
         "logs/paper/findings.log",
+    benchmark:
+        "results/benchmarks/findings.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -103,6 +109,8 @@ rule paper_pdf:
         status="paper/main.pdf.txt",
     log:
         "logs/paper/paper_pdf.log",
+    benchmark:
+        "results/benchmarks/paper_pdf.tsv"
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -14,6 +14,8 @@ rule profile_workload:
         stats="results/profile/{workload}.stats.json",
     log:
         "logs/profile/{workload}.log",
+    benchmark:
+        "results/benchmarks/profile_workload/{workload}.tsv"
     priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"
@@ -34,6 +36,8 @@ rule bin_workload:
         distortion="results/bins/{workload}.distortion.png",
     log:
         "logs/bins/{workload}.log",
+    benchmark:
+        "results/benchmarks/bin_workload/{workload}.tsv"
     priority: CHEAP_FIRST
     conda:
         "../../envs/analysis.yaml"

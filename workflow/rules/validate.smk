@@ -14,6 +14,8 @@ rule check_cell:
         summary="results/checked/{hardware}/{model}/{variant}/{decoding}.json",
     log:
         "logs/checked/{hardware}/{model}/{variant}/{decoding}.log",
+    benchmark:
+        "results/benchmarks/check_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -46,6 +48,8 @@ rule replay_cell:
         "results/replay/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:
         "logs/replay/{hardware}/{model}/{variant}/{decoding}.log",
+    benchmark:
+        "results/benchmarks/replay_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
     conda:
@@ -70,6 +74,8 @@ rule validate_cell:
         "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:
         "logs/validation/{hardware}/{model}/{variant}/{decoding}.log",
+    benchmark:
+        "results/benchmarks/validate_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

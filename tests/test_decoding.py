@@ -12,8 +12,6 @@ from conftest import Loaded
 from llm_energy.backends import DECODINGS, Unsupported, make_backend
 from llm_energy.measure import Point, Protocol, run_cell, synthetic_prompts
 
-pytestmark = pytest.mark.slow
-
 SAMPLERS = ("greedy", "temperature", "top-p")
 
 
@@ -39,12 +37,14 @@ def hf_backends(tiny_model, draft_model):
         b.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["transformers-eager", "transformers-compile"])
 @pytest.mark.parametrize("decoding", ["greedy", "beam", "temperature", "top-p"])
 def test_transformers_decoding_exact_lengths(hf_backends, variant, decoding):
     _exact(hf_backends[variant, decoding])
 
 
+@pytest.mark.slow
 def test_transformers_speculative_is_assisted_generation_at_batch_one(hf_backends):
     spec = hf_backends["transformers-eager", "speculative"]
     assert spec.draft is not None and spec.describe()["num_speculative_tokens"] == 4
@@ -70,6 +70,7 @@ def test_sampling_is_seeded(tiny_model):
     assert tokens(0) != tokens(1)
 
 
+@pytest.mark.slow
 def test_unsupported_point_is_a_row_and_the_sweep_goes_on(hf_backends):
     protocol = Protocol(meter="cpu-estimate", repeats=1, warmup_batches=1, idle_s=0.1, min_window_s=0.05)
     df, _ = run_cell(Loaded(hf_backends["transformers-eager", "speculative"]),
@@ -80,6 +81,7 @@ def test_unsupported_point_is_a_row_and_the_sweep_goes_on(hf_backends):
     assert (df["num_speculative_tokens"] == 4).all() and (df["draft_model_dir"] != "").all()
 
 
+@pytest.mark.slow
 def test_compiled_rows_say_so_and_warmup_compiles_the_prefill_shape(hf_backends):
     """The prefill shape (one new token) is compiled in warm-up: its metered window is not a compile."""
     backend = hf_backends["transformers-compile", "greedy"]
@@ -94,6 +96,7 @@ def test_compiled_rows_say_so_and_warmup_compiles_the_prefill_shape(hf_backends)
 # vLLM ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_vllm_sampling_strategies_exact_lengths(vllm_backend):
     """greedy, temperature and top-p share one engine (they differ only in sampling parameters)."""
     try:
@@ -125,6 +128,7 @@ def vllm_beam(tiny_model):
     b.close()
 
 
+@pytest.mark.slow
 def test_vllm_beam_search_exact_lengths_and_fresh_prompts(vllm_beam):
     assert vllm_beam.prefix_caching  # vLLM's beam search needs the prompt cache ...
     _exact(vllm_beam, batch_sizes=(1, 2), output_len=4)
@@ -155,6 +159,7 @@ def vllm_compiled_speculative(tiny_model, draft_model):
     b.close()
 
 
+@pytest.mark.slow
 def test_vllm_compiled_speculative_exact_lengths(vllm_compiled_speculative):
     b = vllm_compiled_speculative
     info = b.describe()
@@ -180,6 +185,7 @@ def vllm_server(tiny_model):
     assert b.proc is None and not group_alive(pid)  # the server and every process it started are gone
 
 
+@pytest.mark.slow
 def test_online_server_every_decoding_exact_lengths(vllm_server):
     with urllib.request.urlopen(vllm_server.url + "/health", timeout=5) as r:
         assert r.status == 200
@@ -192,6 +198,7 @@ def test_online_server_every_decoding_exact_lengths(vllm_server):
         vllm_server.decoding = "beam"
 
 
+@pytest.mark.slow
 def test_online_window_streams_all_batches_with_capped_concurrency(vllm_server):
     import threading
 

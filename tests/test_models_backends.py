@@ -9,8 +9,6 @@ from llm_energy.backends import make_backend
 from llm_energy.measure import Point, Protocol, run_cell, synthetic_prompts
 from llm_energy.models import VOCAB_SIZE, check_model_dir, weights_kind
 
-pytestmark = pytest.mark.slow
-
 
 def test_built_model_has_real_tokenizer_and_random_weights(tiny_model):
     from transformers import AutoConfig, AutoTokenizer
@@ -55,12 +53,14 @@ def test_transformers_generates_exact_lengths(tiny_model, point):
     assert result.output_tokens == [point.output_len] * point.batch_size
 
 
+@pytest.mark.slow
 def test_vllm_generates_exact_lengths(vllm_backend):
     point = Point(24, 7, 4)
     result = vllm_backend.run(synthetic_prompts(point, 0, 0), point.output_len)
     assert result.output_tokens == [7, 7, 7, 7]
 
 
+@pytest.mark.slow
 def test_run_cell_rows_with_vllm(vllm_backend):
     from conftest import Loaded  # the session engine is already loaded; run_cell must not load it twice
     points = [Point(32, 4, 1), Point(32, 16, 2)]
@@ -85,6 +85,7 @@ def test_transformers_serves_static_padded_batches(tiny_model):
     assert backend.serve(prompts, [1, 4, 2], batch_size=2) == [4, 4, 2]
 
 
+@pytest.mark.slow
 def test_vllm_serves_each_request_its_own_length(vllm_backend):
     prompts = [[5] * 7, [6] * 12, [7] * 3]
     assert vllm_backend.serve(prompts, [1, 4, 2], batch_size=2) == [1, 4, 2]

@@ -127,25 +127,74 @@ def check_estimates(root: Path, seen: dict, cells: dict, grid_cells: dict) -> pd
         if not math.isnan(r.ideal_energy_j):
             assert r.ideal_energy_j > 0 and r.flops > 0
             assert math.isclose(r.pct_above_ideal, 100 * (r.energy_j / r.ideal_energy_j - 1))
-    # Figures: the plotted data beside each figure holds the estimates.
-    fig1 = pd.read_csv(root / "paper/figures/fig1_workload_energy.csv")
-    measured = fig1[fig1["energy_source"] != "flops-ideal"]
-    assert sorted(measured["energy_j"].round(6)) == sorted(est["energy_j"].round(6))
+    check_carbon(root, both)
+    check_fig1(root, both)
     # Savings: one row per workload for the default comparison, from the two stacks' estimates.
     sav = pd.read_parquet(root / "results/estimates/savings.parquet")
     for s in sav.itertuples():
         e = est.set_index(["workload", "variant"])["energy_j"]
         assert math.isclose(s.saving_pct, 100 * (1 - e[(s.workload, s.optimized)] / e[(s.workload, s.baseline)]))
-    # Table 4's data: the estimates and savings, row for row.
-    t4 = pd.read_csv(root / "paper/tables/table4_estimates.csv")
-    assert len(t4) == len(est)
-    joined = t4.merge(est, on=["workload", "hardware", "model", "variant", "decoding"], suffixes=("", "_est"))
-    assert len(joined) == len(est) and (joined["energy_j"] - joined["energy_j_est"]).abs().max() < 1e-6
-    for s in sav.itertuples():
-        row = t4[(t4["workload"] == s.workload) & (t4["variant"] == s.optimized) & (t4["model"] == s.model)
-                 & (t4["hardware"] == s.hardware) & (t4["decoding"] == s.decoding)]
-        assert math.isclose(row["saving_pct"].iloc[0], s.saving_pct, rel_tol=1e-9)
+    check_table4(root, both, sav)
     return est
+
+
+KEYS = ["workload", "hardware", "model", "variant", "decoding"]
+
+
+def _close(got, expected) -> bool:
+    """Equal within 1e-9 relative (and 1e-12 absolute), both NaN counting as equal."""
+    got, expected = pd.Series(got, dtype=float).to_numpy(), pd.Series(expected, dtype=float).to_numpy()
+    return bool(((abs(got - expected) <= 1e-12 + 1e-9 * abs(expected)) | (pd.isna(got) & pd.isna(expected))).all())
+
+
+def check_carbon(root: Path, both: pd.DataFrame) -> None:
+    """Facility kWh = energy x PUE, kgCO2e = kWh x intensity, cost = kWh x price, per million requests."""
+    from llm_energy.config import load
+
+    carbon = load(root / "config.yaml")["carbon"]
+    kwh = both["energy_j"] * carbon["pue"] / 3.6e6
+    assert _close(both["facility_energy_kwh"], kwh)
+    if not carbon["intensity_file"]:
+        assert (both["grid_intensity_g_per_kwh"] == carbon["grid_intensity_g_per_kwh"]).all()
+    co2 = kwh * both["grid_intensity_g_per_kwh"] / 1000
+    assert _close(both["co2e_kg"], co2) and _close(both["cost"], kwh * carbon["price_per_kwh"])
+    ok = both["n_included"] > 0
+    assert _close(both.loc[ok, "co2e_kg_per_million_requests"], co2[ok] / both.loc[ok, "n_included"] * 1e6)
+    assert (both["currency"] == carbon["currency"]).all()
+
+
+def check_fig1(root: Path, both: pd.DataFrame) -> None:
+    """Figure 1's data: both methods' estimates, each bar sqrt(repeat std^2 + systematic^2), and a
+    stack without replay says its systematic error is unknown."""
+    fig1 = pd.read_csv(root / "paper/figures/fig1_workload_energy.csv")
+    for method in ("binned", "model"):
+        plotted = fig1.loc[fig1["method"] == method, "energy_j"].dropna()
+        assert sorted(plotted.round(6)) == sorted(both.loc[both["method"] == method, "energy_j"].dropna().round(6))
+    bars = fig1[fig1["method"] != "ideal"]
+    assert (bars["error_basis"].fillna("").str.len() > 0).all()
+    known = bars["systematic_error_pct"].notna()
+    err = (bars["energy_std_j"].fillna(0) ** 2 + (bars["systematic_error_pct"] / 100 * bars["energy_j"]) ** 2) ** 0.5
+    assert _close(bars.loc[known, "error_j"], err[known])
+    assert bars.loc[~known, "error_basis"].str.contains("systematic error unknown").all()
+    assert _close(bars["co2e_kg"].isna(), bars["energy_j"].isna())  # every estimate has its carbon
+
+
+def check_table4(root: Path, both: pd.DataFrame, sav: pd.DataFrame) -> None:
+    """Table 4's data, row for row: each stack's binned and model estimates, systematic errors, carbon
+    and the savings."""
+    t4 = pd.read_csv(root / "paper/tables/table4_estimates.csv")
+    assert len(t4) == len(both[KEYS].drop_duplicates())
+    t4 = t4.set_index(KEYS)
+    for method in ("binned", "model"):
+        e = both[both["method"] == method].set_index(KEYS)
+        got = t4.loc[e.index]
+        for col in ("energy_j", "co2e_kg", "cost_per_million_requests"):
+            assert _close(got[f"{method}_{col}"], e[col]), (method, col)
+        assert (got[f"{method}_systematic_error_pct"].isna() == e["systematic_error_pct"].isna()).all(), method
+    for s in sav.itertuples():
+        row = t4.loc[(s.workload, s.hardware, s.model, s.optimized, s.decoding)]
+        assert math.isclose(row["binned_saving_pct"], s.saving_pct, rel_tol=1e-9)
+        assert not pd.isna(row["model_saving_pct"]) or both.query("method == 'model'")["energy_j"].isna().any()
 
 
 def check_replay(root: Path, n_expected: int) -> dict[str, float]:
@@ -167,7 +216,8 @@ def check_replay(root: Path, n_expected: int) -> dict[str, float]:
         ok = val[est].notna()
         assert ((100 * (val.loc[ok, est] / val.loc[ok, "replay_energy_j"] - 1) - val.loc[ok, err]).abs() < 1e-9).all()
     fig = pd.read_csv(root / "paper/figures/fig_replay_validation.csv")
-    assert sorted(fig["error_pct"].dropna().round(6)) == sorted(val["error_pct"].dropna().round(6))
+    for col in ("error_pct", "model_error_pct"):
+        assert sorted(fig[col].dropna().round(6)) == sorted(val[col].dropna().round(6)), col
     return {f"{r.workload}/{r.variant}": (round(r.error_pct, 1), round(r.model_error_pct, 1)) for r in val.itertuples()}
 
 
@@ -276,10 +326,13 @@ def check_figures(root: Path, valid: pd.DataFrame, est: pd.DataFrame) -> None:
         assert fig8["note"].iloc[0].startswith("no data"), fig8
         fig8 = fig8.assign(energy_source="", energy_per_request_j=float("nan"))
     stacks = fig8[fig8["energy_source"] != "flops-ideal"].dropna(subset=["energy_per_request_j"])
-    e = est.set_index(["workload", "hardware", "model", "variant", "decoding"])
+    both = pd.read_parquet(root / "results/estimates/estimates.parquet")
+    e = both.set_index(["workload", "hardware", "model", "variant", "decoding", "method"])
     for r in stacks.itertuples():
-        row = e.loc[(r.workload, r.hardware, r.model, r.variant, r.decoding)]
+        row = e.loc[(r.workload, r.hardware, r.model, r.variant, r.decoding, r.method)]
         assert math.isclose(r.energy_per_request_j, row["energy_j"] / row["n_included"], rel_tol=1e-9)
+        assert math.isclose(r.error_per_request_j, r.error_j / row["n_included"], rel_tol=1e-9) \
+            or pd.isna(r.error_j)
     # The paper: every figure's fragment is input by main.tex, and the PDF's status line exists.
     main = (root / "paper/main.tex").read_text() if (root / "paper/main.tex").exists() else ""
     for name in figures:

@@ -268,6 +268,110 @@ def test_fig1_bars_equal_estimates_and_name_decoding(tmp_path):
     assert "vllm-eager / beam" in set(stacks["stack"])
 
 
+def both_methods():
+    """Binned and model estimates of two stacks on two workloads: vllm-eager replayed (systematic error
+    known: 10 % binned, 30 % model), transformers-eager not (NaN, with its note), carbon columns given."""
+    est, by_bin = estimates_tables()
+    est = est[est["workload"].isin(["imdb", "burstgpt"])]
+    known = est["variant"] == "vllm-eager"
+    binned = est.assign(method="binned", systematic_error_pct=np.where(known, 10.0, np.nan),
+                        systematic_error_note=np.where(known, "largest of 2 replayed workload(s)", "no replay here"))
+    model = est.assign(method="model", energy_j=est["energy_j"] * np.where(known, 0.8, 0.9),
+                       n_included=est["n_included"] + 2,
+                       ideal_energy_j=est["ideal_energy_j"] * 0.9,
+                       systematic_error_pct=np.where(known, 30.0, np.nan),
+                       systematic_error_note=np.where(known, "largest of 2 replayed workload(s)", "no replay here"))
+    both = pd.concat([binned, model], ignore_index=True)
+    both["pct_above_ideal"] = 100 * (both["energy_j"] / both["ideal_energy_j"] - 1)
+    both["pct_above_ideal_sparse"] = np.nan
+    both["facility_energy_kwh"] = both["energy_j"] * 1.5 / 3.6e6
+    both["co2e_kg"] = both["facility_energy_kwh"] * 0.4
+    both["cost"] = both["facility_energy_kwh"] * 0.1
+    for c in ("facility_energy_kwh", "co2e_kg", "cost"):
+        both[f"{c}_per_million_requests"] = both[c] / both["n_included"] * 1e6
+    both = both.assign(pue=1.5, grid_intensity_g_per_kwh=400.0, currency="EUR")
+    return both, by_bin
+
+
+def test_fig1_both_methods_with_repeat_spread_and_systematic_error(tmp_path):
+    est, by_bin = both_methods()
+    F.fig_workload_energy(est, files(tmp_path, "fig1_workload_energy"), by_bin)
+    csv, tex = read(tmp_path, "fig1_workload_energy")
+    bars = csv[csv["method"] != "ideal"].set_index(["workload", "variant", "method"])
+    assert len(bars) == len(est) and set(bars.index.get_level_values("method")) == {"binned", "model"}
+    assert (csv.loc[csv["method"] == "binned", "method_label"] == "binned (the paper's method)").all()
+    for r in est.itertuples():
+        row = bars.loc[(r.workload, r.variant, r.method)]
+        assert math.isclose(row["energy_j"], r.energy_j) and math.isclose(row["co2e_kg"], r.co2e_kg)
+        b = by_bin[(by_bin["workload"] == r.workload) & (by_bin["variant"] == r.variant)]
+        std = math.sqrt(((b["n_batches"] * b["energy_batch_std_j"]) ** 2).sum()) if r.method == "binned" else 0.0
+        sys_j = r.systematic_error_pct / 100 * r.energy_j if r.variant == "vllm-eager" else 0.0
+        if r.method == "model" and r.variant == "transformers-eager":
+            assert np.isnan(row["error_j"]) and row["error_basis"].startswith("no error bar")
+        else:
+            assert math.isclose(row["error_j"], math.hypot(std, sys_j)), (r, row["error_j"])
+        if r.variant == "transformers-eager":  # no replay: the bar says so, never a silent NaN
+            assert "systematic error unknown (no replay here)" in row["error_basis"]
+    assert (bars.xs("binned", level="method").xs("vllm-eager", level="variant")["error_basis"]
+            == "sqrt(repeat std^2 + systematic^2)").all()
+    # One ideal per workload, the binned rows' (the paper's).
+    ideal = csv[csv["method"] == "ideal"].set_index("workload")
+    assert len(ideal) == 2 and (ideal["ideal_of"] == "binned").all()
+    assert math.isclose(ideal.loc["imdb", "energy_j"], est.query("workload == 'imdb' and method == 'binned'")
+                        ["ideal_energy_j"].iloc[0])
+    assert "sigma_{rep}" in tex and "Systematic error unknown" in tex and "model transformers-eager" in tex
+
+
+def test_fig8_per_request_of_each_method(tmp_path):
+    est, by_bin = both_methods()
+    F.fig_tasks(est, ["imdb"], files(tmp_path, "fig8_tasks"), by_bin)
+    csv, tex = read(tmp_path, "fig8_tasks")
+    model = csv[(csv["method"] == "model") & (csv["variant"] == "vllm-eager")].iloc[0]
+    e = est.query("workload == 'imdb' and method == 'model' and variant == 'vllm-eager'").iloc[0]
+    assert math.isclose(model["energy_per_request_j"], e["energy_j"] / 1002)  # the model's own request count
+    assert math.isclose(model["error_per_request_j"], 0.3 * e["energy_j"] / 1002)
+    assert set(csv["method"]) == {"ideal", "binned", "model"} and "imdb: 1000" in tex
+
+
+def test_table4_both_methods_savings_and_carbon(tmp_path):
+    from llm_energy.tables import TableFiles, table_estimates
+
+    est, _ = both_methods()
+    sav = pd.DataFrame([{"workload": w, "hardware": "hw-a", "model": "m", "decoding": "greedy",
+                         "baseline": "transformers-eager", "optimized": "vllm-eager", "saving_pct": -100.0}
+                        for w in ("imdb", "burstgpt")])
+    out = TableFiles(tmp_path / "t4.tex", tmp_path / "t4.csv")
+    table_estimates(est, sav, out)
+    csv, tex = pd.read_csv(out.csv).set_index(["workload", "variant"]), out.tex.read_text()
+    assert len(csv) == 4
+    row = csv.loc[("imdb", "vllm-eager")]
+    e = est.set_index(["workload", "variant", "method"])
+    assert math.isclose(row["binned_energy_j"], e.loc[("imdb", "vllm-eager", "binned"), "energy_j"])
+    assert math.isclose(row["model_energy_j"], e.loc[("imdb", "vllm-eager", "model"), "energy_j"])
+    assert row["binned_systematic_error_pct"] == 10 and row["model_systematic_error_pct"] == 30
+    assert math.isclose(row["binned_co2e_kg"], e.loc[("imdb", "vllm-eager", "binned"), "co2e_kg"])
+    assert row["binned_saving_pct"] == -100.0
+    model_saving = 100 * (1 - e.loc[("imdb", "vllm-eager", "model"), "energy_j"]
+                          / e.loc[("imdb", "transformers-eager", "model"), "energy_j"])
+    assert math.isclose(row["model_saving_pct"], model_saving)
+    assert np.isnan(csv.loc[("imdb", "transformers-eager"), "model_systematic_error_pct"])
+    # kJ +- systematic error (? without replay), binned / model percentages, the currency, one hardware named once.
+    assert "0.2 $\\pm$ 10\\%" in tex and "0.16 $\\pm$ 30\\%" in tex and "0.09 $\\pm$ ?" in tex
+    assert f"-100.0\\% / {model_saving:.1f}\\%" in tex and "cost (EUR)" in tex and "Hardware \\texttt{hw-a}" in tex
+    assert tex.count("\\\\\n") == 5  # header + 4 rows
+
+
+def test_replay_figure_shows_both_errors(tmp_path):
+    val = pd.DataFrame([{"workload": w, "hardware": "hw-a", "model": "m", "variant": v, "decoding": "greedy",
+                         "n_requests": 24, "error_pct": e, "model_error_pct": m, "energy_source": "nvml"}
+                        for w, v, e, m in (("imdb", "vllm-eager", 12.0, -3.0), ("imdb", "transformers-eager", 40.0,
+                                                                                 np.nan))])
+    F.fig_replay_validation(val, files(tmp_path, "fig_replay_validation"))
+    csv, tex = read(tmp_path, "fig_replay_validation")
+    assert sorted(csv["error_pct"]) == [12.0, 40.0] and csv["model_error_pct"].isna().sum() == 1
+    assert "Hollow: the paper's binned" in tex and "No bar: 1 estimate(s)" in tex
+
+
 def test_captions_escape_latex(tmp_path):
     m = cell("vllm-eager", hardware="cpu_x", model="tiny_llama")
     F.fig_decoding(m, FI, FO, files(tmp_path, "fig3_decoding"))

@@ -18,7 +18,7 @@ from typing import Any
 
 # What an output may read; each is also the keyword its function takes it by.
 INPUTS = {
-    "estimates": "results/estimates/estimates.parquet (one table)",
+    "estimates": "results/estimates/estimates.parquet (one table, both methods: binned and model)",
     "by_bin": "results/estimates/by_bin.parquet (one table)",
     "savings": "results/estimates/savings.parquet (one table)",
     "measurements": "the checked measurement tables, every cell (concatenated)",
@@ -59,8 +59,9 @@ _SHAPE = ("fixed_input", "fixed_output")
 
 FIGURES: dict[str, Output] = {o.name: o for o in (
     Output("fig1_workload_energy", "figures.workloads:fig_workload_energy", ("estimates", "by_bin"),
-           "Estimated energy to serve each whole workload per framework stack, against the FLOPs ideal "
-           "(Figure 1 of the paper)."),
+           "Estimated energy to serve each whole workload per framework stack, the paper's binned estimate "
+           "(hollow) beside the energy model at true lengths (solid), each with repeat spread and systematic "
+           "error combined, against the FLOPs ideal (Figure 1 of the paper)."),
     Output("fig2_prefill_decode", "figures.sweeps:fig_prefill_decode", ("measurements",),
            "Prefill energy against input length and decode energy against output length per batch size, "
            "vLLM (Figure 2 of the paper, its main stack).", _SHAPE, {"framework": "vllm", "number": "2"}),
@@ -82,7 +83,7 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
            ("input_edges", "output_edges")),
     Output("fig8_tasks", "figures.workloads:fig_tasks", ("estimates", "by_bin"),
            "Classical NLP tasks (IMDB, WMT-14, CNN/DailyMail, WikiText-2): estimated energy per request for "
-           "each stack and the ideal (Figure 8).", ("task_workloads",)),
+           "each stack, binned (hollow) and model (solid), and the ideal (Figure 8).", ("task_workloads",)),
     Output("fig9_online_offline", "figures.batch:fig_online", ("measurements",),
            "Energy reduction of online serving (continuous batching) against offline batches on the same "
            "engine, against batch size (Figure 9).", _SHAPE),
@@ -90,7 +91,8 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
            "Prefill and decode energy against input and output length per batch size, PyTorch with HF "
            "transformers (Figure 10 of the paper).", _SHAPE, {"framework": "transformers", "number": "10"}),
     Output("fig_replay_validation", "figures.workloads:fig_replay_validation", ("validation",),
-           "Binned estimate against a real replay of a sample of each workload, per stack: error in percent.",
+           "Binned estimate and energy model against a real replay of a sample of each workload, per stack: "
+           "error in percent.",
            when="replay"),
 )}
 
@@ -105,8 +107,9 @@ TABLES: dict[str, Output] = {o.name: o for o in (
            "Binning per workload: requests included and excluded, the excluded share of tokens, and the "
            "inflation of binned over real tokens (Table 3)."),
     Output("table4_estimates", "tables:table_estimates", ("estimates", "savings"),
-           "Estimated energy to serve each workload per stack, against the FLOPs ideal, and the optimized "
-           "stack's saving over the baseline (Table 4)."),
+           "Estimated energy to serve each workload per stack, binned and model each with its systematic error, "
+           "against the FLOPs ideal, the optimized stack's saving over the baseline, and facility energy, "
+           "carbon and cost (Table 4)."),
 )}
 
 
@@ -131,12 +134,6 @@ def _table(path):
     return pd.read_parquet(path)
 
 
-def _binned_estimates(path):
-    """The paper's binned estimates (estimates.parquet also holds the energy model's, method = model)."""
-    t = _table(path)
-    return t[t["method"] == "binned"].reset_index(drop=True) if "method" in t else t
-
-
 def _tables(paths):
     import pandas as pd
 
@@ -154,7 +151,7 @@ def _per_workload(suffix: str, read: Callable) -> Callable:
 
 
 LOADERS: dict[str, Callable] = {
-    "estimates": _binned_estimates, "by_bin": _table, "savings": _table, "measurements": _tables, "validation": _tables,
+    "estimates": _table, "by_bin": _table, "savings": _table, "measurements": _tables, "validation": _tables,
     "profiles": _per_workload(".parquet", _table), "stats": _per_workload(".stats.json", _json),
     "bins": _per_workload(".summary.json", _json),
 }

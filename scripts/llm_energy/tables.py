@@ -97,27 +97,102 @@ def _pct(x: float) -> str:
     return "--" if pd.isna(x) else f"{x:.2f}\\%"
 
 
+KEYS = ["workload", "hardware", "model", "variant", "decoding"]
+METHODS = ("binned", "model")
+# Table 4's columns of each method, prefixed binned_ / model_ in its CSV.
+PER_METHOD = ["energy_j", "systematic_error_pct", "systematic_error_note", "ideal_energy_j", "pct_above_ideal",
+              "pct_above_ideal_sparse", "n_included", "n_excluded", "n_extrapolated", "facility_energy_kwh",
+              "co2e_kg", "cost", "facility_energy_kwh_per_million_requests", "co2e_kg_per_million_requests",
+              "cost_per_million_requests"]
+SHARED = ["energy_source", "pue", "grid_intensity_g_per_kwh", "grid_intensity_source", "currency"]
+
+
+def _saving_columns(est: pd.DataFrame, savings: pd.DataFrame) -> pd.DataFrame:
+    """Per optimized stack: its baseline and each method's saving (the binned one from savings.parquet;
+    the model's recomputed from the estimates for the same comparisons)."""
+    from .estimate import savings as savings_of
+
+    comparisons = savings[["baseline", "optimized"]].drop_duplicates().to_dict("records") if len(savings) else []
+    model = savings_of(est, comparisons, method="model") if "method" in est else savings.iloc[:0]
+    keys = ["workload", "hardware", "model", "decoding", "optimized"]
+    out = savings[keys + ["baseline", "saving_pct"]].rename(columns={"saving_pct": "binned_saving_pct"})
+    out = out.merge(model[keys + ["baseline", "saving_pct"]].rename(columns={"saving_pct": "model_saving_pct"}),
+                    on=keys + ["baseline"], how="outer")
+    out = out.drop_duplicates(keys, keep="last").rename(columns={"optimized": "variant", "baseline": "saving_baseline"})
+    return out
+
+
+def estimate_rows(estimates: pd.DataFrame, savings: pd.DataFrame) -> pd.DataFrame:
+    """Table 4's rows: one per workload and stack, each method's columns side by side (``binned_*``,
+    ``model_*``: energy, systematic error, ideal, percent above it, carbon and cost) and each method's
+    saving of the optimized stack over its baseline."""
+    est = estimates if "method" in estimates else estimates.assign(method="binned")
+    wide = est[KEYS].drop_duplicates()
+    for method in METHODS:
+        part = est[est["method"] == method].reindex(columns=KEYS + PER_METHOD)
+        wide = wide.merge(part.rename(columns={c: f"{method}_{c}" for c in PER_METHOD}), on=KEYS, how="left")
+    first = est.assign(m=est["method"] != "binned").sort_values("m", kind="stable").drop_duplicates(KEYS)
+    wide = wide.merge(first.reindex(columns=KEYS + SHARED), on=KEYS, how="left")
+    wide = wide.merge(_saving_columns(est, savings), on=KEYS, how="left")
+    return wide.sort_values(KEYS).reset_index(drop=True)
+
+
+def _g(x: float) -> str:
+    return "--" if pd.isna(x) else f"{x:.3g}"
+
+
+def _pm(energy_j: float, systematic_pct: float) -> str:
+    """kJ with the method's systematic error in percent; ``?`` where it is unknown (no replay)."""
+    if pd.isna(energy_j):
+        return "--"
+    return f"{energy_j / 1e3:.3g} $\\pm$ " + ("?" if pd.isna(systematic_pct) else f"{systematic_pct:.0f}\\%")
+
+
+def _pair(a: float, b: float, fmt: str = ".0f") -> str:
+    return " / ".join("--" if pd.isna(x) else f"{x:{fmt}}\\%" for x in (a, b))
+
+
+def _estimate_tex_row(r, with_hardware: bool) -> str:
+    stack = _tex_escape(r.variant if r.decoding in ("greedy", "") else f"{r.variant} / {r.decoding}")
+    stack += "$^\\dagger$" if "cpu-estimate" in str(r.energy_source) else ""
+    where = f"{_tex_escape(r.hardware)}, {_tex_escape(r.model)} & " if with_hardware else ""
+    carbon = " & ".join(f"{_g(getattr(r, f'binned_{c}'))} / {_g(getattr(r, f'binned_{c}_per_million_requests'))}"
+                        for c in ("facility_energy_kwh", "co2e_kg", "cost"))
+    return (f"{_tex_escape(r.workload)} & {where}{stack} & {_pm(r.binned_energy_j, r.binned_systematic_error_pct)} & "
+            f"{_pm(r.model_energy_j, r.model_systematic_error_pct)} & {_g(r.binned_ideal_energy_j / 1e3)} & "
+            f"{_pair(r.binned_pct_above_ideal, r.model_pct_above_ideal)} & "
+            f"{_pair(r.binned_saving_pct, r.model_saving_pct, '.1f')} & {carbon}")
+
+
+def _estimates_caption(rows: pd.DataFrame, with_hardware: bool) -> str:
+    where = "" if with_hardware else (f" Hardware \\texttt{{{_tex_escape(rows['hardware'].iloc[0])}}}, model "
+                                      f"\\texttt{{{_tex_escape(rows['model'].iloc[0])}}}.")
+    pue = ", ".join(sorted({f"{x:g}" for x in rows["pue"].dropna()})) or "--"
+    grid = ", ".join(sorted({f"{x:.0f}" for x in rows["grid_intensity_g_per_kwh"].dropna()})) or "--"
+    currency = ", ".join(sorted(set(rows["currency"].dropna()))) or "--"
+    return ("Estimated energy to serve each workload per stack: the paper's binned estimate, "
+            "$\\sum_{bins} N/B \\times E_{batch}$ (requests above the largest bin excluded), and the cell's "
+            "energy model served at the requests' true lengths, each $\\pm$ its systematic error (its largest "
+            "absolute error against the metered replays of that stack; ? where the stack has no replay). "
+            "Ideal: TDP / dense peak FLOPS $\\times$ FLOPs of the binned lengths. Above ideal and the saving "
+            "of the optimized stack over its baseline: binned / model. Facility energy (kWh, PUE "
+            f"{pue}), carbon (kgCO2e at {grid} g/kWh) and cost ({_tex_escape(currency)}) of the binned estimate, "
+            "in total / per million requests; the CSV holds both methods' and the with-sparsity ideal. "
+            "$^\\dagger$ Energy estimated from CPU time (\\texttt{cpu-estimate}), not measured." + where)
+
+
 def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, files: TableFiles) -> str:
-    """Table 4: workload energy per stack, percent above the FLOPs ideal, and the optimized stack's saving."""
-    rows, csv_rows = [], []
-    saving = {(r.workload, r.hardware, r.model, r.decoding, r.optimized): r for r in savings.itertuples()}
-    for r in estimates.sort_values(["workload", "hardware", "model", "variant", "decoding"]).itertuples():
-        s = saving.get((r.workload, r.hardware, r.model, r.decoding, r.variant))
-        csv_rows.append({"workload": r.workload, "hardware": r.hardware, "model": r.model, "variant": r.variant,
-                         "decoding": r.decoding, "energy_j": r.energy_j, "ideal_energy_j": r.ideal_energy_j,
-                         "pct_above_ideal": r.pct_above_ideal, "pct_above_ideal_sparse": r.pct_above_ideal_sparse,
-                         "saving_pct": s.saving_pct if s else float("nan"),
-                         "saving_baseline": s.baseline if s else "", "n_included": r.n_included,
-                         "n_excluded": r.n_excluded, "energy_source": r.energy_source})
-        rows.append(f"{_tex_escape(r.workload)} & {_tex_escape(r.hardware)} & {_tex_escape(r.variant)} & "
-                    f"{r.energy_j / 1e3:.3f} & {r.ideal_energy_j / 1e3:.4f} & {_pct(r.pct_above_ideal)} & "
-                    f"{_pct(r.pct_above_ideal_sparse)} & {_pct(s.saving_pct) if s else '--'} & "
-                    f"{r.n_included:,} & {r.n_excluded:,} & \\texttt{{{r.energy_source}}}")
-    tex = _table(rows, "lllrrrrrrrl", "workload & hardware & stack & energy (kJ) & ideal (kJ) & above ideal & "
-                 "above ideal (sparse peak) & saving & requests & excluded & source",
-                 "Estimated energy to serve each workload, $\\sum_{bins} N/B \\times E_{batch}$, against the "
-                 "ideal TDP / peak FLOPS $\\times$ FLOPs (dense peak; with-sparsity peak, as the paper's "
-                 "A6000 figure, beside it), and the saving of the optimized stack over the baseline. "
-                 "Requests above the largest bin are excluded. Energy marked \\texttt{cpu-estimate} is "
-                 "estimated from CPU time, not measured.", "estimates")
-    return _write(tex, csv_rows, files)
+    """Table 4: per workload and stack, the binned and the model estimate (each with its systematic
+    error), percent above the FLOPs ideal, the optimized stack's saving, and carbon and cost."""
+    rows = estimate_rows(estimates, savings)
+    for col in SHARED:  # older estimates have no carbon columns
+        rows[col] = rows[col] if col in rows else float("nan")
+    with_hardware = rows[["hardware", "model"]].drop_duplicates().shape[0] > 1
+    body = [_estimate_tex_row(r, with_hardware) for r in rows.itertuples()]
+    columns = "l" + ("l" if with_hardware else "") + "lrrrrrrrr"
+    currency = set(rows["currency"].dropna())
+    header = ("workload & " + ("hardware, model & " if with_hardware else "") + "stack & binned (kJ) & model (kJ) & "
+              "ideal (kJ) & above ideal & saving & kWh & kgCO2e & cost"
+              + (f" ({_tex_escape(currency.pop())})" if len(currency) == 1 else ""))
+    tex = _table(body, columns, header, _estimates_caption(rows, with_hardware), "estimates")
+    return _write(tex, rows.to_dict("records"), files)

@@ -38,7 +38,7 @@ def check(root: str | Path) -> dict:
 def check_findings(root: Path, est: pd.DataFrame) -> dict[str, str]:
     """One row per finding of the paper, each with a verdict; a tested one has its value, an untested
     one names the cells that would test it; the Markdown page and the LaTeX table list the same rows."""
-    from llm_energy.findings import FINDINGS, NOT_TESTABLE, REPRODUCED, NOT_REPRODUCED
+    from llm_energy.findings import FINDINGS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
     f = pd.read_csv(root / "paper/findings.csv")
     assert set(f["finding"]) == {x.name for x in FINDINGS}

@@ -250,3 +250,56 @@ def test_server_command_carries_the_engine_settings(tiny_model, draft_model):
     assert "--tensor-parallel-size 2" in joined and "--enforce-eager" in cmd and "--port 8123" in joined
     assert "--no-enable-prefix-caching" in cmd and "--max-num-seqs 8" in joined
     assert '"num_speculative_tokens": 4' in joined and str(draft_model) in joined
+
+
+# Speculative decoding's acceptance ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_transformers_acceptance_is_one_when_the_draft_is_the_target(tiny_model):
+    """Greedy assisted generation whose draft is the target itself: every proposed token is accepted."""
+    b = make_backend("transformers-eager", str(tiny_model), dtype="float32", decoding="speculative",
+                     draft_dir=str(tiny_model))
+    b.load()
+    before = b.spec_counts()
+    assert before == (0, 0)
+    assert b.run(synthetic_prompts(Point(20, 13, 1), 0, 0), 13).output_tokens == [13]
+    proposed, accepted = b.spec_counts()
+    assert proposed >= 8 and accepted == proposed, (proposed, accepted)
+    assert max(b._calls_len[1:]) == 1 + 4  # the look-ahead asked (num_speculative_tokens), not the draft's default
+
+
+@pytest.mark.slow
+def test_transformers_prompt_lookup_proposes_from_the_prompt_and_counts(tiny_model):
+    """Prompt lookup (no draft model): exact lengths, proposals counted, one request at a time."""
+    b = make_backend("transformers-eager", str(tiny_model), dtype="float32", decoding="prompt-lookup")
+    b.load()
+    assert b.draft is None and b.describe()["speculative_method"] == "ngram"
+    prompt = [list(range(100, 110)) * 4]  # a repeating text: every bigram of it has a continuation
+    assert b.run(prompt, 10).output_tokens == [10]
+    proposed, accepted = b.spec_counts()
+    assert proposed > 0 and 0 <= accepted <= proposed
+    with pytest.raises(Unsupported, match="one request at a time"):
+        b.run(prompt * 2, 4)
+
+
+def test_acceptance_of_a_window_is_unknown_not_zero_without_counters():
+    from llm_energy.measure import acceptance
+
+    assert acceptance((10, 4), (30, 14), "prompt-lookup")["acceptance_rate"] == pytest.approx(0.5)
+    unknown = acceptance(None, None, "speculative")
+    assert unknown["acceptance_rate"] != unknown["acceptance_rate"]  # NaN
+    assert unknown["acceptance_note"].startswith("unknown")
+    assert acceptance((3, 1), (3, 1), "speculative")["acceptance_note"] == "no draft token proposed in the window"
+    assert acceptance(None, None, "greedy") == {}
+
+
+def test_vllm_spec_counters_are_read_from_the_engine_metrics():
+    from types import SimpleNamespace as M
+
+    from llm_energy.backends.vllm import spec_counters
+
+    metrics = [M(name="vllm:spec_decode_num_draft_tokens", value=236), M(name="vllm:num_requests", value=3),
+               M(name="vllm:spec_decode_num_accepted_tokens", value=102)]
+    assert spec_counters(metrics) == (236, 102)
+    assert spec_counters(metrics[:2]) is None and spec_counters(None) is None

@@ -13,8 +13,8 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 TOP = {line.split("/")[0] for line in subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
                                                      check=True).stdout.splitlines()}
 # Written by the pipeline or by the user, not shipped: never checked for existence.
-GENERATED = ("results/", "data/", "models/", "logs/", "paper/figures/", "paper/tables/", "paper/main.pdf", "paper/findings",
-             ".venv", ".snakemake", "report.zip")
+GENERATED = ("results/", "data/", "models/", "logs/", "paper/figures/", "paper/tables/", "paper/main.pdf",
+             "paper/findings", ".venv", ".snakemake", "report.zip")
 
 
 def named_paths(page: Path) -> set[str]:

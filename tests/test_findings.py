@@ -55,7 +55,15 @@ def test_speculative_saving_at_small_batch(spec_energy, expected):
     row = verdict_of("Speculative decoding saves", m)
     assert row["verdict"] == expected
     assert row["our_value"] == pytest.approx(max(100.0 - spec_energy, -5.0), rel=1e-6)  # the best of B=1, 8
-    assert "acceptance v" not in row["evidence"] and "m/v: 0.55" in row["evidence"]
+    assert "speculative/m/v: 0.55" in row["evidence"]
+
+
+def test_prompt_lookup_counts_as_speculative_decoding_and_its_acceptance_is_reported():
+    m = table(point("v", "greedy", 1, 100.0), point("v", "prompt-lookup", 1, 70.0, acceptance_rate=0.4),
+              point("v", "greedy", 8, 400.0), point("v", "prompt-lookup", 8, 380.0, acceptance_rate=0.6))
+    row = verdict_of("Speculative decoding saves", m)
+    assert row["verdict"] == REPRODUCED and row["our_value"] == pytest.approx(30.0, rel=1e-6)
+    assert "best: prompt-lookup m/v at B=1" in row["evidence"] and "prompt-lookup/m/v: 0.50" in row["evidence"]
 
 
 def test_speculative_at_large_batch_is_not_testable_without_batch_64():

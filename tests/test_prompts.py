@@ -45,3 +45,22 @@ def test_missing_book_is_one_line(tmp_path):
 def test_random_prompts_avoid_special_tokens():
     (row,) = RandomPrompts(seed=0)(200, 4, 1, 0)
     assert len(row) == 200 and min(row) >= 3
+
+
+def test_task_prompts_are_real_text_of_exact_length_ending_in_the_template(tiny_model):
+    from transformers import AutoTokenizer
+
+    from llm_energy.prompts import TaskPrompts
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    texts = ["The quick brown fox jumps over the lazy dog. " * 3, "A short one.", "Another article about cats."]
+    prompts = TaskPrompts("news", texts, "{text}\nTL;DR:", tok, seed=0)
+    tail = tok("\nTL;DR:", add_special_tokens=False)["input_ids"]
+    for n in (8, 40, 200):  # shorter than one text, and longer than all of them (joined, wrapping)
+        batch = prompts(n, 4, 3, stream=0)
+        assert [len(p) for p in batch] == [n] * 3
+        assert all(p[-len(tail):] == tail for p in batch)
+    assert prompts.source == "task:news" and prompts.wrapped > 0
+    assert prompts(40, 4, 3, 0) == prompts(40, 4, 3, 0) and prompts(40, 4, 3, 0) != prompts(40, 4, 3, 1)
+    with pytest.raises(UserError, match="cannot hold the template"):
+        prompts(len(tail), 4, 1, 0)

@@ -38,6 +38,9 @@ MODELS_DIR = config["models_dir"].rstrip("/")
 WORKLOADS = list(config["workloads"])
 BUILT_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "build"]
 HUB_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "hub"]
+GGUF_MODELS = [
+    m for m, spec in config["models"].items() if spec["source"] == "pypi-gguf"
+]
 
 
 def _alternatives(names):
@@ -67,8 +70,13 @@ def measure_inputs(wildcards):
     from PG-19."""
     inputs = {"model": model_dir(wildcards)}
     inputs.update(draft_input(wildcards))
-    if config["measurement"]["prompts"] == "pg19":
+    prompts = cell_prompts(wildcards)
+    if prompts["source"] == "pg19":
         inputs["book"] = ancient(f"{DATA_DIR}/{config['measurement']['prompt_file']}")
+    elif (
+        prompts["source"] == "task"
+    ):  # a task workload's texts (prompt lookup needs real text)
+        inputs["texts"] = ancient(f"{DATA_DIR}/{prompts['file']}")
     return inputs
 
 
@@ -89,7 +97,14 @@ def cell_of(wildcards):
 
 def cell_points(wildcards):
     """The points a cell sweeps: a change re-measures only the cells whose points changed."""
-    return config_check.cell_points(config, cell_of(wildcards).kinds)
+    cell = cell_of(wildcards)
+    shape = config_check.cell_options(config).get(cell.key, {}).get("shape")
+    return config_check.cell_points(config, cell.kinds, shape)
+
+
+def cell_prompts(wildcards):
+    """Where a cell's prompts come from (PG-19, random ids, or a task's texts)."""
+    return config_check.cell_prompts(config, cell_of(wildcards))
 
 
 def cell_decoding(wildcards):
@@ -256,7 +271,7 @@ def paper_caption(wildcards):
 
 def all_targets():
     return (
-        [f"{MODELS_DIR}/{m}" for m in BUILT_MODELS]
+        [f"{MODELS_DIR}/{m}" for m in BUILT_MODELS + GGUF_MODELS]
         + [f"results/profile/{w}.stats.json" for w in WORKLOADS]
         + [f"results/profile/{w}.parquet" for w in WORKLOADS]
         + [f"results/bins/{w}.parquet" for w in WORKLOADS]

@@ -29,11 +29,13 @@ class CellParams:
     measurement: dict  # the config's measurement section: the protocol
     decoding: dict  # the decoding settings the cell's strategy uses (none for greedy)
     online: dict  # the online section, for online variants (else empty)
+    prompts: dict | None = None  # config.cell_prompts: pg19, random or a task's texts (None: the measurement's)
 
     @classmethod
-    def of(cls, points, measurement: dict, decoding: dict, online: dict) -> CellParams:
+    def of(cls, points, measurement: dict, decoding: dict, online: dict, prompts: dict | None = None) -> CellParams:
         """From the rule's params: points as (input_len, output_len, batch_size, role)."""
-        return cls(tuple(Point(*p) for p in points), dict(measurement), dict(decoding), dict(online))
+        return cls(tuple(Point(*p) for p in points), dict(measurement), dict(decoding), dict(online),
+                   dict(prompts) if prompts else None)
 
     @classmethod
     def from_config(cls, cfg: dict, cell: Cell) -> CellParams:
@@ -118,7 +120,7 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
     backend = _cell_backend(cfg, cell, params, model_dir, longest, points_batch, draft_dir)
     log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, cell.variant, decoding, len(points),
              m["repeats"])
-    prompts = _book_prompts(cfg, m, model_dir, prompt_file, points) if m["prompts"] == "pg19" else None
+    prompts = _prompts(cfg, params, model_dir, prompt_file, points)
     df, power = run_cell(backend, points, Protocol.from_config(m), prompts=prompts,
                          partial_out=partial_path(out) if out is not None else None,
                          labels={"hardware": hardware, "model": model, "variant": cell.variant.name,
@@ -126,6 +128,24 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
     if out is not None:
         _write_measurement(df, power, out, overwrite)
     return df
+
+
+def _prompts(cfg: dict, params: CellParams, model_dir: Path, prompt_file: str | Path | None, points: list[Point]):
+    """The cell's prompts: a task's texts, the PG-19 book, or (None) seeded random ids. ``prompt_file``:
+    the task's file or the book (default: in ``data_dir``)."""
+    src = params.prompts or {"source": params.measurement["prompts"]}
+    if src["source"] == "pg19":
+        return _book_prompts(cfg, params.measurement, model_dir, prompt_file, points)
+    if src["source"] != "task":
+        return None
+    from transformers import AutoTokenizer
+
+    from .prompts import TaskPrompts
+    from .tasks import read_texts
+
+    texts = read_texts(src["task"], prompt_file or Path(cfg["data_dir"]) / src["file"])
+    return TaskPrompts(src["workload"], texts, src["template"], AutoTokenizer.from_pretrained(model_dir),
+                       seed=params.measurement["seed"])
 
 
 def _book_prompts(cfg: dict, m: dict, model_dir: Path, prompt_file: str | Path | None, points: list[Point]):

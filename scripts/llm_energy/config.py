@@ -98,9 +98,14 @@ def _cross_field_checks(cfg: dict) -> None:
             if not draft:
                 raise UserError(f"config error: cells[{i}]: decoding 'speculative' needs "
                                 f"models.{cell['model']}.draft_model")
+        prompts = cell.get("prompts")
+        if prompts is not None and cfg["workloads"].get(prompts, {}).get("kind") != "task":
+            tasks = [n for n, w in cfg["workloads"].items() if w["kind"] == "task"]
+            raise UserError(f"config error: cells[{i}].prompts: {prompts!r} is not a task workload "
+                            f"({', '.join(tasks) or 'none configured'})")
         limit = max_model_len(cfg, cell["model"])
         if limit is not None:
-            longest = max(p[0] + p[1] for p in cell_points(cfg, cell["points"]))
+            longest = max(p[0] + p[1] for p in cell_points(cfg, cell["points"], cell.get("shape")))
             if longest > limit:
                 raise UserError(f"config error: cells[{i}]: a point needs {longest} tokens (input + output) but "
                                 f"model {cell['model']!r} accepts at most {limit} (max_position_embeddings)")
@@ -146,6 +151,10 @@ def _check_model(cfg: dict, name: str, model: dict) -> None:
         raise UserError(f"{where}.path is required when source is 'local'")
     elif model["source"] == "hub" and not model.get("hub_id"):
         raise UserError(f"{where}.hub_id is required when source is 'hub'")
+    elif model["source"] == "pypi-gguf":
+        for key in ("package", "gguf_file"):
+            if not model.get(key):
+                raise UserError(f"{where}.{key} is required when source is 'pypi-gguf'")
     draft = model["draft_model"]
     if draft is not None and (draft not in cfg["models"] or draft == name):
         raise UserError(f"{where}.draft_model: {draft!r} is not another model in models ({', '.join(cfg['models'])})")
@@ -224,7 +233,7 @@ def load(path: str | Path) -> dict:
 ALL_POINTS = DEFAULT_KINDS
 
 
-def cell_points(cfg: dict, kinds=ALL_POINTS) -> list[tuple[int, int, int, str]]:
+def cell_points(cfg: dict, kinds=ALL_POINTS, shape=None) -> list[tuple[int, int, int, str]]:
     """The (input_len, output_len, batch_size, role) points a cell sweeps, sorted.
 
     Families (``kinds``): the bin grid (``grid``: every (input edge, output edge), so that any
@@ -232,9 +241,10 @@ def cell_points(cfg: dict, kinds=ALL_POINTS) -> list[tuple[int, int, int, str]]:
     probing is on); the controlled sweeps of Figure 2 (``sweep``); and only the fixed sweep
     shape at every sweep batch size (``batch``, a subset of ``sweep``, for the batch-size
     figures). A point in several has every role, e.g. ``grid,sweep``; ``batch`` points have
-    role ``sweep``.
+    role ``sweep``. ``shape`` (input, output): the cell's own batch shape instead of the sweeps' fixed one.
     """
     m = cfg["measurement"]
+    fixed = tuple(shape) if shape else (m["sweep_fixed_input"], m["sweep_fixed_output"])
     roles: dict[tuple[int, int, int], set[str]] = {}
     if "grid" in kinds:
         for i in cfg["bins"]["input"]:
@@ -246,7 +256,7 @@ def cell_points(cfg: dict, kinds=ALL_POINTS) -> list[tuple[int, int, int, str]]:
             shapes += [(i, m["sweep_fixed_output"], b) for i in m["sweep_input_lengths"]]
             shapes += [(m["sweep_fixed_input"], o, b) for o in m["sweep_output_lengths"]]
         if "batch" in kinds:
-            shapes.append((m["sweep_fixed_input"], m["sweep_fixed_output"], b))
+            shapes.append((*fixed, b))
         for shape in shapes:
             roles.setdefault(shape, set()).add("sweep")
     return [(*shape, ",".join(sorted(r))) for shape, r in sorted(roles.items())]
@@ -278,6 +288,23 @@ def cell_table(cfg: dict, hardware: str) -> list[Cell]:
     return [Cell.of(hardware, m, v, d, kinds) for (m, v, d), kinds in cell_kinds(cfg).items()]
 
 
+def cell_options(cfg: dict) -> dict[tuple[str, str, str], dict]:
+    """Each cell's own ``shape`` (of its batch points) and ``prompts`` (a task workload's texts), from
+    the entries that name it; two entries that give one cell different values are a config error."""
+    seen: dict[tuple[str, str, str], dict] = {}
+    for i, cell in enumerate(cfg["cells"]):
+        given = {k: cell[k] for k in ("shape", "prompts") if cell.get(k) is not None}
+        for variant in cell["variants"]:
+            for decoding in cell["decoding"]:
+                opts = seen.setdefault((cell["model"], variant, decoding), {})
+                for k, v in given.items():
+                    if opts.get(k, v) != v:
+                        raise UserError(f"config error: cells[{i}].{k}: {cell['model']}/{variant}/{decoding} is "
+                                        f"given {k} {opts[k]!r} by an earlier entry and {v!r} here")
+                    opts[k] = v
+    return seen
+
+
 def cell_of(cfg: dict, hardware: str, model: str, variant: str, decoding: str) -> Cell:
     """A cell by its names; one the config does not name sweeps every family (``ALL_POINTS``)."""
     kinds = cell_kinds(cfg).get((model, variant, decoding), ALL_POINTS)
@@ -286,7 +313,7 @@ def cell_of(cfg: dict, hardware: str, model: str, variant: str, decoding: str) -
 
 # The decoding settings each strategy uses (greedy: none).
 DECODING_KEYS = {"beam": ("beam_width",), "temperature": ("temperature",), "top-p": ("top_p",),
-                 "speculative": ("num_speculative_tokens",)}
+                 "speculative": ("num_speculative_tokens",), "prompt-lookup": ("num_speculative_tokens",)}
 
 
 def decoding_settings(cfg: dict, decoding: str) -> dict:
@@ -302,5 +329,17 @@ def online_settings(cfg: dict, variant: Variant) -> dict:
 def cell_params(cfg: dict, cell: Cell) -> dict:
     """What a measurement job is handed (the measure_cell rule's params, computed once per cell):
     its points, the measurement protocol, its decoding settings and its online settings."""
-    return {"points": cell_points(cfg, cell.kinds), "measurement": cfg["measurement"],
-            "decoding": decoding_settings(cfg, cell.decoding), "online": online_settings(cfg, cell.variant)}
+    opts = cell_options(cfg).get(cell.key, {})
+    return {"points": cell_points(cfg, cell.kinds, opts.get("shape")), "measurement": cfg["measurement"],
+            "decoding": decoding_settings(cfg, cell.decoding), "online": online_settings(cfg, cell.variant),
+            "prompts": cell_prompts(cfg, cell)}
+
+
+def cell_prompts(cfg: dict, cell: Cell) -> dict:
+    """Where a cell's prompts come from: ``{"source": "pg19" | "random"}`` (the measurement section's),
+    or a task workload's texts ``{"source": "task", "workload", "task", "file", "template"}``."""
+    name = cell_options(cfg).get(cell.key, {}).get("prompts")
+    if not name:
+        return {"source": cfg["measurement"]["prompts"]}
+    w = cfg["workloads"][name]
+    return {"source": "task", "workload": name, "task": w["task"], "file": w["file"], "template": w["template"]}

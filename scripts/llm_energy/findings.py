@@ -186,37 +186,50 @@ def _decoding_changes(d: Data, strategy: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def _speculative_changes(d: Data) -> pd.DataFrame:
+    """Speculative decoding (draft model, and prompt lookup) against greedy, per model, variant, batch."""
+    parts = [_decoding_changes(d, s).assign(strategy=s) for s in ("speculative", "prompt-lookup")]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _fmt_spec(c: pd.DataFrame) -> str:
+    return "; ".join(f"{s} {m}/{v}: {_fmt_changes(g)}" for (s, m, v), g in c.groupby(["strategy", "model", "variant"]))
+
+
 def _acceptance(d: Data) -> str:
     m = d.measurements
     if "acceptance_rate" not in m:
         return "; acceptance rate not recorded"
-    sp = m[(m["decoding"] == "speculative") & m["acceptance_rate"].notna()]
+    sp = m[m["decoding"].isin(["speculative", "prompt-lookup"]) & m["acceptance_rate"].notna()]
     if sp.empty:
         return "; acceptance rate unknown (backend does not report it)"
-    rates = sp.groupby(["model", "variant"])["acceptance_rate"].mean()
-    return "; acceptance " + ", ".join(f"{m_}/{v}: {r:.2f}" for (m_, v), r in rates.items())
+    rates = sp.groupby(["decoding", "model", "variant"])["acceptance_rate"].mean()
+    return "; acceptance " + ", ".join(f"{s}/{m_}/{v}: {r:.2f}" for (s, m_, v), r in rates.items())
 
 
 def speculative_small_batch(d: Data) -> Result | None:
-    c = _decoding_changes(d, "speculative")
+    c = _speculative_changes(d)
     if c.empty or not (c["batch_size"] <= 16).any():
         return None
     small = c[c["batch_size"] <= 16]
     best = small.loc[small["change_pct"].idxmin()]
     saving = -float(best["change_pct"])
+    spec = d.measurements[d.measurements["decoding"].isin(["greedy", "speculative", "prompt-lookup"])]
     return Result(saving, verdict(within_2x(saving, 29.14)),
-                  f"speculative vs greedy, energy per batch: {_fmt_changes(c)}" + _acceptance(d),
-                  float(best["spread_pct"]), weights=_meta(d.measurements, "weights"))
+                  f"best: {best['strategy']} {best['model']}/{best['variant']} at B={int(best['batch_size'])}; "
+                  f"vs greedy, energy per batch: {_fmt_spec(c)}" + _acceptance(d),
+                  float(best["spread_pct"]), weights=_meta(spec, "weights"))
 
 
 def speculative_large_batch(d: Data) -> Result | None:
-    c = _decoding_changes(d, "speculative")
+    c = _speculative_changes(d)
     if c.empty or not (c["batch_size"] >= 64).any():
         return None
     large = c[c["batch_size"] == c["batch_size"].max()].iloc[0]
     extra = float(large["change_pct"])
     return Result(extra, verdict(within_2x(extra, 25.65)),
-                  f"speculative vs greedy at batch {int(large['batch_size'])}: {_fmt_changes(c)}" + _acceptance(d),
+                  f"speculative vs greedy at batch {int(large['batch_size'])}: {_fmt_spec(c)}" + _acceptance(d),
                   float(large["spread_pct"]))
 
 
@@ -227,7 +240,7 @@ def other_decoding_little(d: Data) -> Result | None:
         return None
     c = pd.concat(parts, ignore_index=True)
     worst = float(c["change_pct"].abs().max())
-    spec = _decoding_changes(d, "speculative")
+    spec = _speculative_changes(d)
     spec_worst = float(spec["change_pct"].abs().max()) if not spec.empty else math.nan
     ok = worst <= 15.0 and (math.isnan(spec_worst) or worst < spec_worst)
     return Result(worst, verdict(ok),

@@ -55,6 +55,18 @@ def temp_dir_beside(path: str | Path) -> Path:
     return tmp
 
 
+def plain_modes(folder: str | Path) -> None:
+    """Give every file in ``folder`` a plain file's mode: some writers (safetensors) create ``0600``
+    files, which would keep a model folder from the group that shares it."""
+    mode = plain_file_mode()
+    for f in Path(folder).rglob("*"):
+        if f.is_file():
+            try:
+                os.chmod(f, mode)
+            except OSError:
+                pass
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.

@@ -170,6 +170,22 @@ class _PerBatch:
         return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
 
 
+def acceptance(before: tuple[int, int] | None, after: tuple[int, int] | None, decoding: str) -> dict:
+    """Speculative decoding's draft tokens proposed and accepted in a window, and their ratio; NaN (never
+    0) where the backend cannot count them, with ``acceptance_note`` saying so; nothing for other decodings."""
+    from .backends.base import SPECULATIVE
+
+    if decoding not in SPECULATIVE:
+        return {}
+    if before is None or after is None:
+        return {"spec_proposed_tokens": math.nan, "spec_accepted_tokens": math.nan, "acceptance_rate": math.nan,
+                "acceptance_note": "unknown: the backend does not report speculative decoding's counters"}
+    proposed, accepted = after[0] - before[0], after[1] - before[1]
+    return {"spec_proposed_tokens": proposed, "spec_accepted_tokens": accepted,
+            "acceptance_rate": accepted / proposed if proposed else math.nan,
+            "acceptance_note": "" if proposed else "no draft token proposed in the window"}
+
+
 class CellRun:
     """Measures the points of one cell with one loaded backend and one meter."""
 
@@ -253,8 +269,10 @@ class CellRun:
             full_fresh = self._fresh(point, FRESH_STREAM + 1000 * r)
             prefill_fresh = self._fresh(point, PREFILL_STREAM + 1000 * r)
             prefill_prompts = prefill_fresh(0)
+        spec_before = self.backend.spec_counts()
         full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"},
                                              full_fresh)
+        spec = acceptance(spec_before, self.backend.spec_counts(), self.backend.decoding)
         _check_tokens(result.output_tokens, point)
         prefill, n_prefill, _ = self._metered(prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
                                               prefill_fresh)
@@ -272,7 +290,7 @@ class CellRun:
             "avg_power_w": full.avg_power_w, "idle_power_w": idle_power_w,
             "peak_memory_bytes": peak if peak is not None else _tree_rss_bytes(),
             "peak_memory_kind": "device-max-allocated" if peak is not None else "host-rss-after-run",
-            **full.state, **_per_gpu(full, prefill),
+            **full.state, **_per_gpu(full, prefill), **spec,
         }
 
     def _cool_down(self) -> float:

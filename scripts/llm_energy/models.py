@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from . import UserError
-from .io import temp_dir_beside
+from .io import plain_modes, temp_dir_beside
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ def build_model(out_dir: str | Path, architecture: dict, seed: int = 0, dtype: s
             "weights": "random", "seed": seed, "architecture": architecture, "n_parameters": n_params,
             "tokenizer": "mistral_common tokenizer.model.v1 (32,000-token sentencepiece)",
         }, indent=2))
+        plain_modes(tmp)
         if out_dir.exists():
             if any(out_dir.iterdir()):
                 shutil.rmtree(out_dir)
@@ -168,6 +169,7 @@ def download_model(out_dir: str | Path, hub_id: str, revision: str | None = None
         snapshot_download(hub_id, revision=revision, local_dir=tmp,
                           allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken"])
         check_model_dir(tmp)
+        plain_modes(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

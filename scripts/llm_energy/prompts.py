@@ -116,3 +116,39 @@ class RandomPrompts:
     def __call__(self, input_len: int, output_len: int, batch_size: int, stream: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, input_len, output_len, batch_size, stream])
         return rng.integers(self.first_id, self.vocab_size, size=(batch_size, input_len)).tolist()
+
+
+class TaskPrompts:
+    """Prompts of exact token lengths made of a task workload's real texts in its template (e.g.
+    CNN/DailyMail articles before ``TL;DR:``): what prompt-lookup speculative decoding needs, since it
+    proposes n-grams found in the prompt (random ids give it nothing to find).
+
+    Each request starts at its own seeded text; the template's text before and after ``{text}`` is kept
+    whole, and the texts in between are cut (or joined with the next ones) to the exact length.
+    """
+
+    def __init__(self, name: str, texts: list[str], template: str, tokenizer, seed: int = 0):
+        if not texts:
+            raise UserError(f"task {name!r} has no texts to make prompts of")
+        head, _, tail = template.partition("{text}")
+        self.head = tokenizer(head, add_special_tokens=False)["input_ids"] if head else []
+        self.tail = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+        self.texts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[:256]]
+        self.sep = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+        self.source, self.seed, self.wrapped = f"task:{name}", seed, 0
+
+    def __call__(self, input_len: int, output_len: int, batch_size: int, stream: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, input_len, output_len, batch_size, stream])
+        body_len = input_len - len(self.head) - len(self.tail)
+        if body_len < 1:
+            raise UserError(f"{self.source}: a prompt of {input_len} tokens cannot hold the template's own "
+                            f"{len(self.head) + len(self.tail)} tokens")
+        out = []
+        for start in rng.integers(0, len(self.texts), size=batch_size):
+            body, k = [], int(start)
+            while len(body) < body_len:
+                body += self.texts[k % len(self.texts)] + self.sep
+                k += 1
+            self.wrapped += int(k - start > 1)
+            out.append(self.head + body[:body_len] + self.tail)
+        return out

@@ -11,10 +11,10 @@ def main(sm):
     # The points and settings the Snakefile computed for this cell (its params); sm.config is the
     # config the Snakefile already validated (defaults filled), read here for the model only.
     w, p = sm.wildcards, sm.params
-    params = CellParams.of(p.points, p.measurement, p.decoding, p.online)
+    params = CellParams.of(p.points, p.measurement, p.decoding, p.online, p.prompts)
     measure_cell(sm.config, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
                  params=params, model_dir=sm.input.model, out=sm.output.table, draft_dir=sm.input.get("draft"),
-                 prompt_file=sm.input.book if "book" in sm.input.keys() else None)
+                 prompt_file=sm.input.get("book") or sm.input.get("texts"))
 
 
 if __name__ == "__main__":

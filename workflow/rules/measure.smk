@@ -26,5 +26,6 @@ rule measure_cell:
         measurement=config["measurement"],
         decoding=cell_decoding,
         online=cell_online,
+        prompts=cell_prompts,
     script:
         "../../scripts/rules/measure_cell.py"

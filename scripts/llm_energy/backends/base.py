@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from ..cells import Variant
 
 DECODING_DEFAULTS = {"beam_width": 4, "temperature": 0.7, "top_p": 0.9, "num_speculative_tokens": 4}
-DECODINGS = ("greedy", "beam", "temperature", "top-p", "speculative")
+DECODINGS = ("greedy", "beam", "temperature", "top-p", "speculative", "prompt-lookup")
+# Speculative decoding: with a draft model, or with n-gram proposals looked up in the prompt (no draft).
+SPECULATIVE = ("speculative", "prompt-lookup")
+# Prompt lookup's n-gram sizes (vLLM's ngram proposer; transformers matches up to the larger one).
+PROMPT_LOOKUP_MIN, PROMPT_LOOKUP_MAX = 2, 4
 
 
 class Unsupported(Exception):
@@ -58,7 +62,8 @@ class Backend(ABC):
         return {"beam_width": o["beam_width"] if self.decoding == "beam" else 1,
                 "temperature": {"temperature": o["temperature"], "top-p": 1.0}.get(self.decoding, 0.0),
                 "top_p": o["top_p"] if self.decoding == "top-p" else 1.0,
-                "num_speculative_tokens": o["num_speculative_tokens"] if self.decoding == "speculative" else 0,
+                "num_speculative_tokens": o["num_speculative_tokens"] if self.decoding in SPECULATIVE else 0,
+                "speculative_method": {"speculative": "draft_model", "prompt-lookup": "ngram"}.get(self.decoding, ""),
                 "draft_model_dir": self.draft_dir or "", "tensor_parallel": self.tensor_parallel}
 
     @abstractmethod
@@ -92,6 +97,11 @@ class Backend(ABC):
             longest = max(output_lens[start:start + batch_size])
             tokens += self.run_padded(chunk, longest).output_tokens
         return tokens
+
+    def spec_counts(self) -> tuple[int, int] | None:
+        """Speculative decoding's running totals (draft tokens proposed, accepted) since load, or None
+        where the backend cannot count them (then a row's acceptance rate is unknown, never 0)."""
+        return None
 
     def max_concurrent(self, input_len: int, output_len: int) -> int | None:
         """How many requests of this shape run at once at most (engines that queue past a limit instead

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .base import Backend, BatchResult, Unsupported
+from .base import PROMPT_LOOKUP_MAX, SPECULATIVE, Backend, BatchResult, Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +16,14 @@ class TransformersBackend(Backend):
     decoding step's forward compiled with ``torch.compile`` (CUDA graphs through
     ``mode="reduce-overhead"`` on GPUs; inductor's default mode on CPU, where there are no graphs).
     Compilation happens per shape, in the warm-up batches, never inside a metered window.
-    Speculative decoding is transformers' assisted generation with the draft model, which supports
-    one request at a time: a larger batch is :class:`Unsupported` (a row says so), not a loop
-    presented as a batch.
+    Speculative decoding is transformers' assisted generation with the draft model, or with n-gram
+    candidates looked up in the prompt (``prompt-lookup``); both support one request at a time: a
+    larger batch is :class:`Unsupported` (a row says so), not a loop presented as a batch.
+
+    Acceptance is counted from the target model's forward calls: each call verifies ``c`` candidates
+    (appended to the whole prompt in the first call, to the last accepted token in later ones) and
+    yields ``a + 1`` tokens for ``a`` accepted, so over a generation of ``n`` tokens in ``k`` calls,
+    proposed = sum(c) and accepted = n - k.
     """
 
     VARIANTS = ("transformers-eager", "transformers-compile")
@@ -43,6 +48,14 @@ class TransformersBackend(Backend):
         self.draft = None
         if self.decoding == "speculative":
             self.draft = AutoModelForCausalLM.from_pretrained(self.draft_dir, dtype=dtype).to(self.device).eval()
+            # transformers reads the look-ahead from the draft's own generation config, not generate()'s
+            # arguments: without this the draft proposed its default (and stopped early when unsure).
+            gc = self.draft.generation_config
+            gc.num_assistant_tokens = self.options["num_speculative_tokens"]
+            gc.num_assistant_tokens_schedule, gc.assistant_confidence_threshold = "constant", 0.0
+        self._spec, self._calls_len = [0, 0], []
+        if self.decoding in SPECULATIVE:
+            self.model.register_forward_pre_hook(self._count_call, with_kwargs=True)
         self._compile = None
         if self.variant.compiled:
             from transformers import CompileConfig
@@ -62,15 +75,19 @@ class TransformersBackend(Backend):
             kw.update(do_sample=True, temperature=opts["temperature"], top_k=0, top_p=1.0)
         elif self.decoding == "top-p":
             kw.update(do_sample=True, temperature=1.0, top_k=0, top_p=opts["top_p"])
-        elif self.decoding == "speculative":
+        elif self.decoding in SPECULATIVE:
             if self._compile is not None:
                 raise Unsupported("transformers' assisted generation does not support the static KV cache that "
                                   "its compiled generation needs")
             if batch_size != 1:
                 raise Unsupported(f"transformers' assisted generation runs one request at a time (batch "
                                   f"{batch_size} asked)")
-            kw.update(assistant_model=self.draft, num_assistant_tokens=opts["num_speculative_tokens"],
-                      num_assistant_tokens_schedule="constant", assistant_confidence_threshold=0.0)
+            if self.decoding == "prompt-lookup":
+                kw.update(prompt_lookup_num_tokens=opts["num_speculative_tokens"],
+                          max_matching_ngram_size=PROMPT_LOOKUP_MAX)
+            else:
+                kw.update(assistant_model=self.draft, num_assistant_tokens=opts["num_speculative_tokens"],
+                          num_assistant_tokens_schedule="constant", assistant_confidence_threshold=0.0)
         elif self.decoding != "greedy":
             raise ValueError(f"decoding {self.decoding!r} is not implemented by the transformers backend")
         if self._compile is not None:
@@ -84,10 +101,23 @@ class TransformersBackend(Backend):
             # Seeded per call: the same sequence of batches draws the same tokens in every run.
             torch.manual_seed(self.seed + self._calls)
         self._calls += 1
+        self._calls_len = []
         with torch.inference_mode():
             out = self.model.generate(ids, attention_mask=mask, pad_token_id=self.pad_id, **kwargs)
         self.sync()
+        if self.decoding in SPECULATIVE and self._calls_len:
+            calls = self._calls_len
+            self._spec[0] += (calls[0] - ids.shape[1]) + sum(c - 1 for c in calls[1:])
+            self._spec[1] += max(int(out.shape[1] - ids.shape[1]) - len(calls), 0)
         return out
+
+    def _count_call(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
+        if ids is not None:
+            self._calls_len.append(int(ids.shape[1]))
+
+    def spec_counts(self) -> tuple[int, int] | None:
+        return tuple(self._spec) if self.decoding in SPECULATIVE else None
 
     def run(self, prompts: list[list[int]], output_len: int) -> BatchResult:
         torch = self._torch
@@ -109,8 +139,8 @@ class TransformersBackend(Backend):
         return BatchResult(output_tokens=[int(out.shape[1] - width)] * len(prompts))
 
     def serve(self, prompts: list[list[int]], output_lens: list[int], batch_size: int) -> list[int]:
-        if self.decoding == "speculative":
-            batch_size = 1  # assisted generation: one request at a time
+        if self.decoding in SPECULATIVE:
+            batch_size = 1  # assisted generation and prompt lookup: one request at a time
         return super().serve(prompts, output_lens, batch_size)
 
     def sync(self) -> None:

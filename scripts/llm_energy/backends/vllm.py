@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..rulekit import kept_log_handlers, log_files
-from .base import Backend, BatchResult
+from .base import PROMPT_LOOKUP_MAX, PROMPT_LOOKUP_MIN, SPECULATIVE, Backend, BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,30 @@ def engine_args(backend: Backend) -> dict:
         "max_num_batched_tokens": max(longest, 2048),
         "tensor_parallel_size": backend.tensor_parallel,
     }
+    n_spec = backend.options["num_speculative_tokens"]
     if backend.decoding == "speculative":
         args["speculative_config"] = {"model": backend.draft_dir, "method": "draft_model",
-                                      "num_speculative_tokens": backend.options["num_speculative_tokens"]}
+                                      "num_speculative_tokens": n_spec}
+    elif backend.decoding == "prompt-lookup":
+        args["speculative_config"] = {"method": "ngram", "num_speculative_tokens": n_spec,
+                                      "prompt_lookup_min": PROMPT_LOOKUP_MIN, "prompt_lookup_max": PROMPT_LOOKUP_MAX}
+    if backend.decoding in SPECULATIVE:
+        args["disable_log_stats"] = False  # the engine's spec-decode counters (acceptance) need its stats
     return args
+
+
+SPEC_COUNTERS = ("vllm:spec_decode_num_draft_tokens", "vllm:spec_decode_num_accepted_tokens")
+
+
+def spec_counters(metrics) -> tuple[int, int] | None:
+    """(draft tokens proposed, accepted) from ``LLM.get_metrics()``'s counters, or None without them."""
+    found = {}
+    for m in metrics or []:
+        if getattr(m, "name", None) in SPEC_COUNTERS:
+            found[m.name] = found.get(m.name, 0) + int(getattr(m, "value", 0))
+    if set(found) != set(SPEC_COUNTERS):
+        return None
+    return found[SPEC_COUNTERS[0]], found[SPEC_COUNTERS[1]]
 
 
 def sampling_kwargs(backend: Backend, output_len: int) -> dict:
@@ -265,6 +285,15 @@ class VllmBackend(VllmBase):
         params = [self._sampling_params(o) for o in output_lens]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return [len(o.outputs[0].token_ids) for o in outputs]
+
+    def spec_counts(self) -> tuple[int, int] | None:
+        if self.decoding not in SPECULATIVE:
+            return None
+        try:
+            return spec_counters(self.llm.get_metrics())
+        except (AttributeError, RuntimeError, AssertionError) as exc:
+            log.warning("vLLM's spec-decode counters are not readable (%s): acceptance rate unknown", exc)
+            return None
 
     def max_concurrent(self, input_len: int, output_len: int) -> int | None:
         """How many requests of this shape the KV cache holds at once (vLLM queues, never OOMs, past it)."""

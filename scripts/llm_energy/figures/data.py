@@ -63,8 +63,24 @@ def single_device_offline(m: pd.DataFrame) -> pd.DataFrame:
 
 
 def at_fixed_shape(m: pd.DataFrame, fixed_input: int, fixed_output: int) -> pd.DataFrame:
-    """Rows at the sweep's fixed shape (input ``fixed_input``, output ``fixed_output``), every batch size."""
-    return m[(m["input_len"] == fixed_input) & (m["output_len"] == fixed_output)]
+    """Rows at the sweep's fixed shape (input ``fixed_input``, output ``fixed_output``), every batch size;
+    a cell with no row there (one given its own ``shape`` in the config, e.g. prompt lookup on real
+    text) gives the rows of its own batch shape: the (input, output) it measured at most batch sizes."""
+    if m.empty:
+        return m
+    at = (m["input_len"] == fixed_input) & (m["output_len"] == fixed_output)
+    parts = [m[at]]
+    have_fixed = set(map(tuple, m.loc[at, CELL].itertuples(index=False)))
+    for key, cell in m[~at].groupby(CELL, sort=False):
+        if tuple(key) in have_fixed:
+            continue
+        sizes = cell.groupby(["input_len", "output_len"])["batch_size"].nunique()
+        if sizes.max() < 2:
+            continue
+        best = sizes[sizes == sizes.max()].index.min()
+        parts.append(cell[(cell["input_len"] == best[0]) & (cell["output_len"] == best[1])])
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
+
 
 
 def decoding_order(names) -> list[str]:
@@ -75,16 +91,19 @@ def decoding_order(names) -> list[str]:
 
 
 def batch_table(measurements: pd.DataFrame, fixed_input: int, fixed_output: int) -> pd.DataFrame:
-    """Per cell and batch size at the fixed shape: means and spreads over valid ok repeats.
+    """Per cell and batch size at the fixed shape (or the cell's own, :func:`at_fixed_shape`): means and
+    spreads over valid ok repeats.
 
-    Columns: the cell keys, ``batch_size``, ``energy_source``, ``status`` (``ok``; or the recorded
-    status, e.g. ``oom`` or ``unsupported``, for a batch size with no ok row, whose values are
-    empty), ``energy_mean_j``/``energy_std_j`` (per batch), ``energy_per_token_mean_j``/``_std_j``
-    (energy per batch / (batch size x output length)), ``duration_mean_s``/``_std_s``,
+    Columns: the cell keys, ``batch_size``, ``input_len``/``output_len`` (the shape), ``energy_source``,
+    ``status`` (``ok``; or the recorded status, e.g. ``oom`` or ``unsupported``, for a batch size with
+    no ok row, whose values are empty), ``energy_mean_j``/``energy_std_j`` (per batch),
+    ``energy_per_token_mean_j``/``_std_j`` (energy per batch / (batch size x output length)),
+    ``duration_mean_s``/``_std_s``,
     ``throughput_mean_tok_s``/``_std_tok_s``, ``n_repeats``.
     """
-    cols = CELL + ["batch_size", "energy_source", "status", "energy_mean_j", "energy_std_j",
-                   "energy_per_token_mean_j", "energy_per_token_std_j", "duration_mean_s", "duration_std_s",
+    cols = CELL + ["batch_size", "input_len", "output_len", "energy_source", "status", "energy_mean_j",
+                   "energy_std_j", "energy_per_token_mean_j", "energy_per_token_std_j", "duration_mean_s",
+                   "duration_std_s",
                    "throughput_mean_tok_s", "throughput_std_tok_s", "n_repeats"]
     if measurements.empty:
         return pd.DataFrame(columns=cols)
@@ -92,7 +111,7 @@ def batch_table(measurements: pd.DataFrame, fixed_input: int, fixed_output: int)
     ok, _ = usable(shape)
     ok = ok.assign(energy_source=ok["energy_source"].fillna("unknown"),
                    per_token=ok["energy_j"] / (ok["batch_size"] * ok["output_len"]))
-    g = ok.groupby(CELL + ["batch_size", "energy_source"])
+    g = ok.groupby(CELL + ["batch_size", "input_len", "output_len", "energy_source"])
     out = g.agg(energy_mean_j=("energy_j", "mean"), energy_std_j=("energy_j", "std"),
                 energy_per_token_mean_j=("per_token", "mean"), energy_per_token_std_j=("per_token", "std"),
                 duration_mean_s=("duration_s", "mean"), duration_std_s=("duration_s", "std"),
@@ -110,7 +129,8 @@ def batch_table(measurements: pd.DataFrame, fixed_input: int, fixed_output: int)
             rows = []
             for key, grp in failed.groupby(CELL + ["batch_size"]):
                 if tuple(key) not in have:
-                    rows.append({**dict(zip(CELL + ["batch_size"], key)),
+                    rows.append({**dict(zip(CELL + ["batch_size"], key)), "input_len": grp["input_len"].iloc[0],
+                                 "output_len": grp["output_len"].iloc[0],
                                  "energy_source": str(grp["energy_source"].dropna().iloc[0])
                                  if grp["energy_source"].notna().any() else "unknown",
                                  "status": "+".join(sorted(grp["status"].astype(str).unique())), "n_repeats": 0})

@@ -186,6 +186,35 @@ def vllm_server(tiny_model):
 
 
 @pytest.mark.slow
+def test_online_rate_sweep_on_a_real_server_records_latency_and_energy(vllm_server):
+    """Three Poisson rates of a trace-like sample through the real server: every request streams its
+    exact length, every rate has latency percentiles and a metered window, per-request shares add up."""
+    import pandas as pd
+
+    from llm_energy.meters import make_meter
+    from llm_energy.online_sweep import sweep
+
+    sample = pd.DataFrame({"input_tokens": [30, 12, 50, 8, 20, 40, 16, 24], "output_tokens": [6, 3, 9, 2, 5, 7, 4, 8]})
+    prompts = [[5 + k] * n for k, n in enumerate(sample["input_tokens"])]
+    vllm_server.decoding = "greedy"
+    try:
+        rows, requests = sweep(vllm_server, make_meter("cpu-estimate"), sample, prompts, [1.0, 4.0, 16.0], seed=0,
+                               timeout_s=120, min_window_s=0.0, batch_size=3)
+    finally:
+        vllm_server.decoding = "beam"
+    assert list(rows["rate_per_s"]) == [1.0, 4.0, 16.0]
+    assert set(rows["status"]) <= {"ok", "saturated"} and (rows["energy_j"] > 0).all()
+    for col in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "e2e_p50_s", "e2e_p99_s"):
+        assert (rows[col] > 0).all(), col
+    assert (rows["e2e_p99_s"] >= rows["ttft_p99_s"]).all()
+    assert (requests.groupby("rate_per_s")["output_tokens"].apply(list) == [list(sample["output_tokens"])] * 3).all()
+    shares = requests.groupby("rate_per_s")["energy_share_j"].sum()
+    assert shares.to_numpy() == pytest.approx(rows["energy_j"].to_numpy())
+    # The slowest rate spreads 8 requests over ~7 s: its window is the longest.
+    assert rows["window_s"].iloc[0] > rows["window_s"].iloc[2]
+
+
+@pytest.mark.slow
 def test_online_server_every_decoding_exact_lengths(vllm_server):
     with urllib.request.urlopen(vllm_server.url + "/health", timeout=5) as r:
         assert r.status == 200

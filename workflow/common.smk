@@ -201,6 +201,20 @@ def grid_models():
     return sorted({c.model for c in HERE_CELLS if c.has_grid})
 
 
+def serving_files():
+    """The rate sweep of every online cell measured here (none without online.rates)."""
+    if not config["online"]["rates"]:
+        return []
+    return [c.path("serving") for c in HERE_CELLS if c.variant.online]
+
+
+def replay_files():
+    """The metered replays of every grid cell measured here (the offline baseline of the rate sweep)."""
+    if not config["replay"]["enabled"]:
+        return []
+    return [c.path("replay") for c in HERE_CELLS if c.has_grid]
+
+
 def validation_files():
     """Replay validation of every grid cell measured here."""
     if not config["replay"]["enabled"]:
@@ -241,6 +255,10 @@ def paper_inputs(wildcards):
             files[kind] = checked_files()
         elif kind == "validation":
             files[kind] = validation_files()
+        elif kind == "serving":
+            files[kind] = serving_files()
+        elif kind == "replay":
+            files[kind] = replay_files()
         elif "{workload}" in PAPER_FILES[kind]:
             files[kind] = expand(PAPER_FILES[kind], workload=workloads)
         else:
@@ -260,6 +278,7 @@ def paper_settings(wildcards):
         ],
         "input_edges": config["bins"]["input"],
         "output_edges": config["bins"]["output"],
+        "latency_targets": config["online"].get("latency_targets") or {},
     }
     return {s: values[s] for s in _paper_output(wildcards).settings}
 
@@ -278,6 +297,7 @@ def all_targets():
         + measurement_files()
         + checked_files()
         + ["results/estimates/estimates.parquet"]
+        + serving_files()
         + [f"paper/figures/{f}.pdf" for f in FIGURES]
         + [f"paper/tables/{t}.tex" for t in TABLES]
         + ["paper/findings.md"]

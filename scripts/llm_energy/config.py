@@ -109,6 +109,13 @@ def _cross_field_checks(cfg: dict) -> None:
             if longest > limit:
                 raise UserError(f"config error: cells[{i}]: a point needs {longest} tokens (input + output) but "
                                 f"model {cell['model']!r} accepts at most {limit} (max_position_embeddings)")
+    o = cfg["online"]
+    if o["rates"]:
+        trace = o["trace"]
+        traces = [n for n, w in cfg["workloads"].items() if w["kind"] == "trace"]
+        if trace not in traces:
+            raise UserError(f"config error: online.trace: {trace!r} is not a trace workload ({', '.join(traces)}); "
+                            "the rate sweep sends its requests")
     first_model = cfg["cells"][0]["model"]
     for name, w in cfg["workloads"].items():
         if w["kind"] == "trace":

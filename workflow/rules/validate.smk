@@ -83,3 +83,30 @@ rule validate_cell:
         output_edges=config["bins"]["output"],
     script:
         "../../scripts/rules/validate_cell.py"
+
+
+# Online serving under load (online.rates): an online cell's server is sent the replay sample of the
+# trace online.trace at each Poisson rate; latency per request, energy of a steady-state window.
+rule serve_cell:
+    input:
+        model=model_dir,
+        profile=f"results/profile/{config['online']['trace']}.parquet",
+    output:
+        table="results/serving/{hardware}/{model}/{variant}/{decoding}.parquet",
+        requests="results/requests/{hardware}/{model}/{variant}/{decoding}.parquet",
+    log:
+        "logs/serving/{hardware}/{model}/{variant}/{decoding}.log",
+    benchmark:
+        "results/benchmarks/serve_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
+    wildcard_constraints:
+        hardware=re.escape(HARDWARE),
+    conda:
+        measure_env
+    threads: workflow.cores
+    resources:
+        gpu=cell_gpus,
+    params:
+        online=config["online"],
+        replay=config["replay"],
+    script:
+        "../../scripts/rules/serve_cell.py"

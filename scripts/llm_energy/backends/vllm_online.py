@@ -200,6 +200,30 @@ class VllmOnlineBackend(VllmBase):
             raise RuntimeError(f"vLLM server answered {exc.code}: {exc.read()[:500]!r}") from None
         return len(out["choices"][0]["token_ids"])
 
+    def timed_request(self, prompt: list[int], output_len: int, timeout_s: float = 3600.0) -> dict:
+        """One streamed request: when it was sent, when each chunk of tokens came (the first is the time
+        to first token) and how many tokens each held; the server's token count at the end."""
+        body = {**self._body(prompt, output_len), "stream": True, "stream_options": {"include_usage": True}}
+        req = urllib.request.Request(self.url + "/v1/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        sent, chunks, usage = time.perf_counter(), [], None
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+                for raw in r:
+                    line = raw.decode().strip()
+                    if not line.startswith("data:") or line == "data: [DONE]":
+                        continue
+                    event, now = json.loads(line[5:]), time.perf_counter()
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or []:
+                        n = len(choice.get("token_ids") or []) or (1 if choice.get("text") else 0)
+                        if n:
+                            chunks.append((now, n))
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"vLLM server answered {exc.code}: {exc.read()[:500]!r}") from None
+        tokens = int(usage["completion_tokens"]) if usage else sum(n for _, n in chunks)
+        return {"sent_s": sent, "chunks": chunks, "tokens": tokens, "done_s": time.perf_counter()}
+
     def _stream(self, prompts: list[list[int]], output_lens: list[int], concurrency: int) -> list[int]:
         """Send every request (arrival process), at most ``concurrency`` in flight; tokens per request."""
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

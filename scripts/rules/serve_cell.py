@@ -1,0 +1,21 @@
+"""Rule serve_cell: the rate sweep of an online cell (online.rates): the replay sample of online.trace
+sent at each Poisson rate; a row per rate (latency percentiles, steady-state energy) and per request.
+
+The body runs under the ``__main__`` guard because vLLM starts worker processes.
+"""
+
+from llm_energy import config as config_mod
+from llm_energy.online_sweep import serve_cell
+from llm_energy.rulekit import run_rule
+
+
+def main(sm):
+    cfg = config_mod.validate(sm.config)
+    w = sm.wildcards
+    serve_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
+               model_dir=sm.input.model, profile=sm.input.profile, out=sm.output.table,
+               requests_out=sm.output.requests)
+
+
+if __name__ == "__main__":
+    run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

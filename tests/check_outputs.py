@@ -24,6 +24,7 @@ def check(root: str | Path) -> dict:
     check_figures(root, pd.concat(cells.values(), ignore_index=True), est)
     errors = check_replay(root, len(seen) * len(grid_cells))
     check_tables(root, seen)
+    check_serving(root)
     fig7 = pd.read_csv(root / "paper/figures/fig7_binning_cdfs.csv")
     assert set(fig7["workload"]) == set(seen)
     # Binned lengths are never below real ones at any quantile.
@@ -243,6 +244,38 @@ def check_tables(root: Path, seen: dict) -> None:
     t3 = pd.read_csv(root / "paper/tables/table3_bins.csv").set_index("workload")
     for w, n in seen.items():
         assert t3.loc[w, "n_included"] == n and t3.loc[w, "input_inflation"] >= 1.0
+
+
+def check_serving(root: Path) -> None:
+    """The rate sweep (results/serving/), when the run has one: Figure 9's rate rows and the frontier's
+    points are its rows; ``on_front`` is the Pareto front recomputed here (no whole-window row of the
+    workload is at most as slow and as costly, and better in one); the latency table's least energy per
+    met target is the least among the whole-window rows that meet it, and no row meets a "not met" one."""
+    files = sorted((root / "results/serving").rglob("*.parquet"))
+    if not files:
+        return
+    rows = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    whole = rows[rows["status"] != "timeout"]
+    fig9 = pd.read_csv(root / "paper/figures/fig9_online_offline.csv")
+    rate = fig9[fig9["panel"] == "rate"]
+    assert sorted(rate["online_energy_per_request_j"].round(9)) == sorted(rows["energy_per_request_j"].round(9))
+    front = pd.read_csv(root / "paper/figures/fig_energy_latency_frontier.csv")
+    assert len(front) == 2 * len(rows) and set(front["metric"]) == {"tpot_p90_s", "e2e_p90_s"}
+    for r in front.itertuples():
+        peers = whole[whole["workload"] == r.workload].dropna(subset=[r.metric, "energy_per_request_j"])
+        lat, e = peers[r.metric], peers["energy_per_request_j"]
+        dominated = ((lat <= r.latency_s) & (e <= r.energy_per_request_j)
+                     & ((lat < r.latency_s) | (e < r.energy_per_request_j))).any()
+        whole_window = r.status != "timeout" and not (pd.isna(r.latency_s) or pd.isna(r.energy_per_request_j))
+        assert bool(r.on_front) == (whole_window and not dominated), r
+    table = pd.read_csv(root / "paper/tables/table_latency_targets.csv")
+    for t in table[table["result"].isin(["met", "not met"])].itertuples():
+        peers = whole[whole["workload"] == t.workload].dropna(subset=["energy_per_request_j"])
+        meet = peers[peers[t.target] <= t.limit]
+        if t.result == "met":
+            assert math.isclose(t.energy_per_request_j, meet["energy_per_request_j"].min(), rel_tol=1e-9), t
+        else:
+            assert meet.empty and math.isclose(t.best_latency, peers[t.target].min(), rel_tol=1e-9), t
 
 
 def _figures(root: Path) -> list[str]:

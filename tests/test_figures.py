@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from llm_energy import figures as F
+from llm_energy.figures.batch import fig_energy_latency_frontier
 
 FI, FO = 64, 8
 BATCHES = [1, 2, 4]
@@ -176,6 +177,11 @@ def test_fig9_online_vs_offline(tmp_path):
     m = pd.concat([cell("vllm-eager"), cell("vllm-online", scale=0.95, seed=1)], ignore_index=True)
     F.fig_online(m, FI, FO, files(tmp_path, "fig9_online_offline"))
     csv, tex = read(tmp_path, "fig9_online_offline")
+    # Without a rate sweep the batch panel stays, and the rate panels say so.
+    rate = csv[csv["panel"] == "rate"]
+    assert len(rate) == 1 and rate["note"].iloc[0].startswith("no data: no serving rate sweep")
+    assert "Against request rate: no data" in tex
+    csv = csv[csv["panel"] == "batch"]
     e = expected(m, ["variant", "batch_size"]).set_index(["variant", "batch_size"])
     for r in csv.itertuples():
         on, off = e.loc[("vllm-online", r.batch_size)], e.loc[("vllm-eager", r.batch_size)]
@@ -188,7 +194,130 @@ def test_fig9_online_vs_offline(tmp_path):
 def test_fig9_without_online_cell_says_no_data(tmp_path):
     F.fig_online(cell("vllm-eager"), FI, FO, files(tmp_path, "fig9_online_offline"))
     csv, tex = read(tmp_path, "fig9_online_offline")
-    assert csv["note"].iloc[0].startswith("no data") and "no data" in tex
+    assert len(csv) == 1 and csv["note"].iloc[0].startswith("no data") and "no data" in tex
+    assert "no online cell" in csv["note"].iloc[0] and "no serving rate sweep" in csv["note"].iloc[0]
+
+
+# --- the serving rate sweep: Figure 9's rate panels, the energy-latency frontier, latency targets -------
+
+RATES = [(0.5, "ok", 9.0, 0.02, 0.3, 2.0), (1.0, "ok", 6.0, 0.04, 0.5, 4.0), (2.0, "saturated", 5.0, 0.04, 2.0, 9.0),
+         (4.0, "timeout", 1.0, 0.01, 0.1, 1.0)]
+
+
+def serving(workload: str = "burstgpt", source: str = "nvml", batch: int = 8, scale: float = 1.0) -> pd.DataFrame:
+    """A rate sweep of vllm-online: (rate, status, J/request, TPOT p90, TTFT p90, e2e p90); the other
+    percentiles follow from them so that each column is told apart."""
+    rows = []
+    for rate, status, e, tpot, ttft, e2e in RATES:
+        rows.append({"hardware": "hw-a", "model": "m", "variant": "vllm-online", "decoding": "greedy",
+                     "workload": workload, "rate_per_s": rate, "batch_size": batch, "n_requests": 32, "status": status,
+                     "energy_source": source, "energy_j": 10 * e * scale, "window_s": 10.0, "n_in_window": 20,
+                     "energy_per_request_j": e * scale, "energy_per_output_token_j": e * scale / 50,
+                     "output_tok_s": 100.0, "ttft_p50_s": ttft / 2, "ttft_p90_s": ttft, "ttft_p99_s": ttft * 1.5,
+                     "tpot_p50_s": tpot / 2, "tpot_p90_s": tpot, "tpot_p99_s": tpot * 1.5, "e2e_p50_s": e2e / 2,
+                     "e2e_p90_s": e2e, "e2e_p99_s": e2e * 1.5, "queue_max": 0 if status == "ok" else 12})
+    return pd.DataFrame(rows)
+
+
+def replay_runs() -> pd.DataFrame:
+    """Two metered replay runs of the same 32 requests with vllm-eager (and one with transformers)."""
+    return pd.DataFrame([{"workload": "burstgpt", "hardware": "hw-a", "model": "m", "variant": v, "decoding": "greedy",
+                          "run": k, "n_requests": 32, "replay_energy_j": e, "replay_duration_s": 5.0,
+                          "energy_source": "nvml", "batch_size": 16}
+                         for v, k, e in (("vllm-eager", 0, 320.0), ("vllm-eager", 1, 352.0),
+                                         ("transformers-eager", 0, 999.0))])
+
+
+def test_fig9_rate_panels_against_the_offline_replay(tmp_path):
+    m = pd.concat([cell("vllm-eager"), cell("vllm-online", scale=0.95, seed=1)], ignore_index=True)
+    F.fig_online(m, FI, FO, files(tmp_path, "fig9_online_offline"), serving=serving(), replay=replay_runs())
+    assert_files(tmp_path, "fig9_online_offline")
+    csv, tex = read(tmp_path, "fig9_online_offline")
+    assert sorted(csv.loc[csv["panel"] == "batch", "batch_size"]) == BATCHES
+    rate = csv[csv["panel"] == "rate"].set_index("rate_per_s")
+    assert list(rate.index) == [r[0] for r in RATES]
+    # Offline: energy per run / requests, mean over the vllm-eager runs (the transformers replay is another stack).
+    offline = np.mean([320.0 / 32, 352.0 / 32])
+    assert np.allclose(rate["offline_energy_per_request_j"], offline)
+    assert np.allclose(rate["offline_energy_per_request_std_j"], np.std([10.0, 11.0], ddof=1))
+    assert (rate["offline_variant"] == "vllm-eager").all() and (rate["offline_n_runs"] == 2).all()
+    assert list(rate["online_energy_per_request_j"]) == [r[2] for r in RATES]
+    assert math.isclose(rate.loc[1.0, "reduction_pct"], 100 * (1 - 6.0 / offline))
+    # Every plotted latency, each from its own column.
+    s = serving().set_index("rate_per_s")
+    for col in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "e2e_p50_s", "e2e_p99_s"):
+        assert np.allclose(rate[col], s[col]), col
+    assert rate.loc[4.0, "note"].startswith("timeout") and rate.loc[0.5, "note"] != rate.loc[0.5, "note"]  # NaN
+    assert "offline replay" in tex and "saturated" in tex
+
+
+def test_fig9_rate_panels_without_replay_or_online_batches(tmp_path):
+    """Only the rate sweep: the batch panel says why it is empty; the rows say the replay is missing."""
+    F.fig_online(cell("vllm-eager"), FI, FO, files(tmp_path, "fig9_online_offline"), serving=serving(),
+                 replay=pd.DataFrame())
+    csv, tex = read(tmp_path, "fig9_online_offline")
+    batch, rate = csv[csv["panel"] == "batch"], csv[csv["panel"] == "rate"]
+    assert len(batch) == 1 and batch["note"].iloc[0] == "no data: no online cell (vllm-online) was measured"
+    assert len(rate) == 4 and rate["offline_energy_per_request_j"].isna().all()
+    assert rate["note"].str.contains("no offline replay of burstgpt with vllm-eager").all()
+    assert "Against batch size: no data" in tex and "no offline replay" in tex
+
+
+def test_frontier_marks_the_pareto_front_per_metric(tmp_path):
+    # Two batch limits: the second costs 0.8x the first at the same latencies, so it dominates it.
+    data = pd.concat([serving(), serving(batch=4, scale=0.8)], ignore_index=True)
+    fig_energy_latency_frontier(data, files(tmp_path, "fig_energy_latency_frontier"))
+    assert_files(tmp_path, "fig_energy_latency_frontier")
+    csv, tex = read(tmp_path, "fig_energy_latency_frontier")
+    assert len(csv) == 2 * len(data) and set(csv["metric"]) == {"tpot_p90_s", "e2e_p90_s"}
+    front = csv[csv["on_front"]]
+    got = {(m, int(b), r) for m, b, r in front[["metric", "batch_size", "rate_per_s"]].itertuples(index=False)}
+    # TPOT p90: 0.02 @ 0.5/s (7.2 J) and 0.04 @ 2/s (4.0 J); 1/s (4.8 J at 0.04) is dominated. e2e p90: each rate
+    # of batch 4 up to the saturated one is faster-and-costlier than the next.
+    assert got == {("tpot_p90_s", 4, 0.5), ("tpot_p90_s", 4, 2.0), ("e2e_p90_s", 4, 0.5), ("e2e_p90_s", 4, 1.0),
+                   ("e2e_p90_s", 4, 2.0)}
+    timeout = csv[csv["status"] == "timeout"]
+    assert not timeout["on_front"].any() and timeout["note"].str.startswith("timeout").all()
+    row = csv[(csv["metric"] == "e2e_p90_s") & (csv["rate_per_s"] == 1.0) & (csv["batch_size"] == 8)].iloc[0]
+    assert row["latency_s"] == 4.0 and row["energy_per_request_j"] == 6.0
+    assert "Pareto front" in tex
+
+
+def test_frontier_and_fig9_without_a_rate_sweep_say_no_data(tmp_path):
+    fig_energy_latency_frontier(pd.DataFrame(), files(tmp_path, "fig_energy_latency_frontier"))
+    csv, tex = read(tmp_path, "fig_energy_latency_frontier")
+    assert len(csv) == 1 and csv["note"].iloc[0].startswith("no data: no serving rate sweep") and "no data" in tex
+
+
+def test_latency_targets_table(tmp_path):
+    from llm_energy.tables import TableFiles, table_latency_targets
+
+    out = TableFiles(tmp_path / "t.tex", tmp_path / "t.csv")
+    targets = {"tpot_p90_s": 0.05, "ttft_p90_s": 0.2, "e2e_p90_s": 5}
+    table_latency_targets(serving(), targets, out)
+    csv, tex = pd.read_csv(out.csv).set_index("target"), out.tex.read_text()
+    assert list(csv.index) == list(targets) and (csv["workload"] == "burstgpt").all()
+    # TPOT p90 <= 0.05: 0.5, 1 and 2 r/s meet it (timeout never counts); 2 r/s uses the least energy.
+    tpot = csv.loc["tpot_p90_s"]
+    assert tpot["result"] == "met" and tpot["energy_per_request_j"] == 5.0 and tpot["rate_per_s"] == 2.0
+    assert tpot["batch_size"] == 8 and tpot["variant"] == "vllm-online" and tpot["n_meeting"] == 3
+    # TTFT p90 <= 0.2 s: no whole-window row gets there (the timed-out 0.1 s does not count).
+    ttft = csv.loc["ttft_p90_s"]
+    assert ttft["result"] == "not met" and ttft["best_latency"] == 0.3 and np.isnan(ttft["energy_per_request_j"])
+    assert csv.loc["e2e_p90_s", "rate_per_s"] == 1.0
+    assert "not met (best 0.3 s)" in tex and "TPOT p90 $\\le$ 0.05 s" in tex and "2 req/s, batch 8" in tex
+    assert tex.count("\\\\\n") == 4  # header + 3 targets
+
+
+def test_latency_targets_table_without_sweep_or_targets(tmp_path):
+    from llm_energy.tables import TableFiles, table_latency_targets
+
+    out = TableFiles(tmp_path / "t.tex", tmp_path / "t.csv")
+    table_latency_targets(pd.DataFrame(), {"tpot_p90_s": 0.05}, out)
+    csv = pd.read_csv(out.csv)
+    assert list(csv["result"]) == ["no data"] and "No serving rate sweep" in out.tex.read_text()
+    table_latency_targets(serving(), {}, out)
+    assert list(pd.read_csv(out.csv)["result"]) == ["no targets"] and "online.latency\\_targets" in out.tex.read_text()
 
 
 @pytest.mark.parametrize("framework,name", [("vllm", "fig2_prefill_decode"),
@@ -404,7 +533,7 @@ def test_replay_figure_only_when_replay_is_enabled():
 
     on = paper.enabled(paper.FIGURES, {"replay": {"enabled": True}})
     off = paper.enabled(paper.FIGURES, {"replay": {"enabled": False}})
-    assert on == off + ["fig_replay_validation"] and len(off) == 10
+    assert on == off[:10] + ["fig_replay_validation"] + off[10:] and len(off) == 11
     assert off[0] == "fig1_workload_energy" and "fig10_prefill_decode_transformers" in off
 
 
@@ -445,3 +574,24 @@ def test_tables_read_only_their_workloads(tmp_path):
     csv = pd.read_csv(out.csv)
     assert list(csv["workload"]) == ["burstgpt", "azure_code_2023"] and (csv["n_requests"] == 3).all()
     assert "azure\\_code\\_2023" in out.tex.read_text() and paper.TABLES["table2_tasks"].workloads == "task"
+
+
+def test_check_serving_accepts_the_written_outputs_and_catches_a_wrong_front_flag(tmp_path):
+    from check_outputs import check_serving
+
+    from llm_energy.tables import TableFiles, table_latency_targets
+
+    data = pd.concat([serving(), serving(batch=4, scale=0.8)], ignore_index=True)
+    (tmp_path / "results/serving/hw-a").mkdir(parents=True)
+    data.to_parquet(tmp_path / "results/serving/hw-a/greedy.parquet", index=False)
+    figs = tmp_path / "paper/figures"
+    F.fig_online(cell("vllm-eager"), FI, FO, files(figs, "fig9_online_offline"), serving=data, replay=replay_runs())
+    fig_energy_latency_frontier(data, files(figs, "fig_energy_latency_frontier"))
+    table_latency_targets(data, {"tpot_p90_s": 0.05, "ttft_p90_s": 0.2}, TableFiles(
+        tmp_path / "paper/tables/table_latency_targets.tex", tmp_path / "paper/tables/table_latency_targets.csv"))
+    check_serving(tmp_path)
+    front = pd.read_csv(figs / "fig_energy_latency_frontier.csv")
+    front.loc[front["on_front"].idxmax(), "on_front"] = False
+    front.to_csv(figs / "fig_energy_latency_frontier.csv", index=False)
+    with pytest.raises(AssertionError):
+        check_serving(tmp_path)

@@ -263,8 +263,12 @@ def paper_inputs(wildcards):
             files[kind] = expand(PAPER_FILES[kind], workload=workloads)
         else:
             files[kind] = PAPER_FILES[kind]
-    # The package code that writes it (figures/ or tables.py) and the registry that names it.
-    files["code"] = package_code(out.function.split(".")[0].split(":")[0], "paper")
+    # The package code that writes it (figures/ or tables.py), the registry that names it, and the
+    # Pareto front and latency targets of the rate sweep (frontier.py) where it reads the sweep.
+    extra = ["frontier"] if "serving" in out.inputs else []
+    files["code"] = package_code(
+        out.function.split(".")[0].split(":")[0], "paper", *extra
+    )
     return files
 
 

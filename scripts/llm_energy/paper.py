@@ -23,12 +23,14 @@ INPUTS = {
     "savings": "results/estimates/savings.parquet (one table)",
     "measurements": "the checked measurement tables, every cell (concatenated)",
     "validation": "the replay validation tables (concatenated)",
+    "serving": "the serving rate-sweep tables (concatenated): results/serving/, one row per workload and rate",
+    "replay": "the metered replay tables of the grid cells (concatenated): results/replay/, per workload and run",
     "profiles": "results/profile/{workload}.parquet (a table per workload)",
     "stats": "results/profile/{workload}.stats.json (a dict per workload)",
     "bins": "results/bins/{workload}.summary.json (a dict per workload)",
 }
 # Config values an output may take, by the keyword its function takes them by (workflow/common.smk).
-SETTINGS = ("fixed_input", "fixed_output", "task_workloads", "input_edges", "output_edges")
+SETTINGS = ("fixed_input", "fixed_output", "task_workloads", "input_edges", "output_edges", "latency_targets")
 WORKLOAD_KINDS = ("all", "trace", "task")
 
 
@@ -84,9 +86,11 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
     Output("fig8_tasks", "figures.workloads:fig_tasks", ("estimates", "by_bin"),
            "Classical NLP tasks (IMDB, WMT-14, CNN/DailyMail, WikiText-2): estimated energy per request for "
            "each stack, binned (hollow) and model (solid), and the ideal (Figure 8).", ("task_workloads",)),
-    Output("fig9_online_offline", "figures.batch:fig_online", ("measurements",),
-           "Energy reduction of online serving (continuous batching) against offline batches on the same "
-           "engine, against batch size (Figure 9).", _SHAPE),
+    Output("fig9_online_offline", "figures.batch:fig_online", ("measurements", "serving", "replay"),
+           "Online serving (continuous batching) against offline batches on the same engine (Figure 9): energy "
+           "reduction against batch size; energy per request against request rate beside the offline replay of "
+           "the same requests, and latency (end-to-end p50 and p99, time to first token p50) against rate.",
+           _SHAPE),
     Output("fig10_prefill_decode_transformers", "figures.sweeps:fig_prefill_decode", ("measurements",),
            "Prefill and decode energy against input and output length per batch size, PyTorch with HF "
            "transformers (Figure 10 of the paper).", _SHAPE, {"framework": "transformers", "number": "10"}),
@@ -94,6 +98,9 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
            "Binned estimate and energy model against a real replay of a sample of each workload, per stack: "
            "error in percent.",
            when="replay"),
+    Output("fig_energy_latency_frontier", "figures.batch:fig_energy_latency_frontier", ("serving",),
+           "Energy per request against p90 latency (time per output token; end to end) of every setting of the "
+           "serving rate sweep, with the Pareto front (least energy for a given latency) as a step line."),
 )}
 
 TABLES: dict[str, Output] = {o.name: o for o in (
@@ -110,6 +117,10 @@ TABLES: dict[str, Output] = {o.name: o for o in (
            "Estimated energy to serve each workload per stack, binned and model each with its systematic error, "
            "against the FLOPs ideal, the optimized stack's saving over the baseline, and facility energy, "
            "carbon and cost (Table 4)."),
+    Output("table_latency_targets", "tables:table_latency_targets", ("serving",),
+           "Least energy per request of online serving that meets each latency target (config "
+           "online.latency_targets), and the setting that gets it, or not met with the best latency reached.",
+           ("latency_targets",)),
 )}
 
 
@@ -140,6 +151,14 @@ def _tables(paths):
     return pd.concat([pd.read_parquet(p) for p in _paths(paths)], ignore_index=True)
 
 
+def _tables_or_empty(paths):
+    """The tables concatenated; an empty table when there are none (no serving sweep, replay off)."""
+    import pandas as pd
+
+    paths = _paths(paths)
+    return _tables(paths) if paths else pd.DataFrame()
+
+
 def _json(path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -152,6 +171,7 @@ def _per_workload(suffix: str, read: Callable) -> Callable:
 
 LOADERS: dict[str, Callable] = {
     "estimates": _table, "by_bin": _table, "savings": _table, "measurements": _tables, "validation": _tables,
+    "serving": _tables_or_empty, "replay": _tables_or_empty,
     "profiles": _per_workload(".parquet", _table), "stats": _per_workload(".stats.json", _json),
     "bins": _per_workload(".summary.json", _json),
 }

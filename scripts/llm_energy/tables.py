@@ -196,3 +196,60 @@ def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, files: Table
               + (f" ({_tex_escape(currency.pop())})" if len(currency) == 1 else ""))
     tex = _table(body, columns, header, _estimates_caption(rows, with_hardware), "estimates")
     return _write(tex, rows.to_dict("records"), files)
+
+
+NO_SERVING = "no serving rate sweep was measured (vllm-online cells with config online.rates)"
+
+
+def _target_label(metric: str, limit: float) -> str:
+    """``tpot_p90_s``, 0.05 -> ``TPOT p90 $\\le$ 0.05 s``; a name that is no latency column as it is."""
+    parts = str(metric).split("_")
+    if len(parts) == 3 and parts[2] == "s":
+        return f"{parts[0].upper()} {parts[1]} $\\le$ {limit:g} s"
+    return f"{_tex_escape(metric)} $\\le$ {limit:g}"
+
+
+def _target_tex_row(r) -> str:
+    lat = "--" if pd.isna(r["best_latency"]) else f"{r['best_latency']:.3g} s"
+    if r["result"] != "met":
+        result = _tex_escape(r["result"]) + ("" if r["result"] != "not met" else f" (best {lat})")
+        return f"{_tex_escape(r['workload'])} & {_target_label(r['target'], r['limit'])} & {result} & -- & -- & {lat}"
+    setting = (f"{_tex_escape(r['hardware'])}, {_tex_escape(r['model'])}, {_tex_escape(r['variant'])}, "
+               f"{r['rate_per_s']:g} req/s, batch {r['batch_size']:.0f}")
+    return (f"{_tex_escape(r['workload'])} & {_target_label(r['target'], r['limit'])} & met ({r['latency']:.3g} s) & "
+            f"{r['energy_per_request_j']:.3g} & {setting} & {lat}")
+
+
+def latency_target_rows(serving: pd.DataFrame, latency_targets: dict) -> list[dict]:
+    """Per workload of the rate sweep and per target, :func:`llm_energy.frontier.latency_targets`; a
+    row that says so when there is no sweep or no target."""
+    from .frontier import latency_targets as meet
+
+    blank = {"workload": "", "target": "", "limit": float("nan"), "result": "", "energy_per_request_j": float("nan"),
+             "best_latency": float("nan"), "note": ""}
+    if not latency_targets:
+        return [{**blank, "result": "no targets", "note": "no latency target set (config online.latency_targets)"}]
+    if serving is None or serving.empty:
+        return [{**blank, "target": t, "limit": float(v), "result": "no data", "note": NO_SERVING}
+                for t, v in latency_targets.items()]
+    workloads = serving["workload"] if "workload" in serving else pd.Series("", index=serving.index)
+    return [{"workload": w, **r} for w, grp in serving.groupby(workloads, sort=True)
+            for r in meet(grp, latency_targets)]
+
+
+def table_latency_targets(serving: pd.DataFrame, latency_targets: dict, files: TableFiles) -> str:
+    """Per latency target (config ``online.latency_targets``): the least energy per request of the rate
+    sweep's settings that meet it and the setting (hardware, model, variant, rate, batch limit), or "not
+    met" with the best latency reached."""
+    rows = latency_target_rows(serving, latency_targets)
+    body = [_target_tex_row({"best_latency": float("nan"), **r}) for r in rows]
+    note = rows[0]["note"] if rows[0]["result"] in ("no targets", "no data") else ""
+    caption = ("Least energy per request of online serving that meets each latency target: among the settings of "
+               "the serving rate sweep (stack, server batch limit, request rate; Poisson arrivals of a seeded "
+               "sample of the trace) whose latency percentile is at or below the target, the one with the least energy "
+               "per request of its steady-state window. Settings whose window timed out (partial values) do not "
+               "count; \"not met\" gives the best latency any setting reached."
+               + (f" {_tex_escape(note[0].upper() + note[1:])}." if note else ""))
+    tex = _table(body, "lllrll", "workload & target & result & J / request & setting & best latency", caption,
+                 "latency_targets")
+    return _write(tex, rows, files)

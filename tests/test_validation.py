@@ -152,7 +152,9 @@ def test_estimate_rule_writes_the_other_cells_and_lists_the_left_out_one(tmp_pat
     out = tmp_path / "estimates"
     sm = Names(input=Names(measurements=[str(f) for f in files], model_dirs=[str(tmp_path / "m")],
                            bins=[str(tmp_path / "bins.parquet")], summaries=[str(tmp_path / "summary.json")]),
-               params=Names(models=["m"], workloads=["w"], hardware_specs={}, comparisons=[]),
+               params=Names(models=["m"], workloads=["w"], hardware_specs={}, comparisons=[], hardware="cpu-test",
+                            cpu_watts_per_core=4.0,
+                            carbon={"grid_intensity_g_per_kwh": 480, "pue": 1.0, "price_per_kwh": 0.1}),
                output=Names(estimates=str(out / "estimates.parquet"), by_bin=str(out / "by_bin.parquet"),
                             savings=str(out / "savings.parquet")))
     script = Path(__file__).parents[1] / "scripts/rules/estimate.py"

@@ -79,7 +79,8 @@ def test_intensity_file_is_looked_up_by_the_hour_of_each_start_time(tmp_path):
     ("timestamp,g_per_kwh\n", "no rows"),
     ("timestamp,g_per_kwh\nyesterday,100\n", "line 2: timestamp is not a date and time"),
     ("timestamp,g_per_kwh\n2026-01-05T10:00:00Z,100\n2026-01-05T11:00:00Z,lots\n", "line 3: g_per_kwh is not a number"),
-    ("timestamp,g_per_kwh\n2026-01-05T10:00:00Z,-5\n", "line 2: g_per_kwh is negative"),
+    ("timestamp,g_per_kwh\n2026-01-05T10:00:00Z,-5\n", "line 2: g_per_kwh is negative (timestamp "
+                                                       "2026-01-05T10:00:00Z, g_per_kwh -5)"),
     ("timestamp,g_per_kwh\n2026-01-05T10:00:00Z,1\n2026-01-05T10:30:00Z,2\n", "appears twice"),
 ])
 def test_a_malformed_intensity_file_is_one_line_naming_it(tmp_path, text, message):

@@ -77,8 +77,8 @@ def read_intensity(path: str | Path) -> pd.Series:
                       (values.isna(), "g_per_kwh is not a number"), (values < 0, "g_per_kwh is negative")):
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UserError(f"carbon.intensity_file {path}: line {row + 2}: {what} "
-                            f"({table['timestamp'].iloc[row]!r}, {table['g_per_kwh'].iloc[row]!r})")
+            raise UserError(f"carbon.intensity_file {path}: line {row + 2}: {what} (timestamp "
+                            f"{table['timestamp'].iloc[row]}, g_per_kwh {table['g_per_kwh'].iloc[row]})")
     hours = times.dt.floor("h")
     if hours.duplicated().any():
         raise UserError(f"carbon.intensity_file {path}: hour {hours[hours.duplicated()].iloc[0]} appears twice; "

@@ -29,7 +29,8 @@ from . import UserError
 CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
 METHODS = ("binned", "model")  # the paper's binned estimate; the energy model served at true lengths
-NO_REPLAY = "no replay validation of this cell (replay.enabled is false, or it was measured on other hardware)"
+NO_REPLAY = ("no replay validation of this cell (replay.enabled is false, it was measured on other hardware, "
+             "or it measures no bin grid)")
 NO_ESTIMATE_OF_REPLAYS = ("the cell was replayed, but this method estimated none of the samples (results/validation/ "
                           "says why: estimate_note, model_note)")
 

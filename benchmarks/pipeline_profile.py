@@ -73,7 +73,7 @@ def by_cell(df: pd.DataFrame) -> pd.DataFrame:
     run_total = df["s"].sum()
     out["share_of_run_pct"] = 100 * out["s"] / run_total if run_total > 0 else 0.0
     for r in CELL_RULES:
-        out.loc[out["cell"] == "total", f"{r}_s"] = out[f"{r}_s"].iloc[:-1].sum()
+        out.loc[out["cell"] == "total", f"{r}_s"] = out[f"{r}_s"].iloc[:-1].sum(min_count=1)
     return out[cols]
 
 

@@ -165,8 +165,12 @@ def test_vllm_compiled_speculative_exact_lengths(vllm_compiled_speculative):
     info = b.describe()
     assert info["enforce_eager"] is False and info["num_speculative_tokens"] == 4
     assert b.llm.llm_engine.vllm_config.speculative_config.num_speculative_tokens == 4
+    before = b.spec_counts()
     _exact(b, batch_sizes=(1, 3), output_len=9)
     assert b.serve([[5] * 9, [6] * 30, [7] * 4], [2, 7, 3], batch_size=2) == [2, 7, 3]
+    # The engine's own spec-decode counters: proposals were made (4 per step per request) and counted.
+    proposed, accepted = (a - z for a, z in zip(b.spec_counts(), before))
+    assert proposed >= 4 * 8 and 0 <= accepted <= proposed, (proposed, accepted)
 
 
 @pytest.fixture(scope="module")

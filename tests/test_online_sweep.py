@@ -75,3 +75,34 @@ def test_queue_max_counts_requests_waiting_for_their_first_token():
     ts = [Timing(0.0, [(5.0, 1)], 1, 1), Timing(1.0, [(6.0, 1)], 1, 1), Timing(2.0, [], 0, 1, error="timeout")]
     assert queue_max(ts) == 3
     assert math.isnan(ts[2].ttft_s)
+
+
+def test_attribution_recovers_a_known_prefill_decode_split():
+    """Synthetic truth: a prompt token costs 0.1 of an output token. Split by plain token counts, the
+    requests' energies are far off; weighted by the cell's measured ratio, exact."""
+    import pandas as pd
+
+    from llm_energy.online_sweep import prompt_token_weight
+
+    rng = np.random.default_rng(0)
+    timings = []
+    for k in range(16):
+        inp, out = int(rng.integers(50, 800)), int(rng.integers(5, 120))
+        timings.append(Timing(0.5 * k, [(0.5 * k + 0.2 + 0.02 * j, 1) for j in range(out)], out, inp))
+    true = np.array([0.1 * t.input_tokens + t.tokens for t in timings])
+    window = (-1.0, 1e9)
+
+    def error(weight):
+        got = np.array([r["energy_share_j"] for r in request_rows(timings, window, true.sum(), 1.0, weight)])
+        return np.abs(got - true) / true
+
+    assert error(1.0).max() > 0.5  # plain token counts: one request more than 50% off
+    assert error(0.1).max() == pytest.approx(0.0, abs=1e-9)
+    rows = request_rows(timings, window, true.sum(), 1.0, 0.1)
+    assert rows[0]["prefill_energy_j"] == pytest.approx(0.1 * timings[0].input_tokens)
+    assert rows[0]["decode_energy_j"] == pytest.approx(timings[0].tokens)
+    # The ratio from a cell's rows: prefill 2 J over 8 x 64 prompt tokens, decode 28 J over 8 x 7 tokens.
+    m = pd.DataFrame({"status": "ok", "valid": True, "batch_size": [8, 1], "input_len": 64, "output_len": 8,
+                      "prefill_energy_j": [2.0, 9.0], "decode_energy_j": [28.0, 1.0]})
+    assert prompt_token_weight(m, 8) == pytest.approx((2.0 / 512) / (28.0 / 56))
+    assert prompt_token_weight(None, 8) == 1.0

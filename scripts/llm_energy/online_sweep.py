@@ -120,25 +120,49 @@ def rate_row(timings: list[Timing], rate: float, window: tuple[float, float], en
             "queue_max": queued, **latency_columns(timings)}
 
 
-def request_rows(timings: list[Timing], window: tuple[float, float], energy_j: float, rate: float) -> list[dict]:
-    """Per request: latencies, and its share of the window's energy by the tokens it had processed inside
-    the window (its prompt counted at its first token, its output tokens as they streamed)."""
+def request_rows(timings: list[Timing], window: tuple[float, float], energy_j: float, rate: float,
+                 prompt_weight: float = 1.0) -> list[dict]:
+    """Per request: latencies, and its share of the window's energy, prefill and decode apart.
+
+    The window's energy is split over the tokens each request had processed inside it: its prompt
+    (counted at its first token, when its prefill is done) at ``prompt_weight`` output tokens per
+    prompt token, and its output tokens as they streamed. ``prompt_weight`` is the ratio of a prompt
+    token's energy to an output token's, from the cell's measured prefill/decode split
+    (:func:`prompt_token_weight`); 1 splits by plain token counts.
+    """
     start, end = window
-
-    def inside(t: Timing) -> int:
-        own = sum(n for at, n in t.chunks if start <= at <= end)
-        return own + (t.input_tokens if t.chunks and start <= t.first_s <= end else 0)
-
-    shares = [inside(t) for t in timings]
-    total = sum(shares)
+    prefill = [prompt_weight * t.input_tokens if t.chunks and start <= t.first_s <= end else 0.0 for t in timings]
+    decode = [sum(n for at, n in t.chunks if start <= at <= end) for t in timings]
+    total = sum(prefill) + sum(decode)
+    scale = energy_j / total if total else math.nan
     return [{"rate_per_s": rate, "request": k, "arrival_s": t.arrival_s, "input_tokens": t.input_tokens,
              "output_tokens": t.tokens, "ttft_s": t.ttft_s, "tpot_s": t.tpot_s, "e2e_s": t.e2e_s,
-             "tokens_in_window": s, "energy_share_j": energy_j * s / total if total else math.nan,
-             "error": t.error} for k, (t, s) in enumerate(zip(timings, shares))]
+             "tokens_in_window": d + (t.input_tokens if p else 0), "prefill_energy_j": p * scale,
+             "decode_energy_j": d * scale, "energy_share_j": (p + d) * scale, "prompt_weight": prompt_weight,
+             "error": t.error} for k, (t, p, d) in enumerate(zip(timings, prefill, decode))]
+
+
+def prompt_token_weight(measurements: pd.DataFrame | None, batch_size: int) -> float:
+    """Energy of a prompt token over that of an output token, from a cell's measured rows: per row,
+    (prefill energy / prompt tokens) / (decode energy / output tokens after the first), median over the
+    valid rows at the batch size nearest ``batch_size``; 1 where nothing says otherwise."""
+    if measurements is None or measurements.empty or "prefill_energy_j" not in measurements:
+        return 1.0
+    m = measurements[(measurements.get("status", "ok") == "ok") & (measurements["output_len"] > 1)]
+    if "valid" in m:
+        m = m[m["valid"].fillna(False).astype(bool)]
+    m = m[(m["prefill_energy_j"] > 0) & (m["decode_energy_j"] > 0)]
+    if m.empty:
+        return 1.0
+    m = m[(m["batch_size"] - batch_size).abs() == (m["batch_size"] - batch_size).abs().min()]
+    per_prompt = m["prefill_energy_j"] / (m["batch_size"] * m["input_len"])
+    per_output = m["decode_energy_j"] / (m["batch_size"] * (m["output_len"] - 1))
+    return float((per_prompt / per_output).median())
 
 
 def sweep_rate(backend, meter, prompts: list[list[int]], outs: list[int], rate: float, *, seed: int,
-               timeout_s: float, min_window_s: float, batch_size: int) -> tuple[dict, list[dict]]:
+               timeout_s: float, min_window_s: float, batch_size: int,
+               prompt_weight: float = 1.0) -> tuple[dict, list[dict]]:
     """Send the sample at one Poisson rate; the rate's row and its per-request rows."""
     arrivals = poisson_arrivals(len(prompts), rate, seed)
     k_open, k_close = window_requests(len(prompts))
@@ -169,18 +193,20 @@ def sweep_rate(backend, meter, prompts: list[list[int]], outs: list[int], rate: 
     timed_out = bool(late) or any(t.error for t in timings)
     return rate_row(timings, rate, (start, end), energy, batch_size=batch_size, fallback=fallback,
                     timed_out=timed_out), \
-        request_rows(timings, (start, end), energy, rate)
+        request_rows(timings, (start, end), energy, rate, prompt_weight)
 
 
 def sweep(backend, meter, sample: pd.DataFrame, prompts: list[list[int]], rates: list[float], *, seed: int,
-          timeout_s: float, min_window_s: float, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+          timeout_s: float, min_window_s: float, batch_size: int,
+          prompt_weight: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every rate of the sweep (after one warm-up of the first few requests); rows per rate and per request."""
     outs = sample["output_tokens"].astype(int).tolist()
     backend.serve(prompts[:4], outs[:4], 4)
     rows, requests = [], []
     for rate in rates:
         row, per_request = sweep_rate(backend, meter, prompts, outs, rate, seed=seed, timeout_s=timeout_s,
-                                      min_window_s=min_window_s, batch_size=batch_size)
+                                      min_window_s=min_window_s, batch_size=batch_size,
+                                      prompt_weight=prompt_weight)
         log.info("rate %.3g/s: %s, %.3g J per request, TTFT p90 %.3g s, TPOT p90 %.3g s, e2e p90 %.3g s "
                  "(%s window %.1f s)", rate, row["status"], row["energy_per_request_j"], row["ttft_p90_s"],
                  row["tpot_p90_s"], row["e2e_p90_s"], row["window"], row["window_s"])
@@ -190,9 +216,10 @@ def sweep(backend, meter, sample: pd.DataFrame, prompts: list[list[int]], rates:
 
 
 def serve_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir, profile,
-               out=None, requests_out=None) -> pd.DataFrame:
+               out=None, requests_out=None, measurements=None) -> pd.DataFrame:
     """The rate sweep of an online cell on the trace ``online.trace`` (its profile table ``profile``);
-    writes ``out`` (a row per rate) and ``requests_out`` (a row per request and rate) when given."""
+    writes ``out`` (a row per rate) and ``requests_out`` (a row per request and rate) when given.
+    ``measurements``: the cell's checked table, whose prefill/decode split weighs prompt tokens."""
     from .cell import CellParams, _cell_backend
     from .config import cell_of
     from .io import write_parquet
@@ -211,12 +238,15 @@ def serve_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: 
     batch = m["batch_size"]
     backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
                             batch)
+    weight = prompt_token_weight(pd.read_parquet(measurements) if measurements else None, batch)
+    log.info("a prompt token costs %.3g output tokens' energy (the cell's prefill/decode split)", weight)
     meter = Protocol.from_config(m).make_meter()
     with device_locks(meter.device_keys()):
         backend.load()
         try:
             rows, requests = sweep(backend, meter, sample, prompts, list(o["rates"]), seed=r["seed"],
-                                   timeout_s=o["rate_timeout_s"], min_window_s=m["min_window_s"], batch_size=batch)
+                                   timeout_s=o["rate_timeout_s"], min_window_s=m["min_window_s"], batch_size=batch,
+                                   prompt_weight=weight)
         finally:
             backend.close()
     labels = {"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,

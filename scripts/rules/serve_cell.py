@@ -14,7 +14,7 @@ def main(sm):
     w = sm.wildcards
     serve_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
                model_dir=sm.input.model, profile=sm.input.profile, out=sm.output.table,
-               requests_out=sm.output.requests)
+               requests_out=sm.output.requests, measurements=sm.input.measurements)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ rule serve_cell:
     input:
         model=model_dir,
         profile=f"results/profile/{config['online']['trace']}.parquet",
+        # its prefill/decode split weighs a prompt token against an output token in the attribution
+        measurements=ancient(
+            "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
+        ),
     output:
         table="results/serving/{hardware}/{model}/{variant}/{decoding}.parquet",
         requests="results/requests/{hardware}/{model}/{variant}/{decoding}.parquet",

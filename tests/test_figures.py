@@ -289,6 +289,84 @@ def test_frontier_and_fig9_without_a_rate_sweep_say_no_data(tmp_path):
     assert len(csv) == 1 and csv["note"].iloc[0].startswith("no data: no serving rate sweep") and "no data" in tex
 
 
+def requests_table(source: str = "nvml") -> pd.DataFrame:
+    """Per-request rows of two rates: request 0 finished before the steady window (a TTFT, no tokens in the
+    window); at 4/s request 4 failed (no first token, no tokens). Shares are tokens in window / total."""
+    rows = []
+    for rate, energy in ((1.0, 10.0), (4.0, 6.0)):
+        out = [10, 20, 40, 80, 160]
+        in_window = [0, 30, 50, 90, 170] if rate == 1.0 else [0, 25, 60, 70, 0]
+        ttft = [0.05, 0.1, 0.2, 0.4, 0.8] if rate == 1.0 else [0.3, 0.6, 1.2, 2.4, math.nan]
+        for k in range(5):
+            rows.append({"rate_per_s": rate, "request": k, "arrival_s": 0.5 * k, "input_tokens": 16,
+                         "output_tokens": out[k] if not (rate == 4.0 and k == 4) else 0, "ttft_s": ttft[k],
+                         "tpot_s": 0.01, "e2e_s": 1.0, "tokens_in_window": in_window[k],
+                         "energy_share_j": energy * in_window[k] / sum(in_window),
+                         "error": "timeout" if rate == 4.0 and k == 4 else "", "hardware": "hw-a", "model": "m",
+                         "variant": "vllm-online", "decoding": "greedy", "workload": "burstgpt", "batch_size": 8,
+                         "energy_source": source})
+    return pd.DataFrame(rows)
+
+
+def test_request_energy_cdfs_scatter_and_left_out_requests(tmp_path):
+    reqs = requests_table()
+    F.fig_request_energy(reqs, files(tmp_path, "fig_request_energy"))
+    assert_files(tmp_path, "fig_request_energy")
+    csv, tex = read(tmp_path, "fig_request_energy")
+    assert set(csv["panel"]) == {"energy_cdf", "energy_vs_output", "ttft_cdf", "note"}
+    has_energy = reqs[reqs["tokens_in_window"] > 0]
+    for rate, grp in reqs.groupby("rate_per_s"):
+        exp = has_energy[has_energy["rate_per_s"] == rate].sort_values("energy_share_j")
+        cdf = csv[(csv["panel"] == "energy_cdf") & (csv["rate_per_s"] == rate)]
+        # Only requests with tokens in the window, each once, sorted by energy, the CDF rising to 1.
+        assert cdf["request"].tolist() == exp["request"].tolist() and 0 not in cdf["request"].tolist()
+        np.testing.assert_allclose(cdf["energy_share_j"], exp["energy_share_j"], rtol=1e-12)
+        np.testing.assert_allclose(cdf["cdf"], np.arange(1, len(exp) + 1) / len(exp), rtol=1e-12)
+        assert cdf["cdf"].iloc[-1] == 1.0
+        scatter = csv[(csv["panel"] == "energy_vs_output") & (csv["rate_per_s"] == rate)].sort_values("request")
+        assert scatter["request"].tolist() == sorted(exp["request"]) and scatter["cdf"].isna().all()
+        np.testing.assert_allclose(scatter["output_tokens"], exp.sort_values("request")["output_tokens"])
+        # The plotted shares are the whole window's energy less the left-out requests' (none here).
+        assert math.isclose(scatter["energy_share_j"].sum(), grp["energy_share_j"].sum(), rel_tol=1e-12)
+        ttft = csv[(csv["panel"] == "ttft_cdf") & (csv["rate_per_s"] == rate)]
+        exp_ttft = grp.dropna(subset=["ttft_s"]).sort_values("ttft_s")
+        assert ttft["request"].tolist() == exp_ttft["request"].tolist() and ttft["cdf"].iloc[-1] == 1.0
+        assert ttft["ttft_s"].is_monotonic_increasing and ttft["cdf"].is_monotonic_increasing
+    notes = csv[csv["panel"] == "note"].set_index("rate_per_s")["note"]
+    assert notes[1.0] == "1 request(s) with no tokens inside the steady window left out of panels a and b"
+    assert notes[4.0].startswith("2 request(s) with no tokens") and notes[4.0].endswith(
+        "1 request(s) without a first token (failed or timed out) left out of panel c")
+    assert (csv.loc[csv["panel"] != "note", "note"].fillna("") == "").all()
+    # The longest quarter of the plotted requests (output tokens >= their 75th percentile) and its energy share.
+    q = np.quantile(has_energy["output_tokens"], 0.75)
+    share = 100 * has_energy.loc[has_energy["output_tokens"] >= q, "energy_share_j"].sum() / 16.0
+    assert f"burstgpt on hw-a, m, vllm-online: {share:.0f}\\%" in tex
+    assert "not a per-request measurement" in tex and "cpu-estimate" not in tex
+
+
+def test_request_energy_from_estimated_energy_says_so(tmp_path):
+    F.fig_request_energy(requests_table("cpu-estimate"), files(tmp_path, "fig_request_energy"))
+    csv, tex = read(tmp_path, "fig_request_energy")
+    assert (csv["energy_source"] == "cpu-estimate").all()
+    assert "\\texttt{cpu-estimate} is CPU time" in tex and "CDFs are dashed" in tex
+
+
+def test_request_energy_without_per_request_tables_says_no_data(tmp_path):
+    from llm_energy import paper
+
+    # Through the registry: no rate sweep gives no files, the loader an empty table.
+    paper.write("fig_request_energy", {"requests": []}, {}, files(tmp_path, "fig_request_energy"))
+    assert_files(tmp_path, "fig_request_energy")
+    csv, tex = read(tmp_path, "fig_request_energy")
+    assert len(csv) == 1 and csv["note"].iloc[0].startswith("no data: no per-request table") and "no data" in tex
+    # Requests that all failed: nothing to plot, and it says why.
+    dead = requests_table().assign(tokens_in_window=0, ttft_s=math.nan)
+    F.fig_request_energy(dead, files(tmp_path / "dead", "fig_request_energy"))
+    csv, tex = read(tmp_path / "dead", "fig_request_energy")
+    assert len(csv) == 1 and "no request of the rate sweep got a first token" in csv["note"].iloc[0]
+    assert "hw-a" in tex
+
+
 def test_latency_targets_table(tmp_path):
     from llm_energy.tables import TableFiles, table_latency_targets
 
@@ -533,7 +611,7 @@ def test_replay_figure_only_when_replay_is_enabled():
 
     on = paper.enabled(paper.FIGURES, {"replay": {"enabled": True}})
     off = paper.enabled(paper.FIGURES, {"replay": {"enabled": False}})
-    assert on == off[:10] + ["fig_replay_validation"] + off[10:] and len(off) == 11
+    assert on == off[:10] + ["fig_replay_validation"] + off[10:] and len(off) == 12
     assert off[0] == "fig1_workload_energy" and "fig10_prefill_decode_transformers" in off
 
 

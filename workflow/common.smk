@@ -208,6 +208,13 @@ def serving_files():
     return [c.path("serving") for c in HERE_CELLS if c.variant.online]
 
 
+def requests_files():
+    """The per-request tables of the same rate sweeps (written beside serving_files())."""
+    if not config["online"]["rates"]:
+        return []
+    return [c.path("requests") for c in HERE_CELLS if c.variant.online]
+
+
 def replay_files():
     """The metered replays of every grid cell measured here (the offline baseline of the rate sweep)."""
     if not config["replay"]["enabled"]:
@@ -257,6 +264,8 @@ def paper_inputs(wildcards):
             files[kind] = validation_files()
         elif kind == "serving":
             files[kind] = serving_files()
+        elif kind == "requests":
+            files[kind] = requests_files()
         elif kind == "replay":
             files[kind] = replay_files()
         elif "{workload}" in PAPER_FILES[kind]:

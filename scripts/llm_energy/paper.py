@@ -24,6 +24,8 @@ INPUTS = {
     "measurements": "the checked measurement tables, every cell (concatenated)",
     "validation": "the replay validation tables (concatenated)",
     "serving": "the serving rate-sweep tables (concatenated): results/serving/, one row per workload and rate",
+    "requests": "the per-request tables of the serving rate sweep (concatenated): results/requests/, one row per "
+                "request and rate",
     "replay": "the metered replay tables of the grid cells (concatenated): results/replay/, per workload and run",
     "profiles": "results/profile/{workload}.parquet (a table per workload)",
     "stats": "results/profile/{workload}.stats.json (a dict per workload)",
@@ -101,6 +103,12 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
     Output("fig_energy_latency_frontier", "figures.batch:fig_energy_latency_frontier", ("serving",),
            "Energy per request against p90 latency (time per output token; end to end) of every setting of the "
            "serving rate sweep, with the Pareto front (least energy for a given latency) as a step line."),
+    Output("fig_request_energy", "figures.requests:fig_request_energy", ("requests",),
+           "Single requests of the serving rate sweep, per stack and workload: the distribution (CDF) of energy "
+           "per request at each rate, energy per request against its output tokens coloured by rate, and the "
+           "distribution of time to first token at each rate. A request's energy is its token share of the "
+           "steady window's metered energy; requests with no tokens inside the window are left out of the "
+           "energy panels."),
 )}
 
 TABLES: dict[str, Output] = {o.name: o for o in (
@@ -171,7 +179,7 @@ def _per_workload(suffix: str, read: Callable) -> Callable:
 
 LOADERS: dict[str, Callable] = {
     "estimates": _table, "by_bin": _table, "savings": _table, "measurements": _tables, "validation": _tables,
-    "serving": _tables_or_empty, "replay": _tables_or_empty,
+    "serving": _tables_or_empty, "requests": _tables_or_empty, "replay": _tables_or_empty,
     "profiles": _per_workload(".parquet", _table), "stats": _per_workload(".stats.json", _json),
     "bins": _per_workload(".summary.json", _json),
 }

@@ -301,7 +301,7 @@ def requests_table(source: str = "nvml") -> pd.DataFrame:
             rows.append({"rate_per_s": rate, "request": k, "arrival_s": 0.5 * k, "input_tokens": 16,
                          "output_tokens": out[k] if not (rate == 4.0 and k == 4) else 0, "ttft_s": ttft[k],
                          "tpot_s": 0.01, "e2e_s": 1.0, "tokens_in_window": in_window[k],
-                         "energy_share_j": energy * in_window[k] / sum(in_window),
+                         "energy_share_j": energy * in_window[k] / sum(in_window), "prompt_weight": 0.25,
                          "error": "timeout" if rate == 4.0 and k == 4 else "", "hardware": "hw-a", "model": "m",
                          "variant": "vllm-online", "decoding": "greedy", "workload": "burstgpt", "batch_size": 8,
                          "energy_source": source})
@@ -342,6 +342,8 @@ def test_request_energy_cdfs_scatter_and_left_out_requests(tmp_path):
     share = 100 * has_energy.loc[has_energy["output_tokens"] >= q, "energy_share_j"].sum() / 16.0
     assert f"burstgpt on hw-a, m, vllm-online: {share:.0f}\\%" in tex
     assert "not a per-request measurement" in tex and "cpu-estimate" not in tex
+    assert "Prompt token weight: m, vllm-online: 0.25." in tex and (csv.loc[csv["panel"] != "note", "prompt_weight"]
+                                                                     == 0.25).all()
 
 
 def test_request_energy_from_estimated_energy_says_so(tmp_path):

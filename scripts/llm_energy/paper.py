@@ -106,8 +106,9 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
     Output("fig_request_energy", "figures.requests:fig_request_energy", ("requests",),
            "Single requests of the serving rate sweep, per stack and workload: the distribution (CDF) of energy "
            "per request at each rate, energy per request against its output tokens coloured by rate, and the "
-           "distribution of time to first token at each rate. A request's energy is its token share of the "
-           "steady window's metered energy; requests with no tokens inside the window are left out of the "
+           "distribution of time to first token at each rate. A request's energy is its share of the steady "
+           "window's metered energy by the tokens it processed there (prompt tokens weighted by the measured "
+           "prefill/decode split); requests with no tokens inside the window are left out of the "
            "energy panels."),
 )}
 

@@ -4,8 +4,9 @@ Per online cell and workload one row of panels: (a) the distribution of energy p
 rate (empirical CDF, log x), (b) energy per request against the request's output tokens, coloured by
 rate, (c) the distribution of time to first token at each rate (CDF).
 
-A request's energy is its share of the steady window's metered energy, split by the tokens it
-processed inside the window (``energy_share_j``, written by ``llm_energy.online_sweep``): an
+A request's energy is its share of the steady window's metered energy, split over the tokens it
+processed inside the window, a prompt token weighing ``prompt_weight`` output tokens (the cell's
+measured prefill/decode split; ``energy_share_j``, written by ``llm_energy.online_sweep``): an
 apportionment of a measured total, not a per-request measurement. Only requests with tokens inside
 the window (``tokens_in_window > 0``) have a share, so only they are in (a) and (b); (c) holds every
 request that got a first token. The CSV holds every plotted point (``panel``: ``energy_cdf``,
@@ -45,7 +46,8 @@ NO_REQUESTS = ("no per-request table of the serving rate sweep (results/requests
                "online.rates)")
 KEYS = ["hardware", "model", "variant", "decoding", "workload"]
 COLUMNS = ["panel", *KEYS, "batch_size", "energy_source", "rate_per_s", "request", "input_tokens", "output_tokens",
-           "tokens_in_window", "energy_share_j", "ttft_s", "cdf", "note"]
+           "tokens_in_window", "prefill_energy_j", "decode_energy_j", "prompt_weight", "energy_share_j", "ttft_s",
+           "cdf", "note"]
 PANELS = (("energy_cdf", "(a) energy per request"), ("energy_vs_output", "(b) energy vs output tokens"),
           ("ttft_cdf", "(c) time to first token"))
 LONG_QUANTILE = 0.75  # the caption's "longest quarter" of the requests by output tokens
@@ -191,18 +193,23 @@ def _figure(points: pd.DataFrame, rate_colours: dict):
 def _caption(points: pd.DataFrame) -> str:
     parts = [f"{TITLE}, from the serving rate sweep (Poisson arrivals of a seeded sample of the trace), one row "
              "per stack and workload. A request's energy is its share of the steady window's metered energy, "
-             "split by the tokens it processed inside the window (its prompt counted at its first token, its "
-             "output tokens as they streamed): an apportionment of the measured window, not a per-request "
-             "measurement; a request only partly inside the window carries only its part. (a) Empirical CDF of "
-             "energy per request at each rate (log scale); (b) energy per request against the request's output "
-             "tokens, coloured by rate; (c) CDF of time to first token at each rate. Panels a and b hold the "
-             "requests with tokens inside the window, panel c every request that got a first token."]
+             "split over the tokens it processed inside the window (its prompt counted at its first token, its "
+             "output tokens as they streamed; a prompt token weighs the cell's measured prefill energy per "
+             "prompt token over decode energy per output token): an apportionment of the measured window, not a "
+             "per-request measurement; a request only partly inside the window carries only its part. (a) "
+             "Empirical CDF of energy per request at each rate (log scale); (b) energy per request against the "
+             "request's output tokens, coloured by rate; (c) CDF of time to first token at each rate. Panels a and "
+             "b hold the requests with tokens inside the window, panel c every request that got a first token."]
     shares = long_share(points)
     if shares:
         each = "; ".join(f"{tex_escape(k[4])} on {tex_escape(k[0])}, {tex_escape(k[1])}, {tex_escape(k[2])}: "
                          f"{v:.0f}\\%" for k, v in shares.items())
         parts.append("The longest quarter of the requests (output tokens at or above the 75th percentile, all "
                      f"rates together) carries this share of the plotted energy: {each}.")
+    weights = points.dropna(subset=["prompt_weight"]).groupby(KEYS, sort=False)["prompt_weight"].first()
+    if not weights.empty:
+        parts.append("Prompt token weight: " + "; ".join(
+            f"{tex_escape(k[1])}, {tex_escape(k[2])}: {v:.3g}" for k, v in weights.items()) + ".")
     if (points["panel"] == "note").any():
         parts.append("Requests left out are counted in the note rows of the data.")
     energy = points[points["panel"] != "ttft_cdf"]["energy_source"]

@@ -276,6 +276,24 @@ def check_serving(root: Path) -> None:
             assert math.isclose(t.energy_per_request_j, meet["energy_per_request_j"].min(), rel_tol=1e-9), t
         else:
             assert meet.empty and math.isclose(t.best_latency, peers[t.target].min(), rel_tol=1e-9), t
+    check_request_figure(root)
+
+
+def check_request_figure(root: Path) -> None:
+    """The per-request figure plots, per rate, every request with tokens in the steady window, and its
+    energy shares add up to the rate's metered window energy."""
+    reqs = pd.concat([pd.read_parquet(p) for p in sorted((root / "results/requests").rglob("*.parquet"))],
+                     ignore_index=True)
+    serving = pd.concat([pd.read_parquet(p) for p in sorted((root / "results/serving").rglob("*.parquet"))],
+                        ignore_index=True)
+    shares = reqs.groupby("rate_per_s")["energy_share_j"].sum()
+    for r in serving.itertuples():
+        assert math.isclose(shares[r.rate_per_s], r.energy_j, rel_tol=1e-6), (r.rate_per_s, shares[r.rate_per_s])
+    fig = pd.read_csv(root / "paper/figures/fig_request_energy.csv")
+    cdf = fig[fig["panel"] == "energy_cdf"]
+    plotted = reqs[(reqs["tokens_in_window"] > 0) & (reqs["energy_share_j"] > 0)]
+    assert cdf.groupby("rate_per_s").size().to_dict() == plotted.groupby("rate_per_s").size().to_dict()
+    assert (cdf.groupby("rate_per_s")["cdf"].max() == 1.0).all()
 
 
 def _figures(root: Path) -> list[str]:

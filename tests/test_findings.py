@@ -191,3 +191,13 @@ def test_every_finding_gets_a_row_and_the_page_lists_them():
     assert md.count("\n| ") == len(t) + 1 and "1 reproduced" in md
     tex = findings_tex(t)
     assert tex.count("\\\\\n") == len(t) + 1 and "tab:findings" in tex
+
+
+def test_moe_is_compared_with_the_dense_model_of_nearest_active_parameters():
+    m = table(point("t", "greedy", 1, 100.0, model="big-dense", n_active_parameters=100),
+              point("t", "greedy", 1, 40.0, model="small-dense", n_active_parameters=30),
+              point("t", "greedy", 1, 60.0, model="moe", moe=True, n_active_parameters=32))
+    row = verdict_of("MoE costs more", m)
+    assert "moe vs small-dense" in row["evidence"] and "big-dense" not in row["evidence"]
+    assert row["our_value"] == pytest.approx(50.0, rel=1e-6) and row["verdict"] == REPRODUCED
+    assert row["weights"] == "random"

@@ -250,6 +250,18 @@ def other_decoding_little(d: Data) -> Result | None:
 
 # --- Figure 4: dense vs MoE --------------------------------------------------------------------------
 
+def _dense_peer(m: pd.DataFrame, moe_model: str, dense: list[str]) -> str | None:
+    """The dense model an MoE model is compared with: the one with the nearest active parameters
+    (the paper's OLMoE-1B-7B against OLMo-1B), among those measured."""
+    if "n_active_parameters" not in m:
+        return dense[0] if len(dense) == 1 else None
+    active = m.groupby("model")["n_active_parameters"].first()
+    if pd.isna(active.get(moe_model)):
+        return None
+    gaps = {d: abs(float(active[d]) - float(active[moe_model])) for d in dense if pd.notna(active.get(d))}
+    return min(gaps, key=gaps.get) if gaps else None
+
+
 def moe_costs_more(d: Data) -> Result | None:
     m = d.measurements
     if "moe" not in m or m["moe"].isna().all():
@@ -260,18 +272,19 @@ def moe_costs_more(d: Data) -> Result | None:
     if not dense or not moe or b.empty:
         return None
     parts = []
-    for md in dense:
-        for mm in moe:
-            for v in set(b[b["model"] == md]["variant"]) & set(b[b["model"] == mm]["variant"]):
-                c = change_pct(b, {"model": md, "variant": v, "decoding": "greedy"},
-                               {"model": mm, "variant": v, "decoding": "greedy"}, keys=("batch_size",))
-                parts.append(c.assign(pair=f"{mm} vs {md} ({v})"))
+    for mm in moe:
+        md = _dense_peer(m, mm, dense)
+        for v in set(b[b["model"] == md]["variant"]) & set(b[b["model"] == mm]["variant"]) if md else ():
+            c = change_pct(b, {"model": md, "variant": v, "decoding": "greedy"},
+                           {"model": mm, "variant": v, "decoding": "greedy"}, keys=("batch_size",))
+            parts.append(c.assign(pair=f"{mm} vs {md} ({v}, nearest active parameters)"))
     if not parts:
         return None
     c = pd.concat(parts, ignore_index=True)
     top = c.loc[c["change_pct"].idxmax()]
     return Result(float(top["change_pct"]), verdict(within_2x(float(top["change_pct"]), 54.24)),
-                  f"{top['pair']}: {_fmt_changes(c)}", float(top["spread_pct"]))
+                  "; ".join(f"{p}: {_fmt_changes(g)}" for p, g in c.groupby("pair", sort=False)),
+                  float(top["spread_pct"]))
 
 
 # --- Figure 5: compile and CUDA graphs; vLLM vs PyTorch ---------------------------------------------
@@ -436,6 +449,14 @@ FINDINGS: tuple[Finding, ...] = (
 )
 
 
+def _used_rows(m: pd.DataFrame, evidence: str) -> pd.DataFrame:
+    """The measurement rows of the models a finding's evidence names (all rows when it names none)."""
+    if m.empty or "model" not in m:
+        return m
+    named = [x for x in m["model"].dropna().astype(str).unique() if x in evidence]
+    return m[m["model"].isin(named)] if named else m
+
+
 def _on(t: pd.DataFrame, hw: str) -> pd.DataFrame:
     return t[t["hardware"].astype(str) == hw] if not t.empty and "hardware" in t else t
 
@@ -455,10 +476,11 @@ def findings_table(measurements: pd.DataFrame, estimates: pd.DataFrame, savings:
             if res is None:
                 continue
             done = True
+            used = _used_rows(data.measurements, res.evidence)
             rows.append({"finding": f.name, "paper_value": f.paper_value, "our_value": res.our_value,
                          "our_spread": res.our_spread, "hardware": hw,
-                         "energy_source": ",".join(res.sources or _meta(data.measurements, "energy_source")),
-                         "weights": ",".join(res.weights or _meta(data.measurements, "weights")),
+                         "energy_source": ",".join(res.sources or _meta(used, "energy_source")),
+                         "weights": ",".join(res.weights or _meta(used, "weights")),
                          "verdict": res.verdict, "criterion": f.criterion, "evidence": res.evidence})
         if not done:
             rows.append({"finding": f.name, "paper_value": f.paper_value, "our_value": math.nan,

@@ -282,8 +282,10 @@ def check_serving(root: Path) -> None:
 def check_request_figure(root: Path) -> None:
     """The per-request figure plots, per rate, every request with tokens in the steady window, and its
     energy shares add up to the rate's metered window energy."""
-    reqs = pd.concat([pd.read_parquet(p) for p in sorted((root / "results/requests").rglob("*.parquet"))],
-                     ignore_index=True)
+    paths = sorted((root / "results/requests").rglob("*.parquet"))
+    if not paths:  # a sweep written without its per-request tables (e.g. by hand in a test)
+        return
+    reqs = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
     serving = pd.concat([pd.read_parquet(p) for p in sorted((root / "results/serving").rglob("*.parquet"))],
                         ignore_index=True)
     shares = reqs.groupby("rate_per_s")["energy_share_j"].sum()

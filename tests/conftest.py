@@ -31,6 +31,23 @@ def private_lock_dir(tmp_path_factory):
         os.environ["LLM_ENERGY_LOCK_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def vllm_engines_in_processes():
+    """Every vLLM engine of the test session in processes of its own: the session starts several, and
+    an in-process engine (what a measurement job on CPU runs, ``backends/vllm.py``) breaks when another
+    engine of the same process closes. Jobs that tests start (Snakemake) still run theirs in-process;
+    ``test_vllm_engine_in_process`` runs one on its own."""
+    try:
+        from llm_energy.backends import vllm as vllm_backend
+    except ImportError:
+        yield
+        return
+    before = vllm_backend._in_process_used
+    vllm_backend._in_process_used = True
+    yield
+    vllm_backend._in_process_used = before
+
+
 @pytest.fixture(scope="session")
 def shared():
     """The ../shared/data folder; tests that need it skip with a reason when it is absent."""

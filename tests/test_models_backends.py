@@ -103,3 +103,39 @@ def test_replay_sample_is_seeded_and_within_the_top_edges():
     assert (a["input_tokens"] <= 150).all() and (a["output_tokens"] <= 512).all()
     assert a["input_tokens"].is_monotonic_increasing  # trace order kept
     assert len(sample_requests(profile, 1000, seed=3, max_input=150, max_output=512)) == 75
+
+
+IN_PROCESS_SCRIPT = """
+import json, os, sys
+import psutil
+from llm_energy.backends import make_backend
+
+if __name__ == "__main__":
+    b = make_backend("vllm-eager", sys.argv[1], dtype="bfloat16", max_model_len=256, max_batch_size=2)
+    b.load()
+    tokens = b.run([[5] * 20, [6] * 20], 6).output_tokens
+    children = psutil.Process().children(recursive=True)
+    print(json.dumps({"in_process": b.describe()["engine_in_process"], "tokens": tokens,
+                      "children": len(children), "env": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")}))
+    b.close()
+"""
+
+
+@pytest.mark.slow
+def test_vllm_engine_in_process_on_cpu(tiny_model, tmp_path):
+    """A measurement job's vLLM engine on CPU runs in the job's process: no engine-core or worker
+    process (whose polling the CPU estimate would count), the environment as it was afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("vllm")
+    script = tmp_path / "engine.py"
+    script.write_text(IN_PROCESS_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), VLLM_CPU_KVCACHE_SPACE="1")
+    out = subprocess.run([sys.executable, str(script), str(tiny_model)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"in_process": True, "tokens": [6, 6], "children": 0, "env": None}

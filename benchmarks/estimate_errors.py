@@ -5,7 +5,8 @@
 Prints (1) per cell and workload the binned estimate's and the energy model's error against the
 replay (mean of its metered runs, whose spread is ``replay_cv``), from ``results/validation/``;
 (2) per grid cell the energy model's leave-one-point-out error (median and max over its grid
-points), from ``results/checked/``, for the model's form and for candidate forms beside it.
+points), from ``results/checked/``, for the model's form and for candidate forms beside it (each
+with the padded-batch terms where the cell measured padded batches).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from llm_energy.energy_model import (
     DECODE_TERMS,
     DEFAULT_TERMS,
+    PADDED_TERMS,
     ModelNotFittable,
     fit_cell,
     measured_points,
@@ -68,7 +70,10 @@ def loo_table(run: Path) -> pd.DataFrame:
         if "role" not in m or not m["role"].astype(str).str.contains("grid").any():
             continue
         cell = "/".join(path.relative_to(run / "results/checked").with_suffix("").parts)
+        points = measured_points(m)
+        padded = PADDED_TERMS if points["padded"].any() else ()  # every form prices padded batches apart
         for form, terms in CANDIDATES.items():
+            terms = (*terms, *padded)
             try:
                 model = fit_cell(m, terms, name=cell)
             except ModelNotFittable as error:
@@ -76,7 +81,7 @@ def loo_table(run: Path) -> pd.DataFrame:
                 continue
             rows.append({"cell": cell, "form": form, "n_points": model.n_points,
                          "loo_median_pct": model.loo_median_error_pct, "loo_max_pct": model.loo_max_error_pct})
-        points = measured_points(m)
+        points = points[~points["padded"]].reset_index(drop=True)
         errs = loglinear_loo(points)[points["grid"].to_numpy()]
         rows.append({"cell": cell, "form": "log-space linear (k + p·logI + q·logO + r·logB)", "n_points": len(points),
                      "loo_median_pct": errs.median(), "loo_max_pct": errs.max()})

@@ -161,7 +161,26 @@ def test_cell_params_are_what_the_job_gets(cfg):
     assert p["decoding"] == {"beam_width": cfg["decoding"]["beam_width"]}
     assert p["online"] == cfg["online"] and p["measurement"] is cfg["measurement"]
     q = cfgmod.cell_params(cfg, eager_greedy)
-    assert q["points"] == cfgmod.cell_points(cfg, ("grid", "sweep")) and q["decoding"] == {} and q["online"] == {}
+    padded = [p for p in q["points"] if p[3] == "padded"]
+    assert q["points"] == cfgmod.cell_points(cfg, ("grid", "sweep")) + padded and q["decoding"] == {} \
+        and q["online"] == {}
+    m, top_in, low_out = cfg["measurement"], max(cfg["bins"]["input"]), min(cfg["bins"]["output"])
+    assert {p[:2] for p in padded} == {*((i, m["sweep_fixed_output"]) for i in m["sweep_input_lengths"]),
+                                       (m["sweep_fixed_input"], max(m["sweep_output_lengths"])), (top_in, low_out)}
+    assert {p[2] for p in padded} == {m["batch_size"]}
+
+
+def test_only_static_batching_grid_cells_measure_padded_batches(cfg):
+    def padded(variant, decoding="greedy"):
+        return cfgmod.padded_points(cfg, cfgmod.cell_of(cfg, "x", "tiny-llama", variant, decoding))
+
+    assert padded("transformers-eager") and padded("transformers-compile")
+    assert not padded("vllm-eager") and not padded("vllm-online")  # continuous batching never pads
+    assert not padded("transformers-eager", "speculative")  # one request at a time
+    sweep_only = {**cfg, "cells": [{"model": "tiny-llama", "variants": ["transformers-eager"], "points": ["batch"],
+                                    "decoding": ["greedy"]}]}
+    assert not cfgmod.padded_points(sweep_only, cfgmod.cell_of(sweep_only, "x", "tiny-llama", "transformers-eager",
+                                                               "greedy"))
 
 
 def test_merged_cells_are_the_configured_cells_found_under_other_hardware(cfg, tmp_path):

@@ -167,14 +167,55 @@ def test_equal_requests_cost_what_the_measured_batch_costs():
 # --- serving: static batches (transformers) -------------------------------------------------------------
 
 def test_static_batches_are_padded_to_their_longest_request():
-    longest_in, longest_out, sizes = static_batches(TRACE_IN, TRACE_OUT, 2)
+    longest_in, longest_out, sizes, padded = static_batches(TRACE_IN, TRACE_OUT, 2)
     assert longest_in.tolist() == [20, 40, 50] and longest_out.tolist() == [3, 5, 1] and sizes.tolist() == [2, 2, 1]
+    assert padded.tolist() == [TRACE_IN[0] != TRACE_IN[1], TRACE_IN[2] != TRACE_IN[3], False]
     s = serve(TRUE, TRACE_IN, TRACE_OUT, 2, "transformers")
     expected = sum(float(TRUE.batch_j(i, o, b)) for i, o, b in [(20, 3, 2), (40, 5, 2), (50, 1, 1)])
     assert s.energy_j == pytest.approx(expected) and s.n_steps == 3
     # order matters: the same requests sorted by length pad less
     order = np.argsort(TRACE_OUT)
     assert serve(TRUE, TRACE_IN[order], TRACE_OUT[order], 2, "transformers").energy_j != pytest.approx(s.energy_j)
+
+
+PADDED_TRUE = EnergyModel({**TRUE.coef, "padded_prefill_token": 0.002, "padded_prefill_token_sq": 3e-7,
+                            "padded_decode_step": 0.05, "padded_decode_context": 2e-6})
+
+
+def with_padded(model=PADDED_TRUE, **kw) -> pd.DataFrame:
+    """``synthetic`` (equal-length batches) plus padded points at batch 8, energies from ``model``."""
+    grid = synthetic(model, **kw)
+    rows = []
+    for i, o in [(64, 8), (256, 8), (1024, 8), (64, 128), (4096, 8)]:
+        for r in (0, 1):
+            rows.append({**grid.iloc[0].to_dict(), "input_len": i, "output_len": o, "batch_size": 8, "repeat": r,
+                         "role": "padded", "energy_j": float(model.batch_j(i, o, 8, True)),
+                         "prefill_energy_j": float(model.prefill_j(i, 8, True))})
+    return pd.concat([grid, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_padded_batches_are_fitted_apart_and_charged_only_to_padded_static_batches():
+    m = with_padded()
+    model = fit_cell(m)
+    assert set(model.terms) >= {"padded_prefill_token_sq", "padded_decode_context"}
+    for i, o in [(100, 50), (700, 20), (2000, 300)]:  # between and beyond the padded points
+        for padded in (False, True):
+            assert float(model.batch_j(i, o, 8, padded)) == pytest.approx(float(PADDED_TRUE.batch_j(i, o, 8, padded)),
+                                                                         rel=0.02)
+    assert float(model.batch_j(1000, 50, 8, True)) > 1.05 * float(model.batch_j(1000, 50, 8))
+    # a static batch of different prompt lengths pays the padded terms, one of equal lengths does not
+    same = serve(model, [500] * 8, [40] * 8, 8, "transformers")
+    mixed = serve(model, [500] + [100] * 7, [40] * 8, 8, "transformers")
+    assert same.energy_j == pytest.approx(float(model.batch_j(500, 40, 8)))
+    assert mixed.energy_j == pytest.approx(float(model.batch_j(500, 40, 8, True)))
+    # continuous batching never pads: the padded terms do not enter vLLM's serving
+    assert serve(model, [500] + [100] * 7, [40] * 8, 8, "vllm").energy_j < mixed.energy_j
+    # a cell without padded points keeps the equal-length forms
+    assert not any(t.startswith("padded") for t in fit_cell(synthetic()).terms)
+    # the padded rows share shapes with grid rows, and neither moves the other's point
+    pts = measured_points(m)
+    assert pts.duplicated(["input_len", "output_len", "batch_size"]).sum() >= 1
+    assert len(pts) == len(measured_points(synthetic())) + 5
 
 
 def test_speculative_transformers_serves_one_request_at_a_time():

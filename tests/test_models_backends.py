@@ -85,6 +85,25 @@ def test_transformers_serves_static_padded_batches(tiny_model):
     assert backend.serve(prompts, [1, 4, 2], batch_size=2) == [4, 4, 2]
 
 
+def test_padded_point_is_a_left_padded_batch_of_different_lengths(tiny_model):
+    """A point of role ``padded`` runs batches of the lengths ``padded_lengths`` gives (longest = its
+    input length) through the backend's padded path, warm-up, full and prefill windows alike."""
+    from llm_energy.measure import padded_lengths
+
+    backend = make_backend("transformers-eager", str(tiny_model), dtype="float32")
+    seen = []
+    backend.run = lambda *a, **k: pytest.fail("a padded point must not run equal-length batches")
+    inner = backend.run_padded
+    backend.run_padded = lambda prompts, n: (seen.append(([len(p) for p in prompts], n)), inner(prompts, n))[1]
+    protocol = Protocol(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.1, min_window_s=0.0)
+    df, _ = run_cell(backend, [Point(32, 4, 3, "padded")], protocol, labels={"model": "tiny"})
+    assert padded_lengths(32, 3) == [11, 21, 32] and padded_lengths(64, 4) == [16, 32, 48, 64]
+    assert {tuple(lengths) for lengths, _ in seen} == {(11, 21, 32)}
+    assert sorted({n for _, n in seen}) == [1, 4]  # prefill windows (one token) and full runs
+    assert list(df["role"]) == ["padded", "padded"] and (df["output_tokens"] == 12).all()
+    assert (df["energy_j"] > df["prefill_energy_j"]).all() and (df["prefill_energy_j"] > 0).all()
+
+
 @pytest.mark.slow
 def test_vllm_serves_each_request_its_own_length(vllm_backend):
     prompts = [[5] * 7, [6] * 12, [7] * 3]

@@ -97,9 +97,7 @@ def cell_of(wildcards):
 
 def cell_points(wildcards):
     """The points a cell sweeps: a change re-measures only the cells whose points changed."""
-    cell = cell_of(wildcards)
-    shape = config_check.cell_options(config).get(cell.key, {}).get("shape")
-    return config_check.cell_points(config, cell.kinds, shape)
+    return config_check.points_of(config, cell_of(wildcards))
 
 
 def cell_prompts(wildcards):

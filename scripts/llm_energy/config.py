@@ -269,6 +269,29 @@ def cell_points(cfg: dict, kinds=ALL_POINTS, shape=None) -> list[tuple[int, int,
     return [(*shape, ",".join(sorted(r))) for shape, r in sorted(roles.items())]
 
 
+def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
+    """Points of role ``padded`` of a static-batching cell that measures the bin grid (the cells whose
+    energy model serves a workload): batches of prompts of different lengths, left-padded to the
+    longest as a static server pads them (:func:`llm_energy.measure.padded_lengths`). transformers runs
+    a padded batch through its masked attention path, 0-26 % dearer than the unpadded batch of the same
+    shape that the grid measures, and every replayed batch of a real trace is padded: the energy model
+    fits that cost from these points (``energy_model``). The shapes, at the grid's batch size: each
+    sweep input length at the fixed sweep output, the fixed sweep input at the longest sweep output,
+    and the longest input edge at the shortest output edge. None for continuous batching (vLLM never
+    pads), speculative decoding (one request at a time) or batch 1."""
+    from .backends.base import SPECULATIVE
+
+    m = cfg["measurement"]
+    b = m["batch_size"]
+    if "grid" not in cell.kinds or cell.variant.framework != "transformers" or cell.decoding in SPECULATIVE \
+            or b < 2:
+        return []
+    shapes = {(i, m["sweep_fixed_output"]) for i in m["sweep_input_lengths"]}
+    shapes.add((m["sweep_fixed_input"], max(m["sweep_output_lengths"])))
+    shapes.add((max(cfg["bins"]["input"]), min(cfg["bins"]["output"])))
+    return [(i, o, b, "padded") for i, o in sorted(shapes)]
+
+
 def cells(cfg: dict) -> list[tuple[str, str, str]]:
     """Every (model, variant, decoding) combination the config asks for, in order, without repeats."""
     return list(cell_kinds(cfg))
@@ -333,11 +356,17 @@ def online_settings(cfg: dict, variant: Variant) -> dict:
     return cfg["online"] if variant.online else {}
 
 
+def points_of(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
+    """Every point one cell measures: its families' (at its own ``shape`` where it has one) and its
+    padded batches. A change re-measures only the cells whose points changed."""
+    shape = cell_options(cfg).get(cell.key, {}).get("shape")
+    return cell_points(cfg, cell.kinds, shape) + padded_points(cfg, cell)
+
+
 def cell_params(cfg: dict, cell: Cell) -> dict:
     """What a measurement job is handed (the measure_cell rule's params, computed once per cell):
     its points, the measurement protocol, its decoding settings and its online settings."""
-    opts = cell_options(cfg).get(cell.key, {})
-    return {"points": cell_points(cfg, cell.kinds, opts.get("shape")), "measurement": cfg["measurement"],
+    return {"points": points_of(cfg, cell), "measurement": cfg["measurement"],
             "decoding": decoding_settings(cfg, cell.decoding), "online": online_settings(cfg, cell.variant),
             "prompts": cell_prompts(cfg, cell)}
 

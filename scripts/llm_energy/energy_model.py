@@ -20,6 +20,13 @@ divided by itself), so that a 1 J point and a 1 kJ point weigh alike and no term
 when a short-length point is noisy. Non-negative, every term has its physical sign, and a request
 beyond the measured lengths is extrapolated along the same physics (counted, never dropped).
 
+Padded batches (transformers' static batching): a batch of prompts of different lengths is left-padded
+to its longest and runs through the masked attention path, dearer than the equal-length batch of the
+same shape (0-26 % on CPU here, growing with the prompt length). Such a cell also measures points of
+role ``padded``, and the model gains four non-negative terms that only padded batches pay:
+
+    padded extra = g·B·I + h·B·I²  (prefill)  +  (O−1)·k + l·B·((O−1)·I + O(O−1)/2)  (decode)
+
 Leave-one-point-out error: each measured point is left out in turn, the model refitted without it
 and its full-run energy predicted; the median and the largest |error| over the grid points say how
 well the model predicts a point it has not seen. The per-sequence prefill term ``a1`` is kept where
@@ -45,6 +52,10 @@ log = logging.getLogger(__name__)
 
 PREFILL_TERMS = ("prefill_fixed", "prefill_seq", "prefill_token", "prefill_token_sq")
 DECODE_TERMS = ("decode_step", "decode_seq_step", "decode_context")
+# What a padded batch pays on top (cells with points of role ``padded`` only; zero for an equal-length batch).
+PADDED_PREFILL_TERMS = ("padded_prefill_token", "padded_prefill_token_sq")
+PADDED_DECODE_TERMS = ("padded_decode_step", "padded_decode_context")
+PADDED_TERMS = (*PADDED_PREFILL_TERMS, *PADDED_DECODE_TERMS)
 # The forms a cell's model may take, fewest terms first: the one of the module docstring, and the same
 # with a per-sequence prefill cost (B alone: the logits and sampling of each sequence's first token,
 # the engine's per-request work), which predicted vLLM's points better on the default run and
@@ -64,25 +75,29 @@ def _as_float(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def prefill_features(input_len, batch_size) -> dict[str, np.ndarray]:
-    """Each prefill term's multiplier for batches of ``batch_size`` prompts of ``input_len`` tokens."""
-    i, b = np.broadcast_arrays(_as_float(input_len), _as_float(batch_size))
-    return {"prefill_fixed": np.ones_like(i), "prefill_seq": b, "prefill_token": b * i, "prefill_token_sq": b * i * i}
+def prefill_features(input_len, batch_size, padded=False) -> dict[str, np.ndarray]:
+    """Each prefill term's multiplier for batches of ``batch_size`` prompts of ``input_len`` tokens
+    (``padded``: prompts of different lengths padded to ``input_len``)."""
+    i, b, p = np.broadcast_arrays(_as_float(input_len), _as_float(batch_size), _as_float(padded))
+    return {"prefill_fixed": np.ones_like(i), "prefill_seq": b, "prefill_token": b * i, "prefill_token_sq": b * i * i,
+            "padded_prefill_token": p * b * i, "padded_prefill_token_sq": p * b * i * i}
 
 
-def decode_features(input_len, output_len, batch_size) -> dict[str, np.ndarray]:
+def decode_features(input_len, output_len, batch_size, padded=False) -> dict[str, np.ndarray]:
     """Each decode term's multiplier summed over the ``output_len - 1`` steps after the first token."""
-    i, o, b = np.broadcast_arrays(_as_float(input_len), _as_float(output_len), _as_float(batch_size))
+    i, o, b, p = np.broadcast_arrays(_as_float(input_len), _as_float(output_len), _as_float(batch_size),
+                                     _as_float(padded))
     steps = np.maximum(o - 1.0, 0.0)
-    return {"decode_step": steps, "decode_seq_step": steps * b,
-            "decode_context": b * (steps * i + steps * (steps + 1.0) / 2.0)}
+    context = b * (steps * i + steps * (steps + 1.0) / 2.0)
+    return {"decode_step": steps, "decode_seq_step": steps * b, "decode_context": context,
+            "padded_decode_step": p * steps, "padded_decode_context": p * context}
 
 
 def measured_points(measurements: pd.DataFrame) -> pd.DataFrame:
     """Mean over valid repeats of every measured point (any role, every batch size).
 
-    Columns: ``input_len``, ``output_len``, ``batch_size``, ``energy_j``, ``prefill_energy_j``,
-    ``n_repeats``, ``grid`` (the point is one of the bin grid's).
+    Columns: ``input_len``, ``output_len``, ``batch_size``, ``padded`` (a padded batch), ``energy_j``,
+    ``prefill_energy_j``, ``n_repeats``, ``grid`` (the point is one of the bin grid's).
     """
     m = measurements
     keep = pd.Series(True, index=m.index)
@@ -93,9 +108,10 @@ def measured_points(measurements: pd.DataFrame) -> pd.DataFrame:
     m = m[keep & np.isfinite(m["energy_j"]) & (m["energy_j"] > 0)
           & np.isfinite(m["prefill_energy_j"]) & (m["prefill_energy_j"] > 0)]
     role = m["role"].astype(str) if "role" in m else pd.Series("grid", index=m.index)
-    m = m.assign(grid=role.str.split(",").apply(lambda r: "grid" in r))
-    out = m.groupby(POINT).agg(energy_j=("energy_j", "mean"), prefill_energy_j=("prefill_energy_j", "mean"),
-                               n_repeats=("energy_j", "size"), grid=("grid", "any")).reset_index()
+    m = m.assign(grid=role.str.split(",").apply(lambda r: "grid" in r), padded=role == "padded")
+    out = m.groupby([*POINT, "padded"]).agg(energy_j=("energy_j", "mean"),
+                                            prefill_energy_j=("prefill_energy_j", "mean"),
+                                            n_repeats=("energy_j", "size"), grid=("grid", "any")).reset_index()
     return out.astype({c: "int64" for c in POINT})
 
 
@@ -132,7 +148,8 @@ def nnls(a: np.ndarray, y: np.ndarray, max_iter: int = 100) -> np.ndarray:
 def _design(points: pd.DataFrame, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Rows (relative-error weighted) of the prefill runs then the full runs; the targets are ones."""
     i, o, b = (points[c].to_numpy() for c in POINT)
-    pre, dec = prefill_features(i, b), decode_features(i, o, b)
+    p = points["padded"].to_numpy() if "padded" in points else False
+    pre, dec = prefill_features(i, b, p), decode_features(i, o, b, p)
     zero = np.zeros(len(points))
     pre_rows = np.column_stack([pre.get(t, zero) for t in terms])
     full_rows = np.column_stack([pre[t] if t in pre else dec[t] for t in terms])
@@ -173,9 +190,12 @@ class EnergyModel:
         i = _as_float(input_len)
         return self._c("prefill_seq") + self._c("prefill_token") * i + self._c("prefill_token_sq") * i * i
 
-    def prefill_j(self, input_len, batch_size) -> np.ndarray:
-        """Prefill (one-token run) energy of batches of ``batch_size`` prompts of ``input_len`` tokens."""
-        return self.prefill_fixed_j() + _as_float(batch_size) * self.prefill_per_seq_j(input_len)
+    def prefill_j(self, input_len, batch_size, padded=False) -> np.ndarray:
+        """Prefill (one-token run) energy of batches of ``batch_size`` prompts of ``input_len`` tokens
+        (``padded``: of different lengths, padded to ``input_len``)."""
+        f = prefill_features(input_len, batch_size, padded)
+        return self.prefill_fixed_j() + _as_float(batch_size) * self.prefill_per_seq_j(input_len) \
+            + sum(self._c(t) * f[t] for t in PADDED_PREFILL_TERMS)
 
     def step_j(self, n_running, context_sum) -> np.ndarray:
         """One decode step with ``n_running`` sequences attending to ``context_sum`` tokens in all (0 when idle)."""
@@ -183,14 +203,14 @@ class EnergyModel:
         e = self._c("decode_step") + self._c("decode_seq_step") * n + self._c("decode_context") * _as_float(context_sum)
         return np.where(n > 0, e, 0.0)
 
-    def decode_j(self, input_len, output_len, batch_size) -> np.ndarray:
+    def decode_j(self, input_len, output_len, batch_size, padded=False) -> np.ndarray:
         """Decode energy (full run minus prefill) of a batch run to ``output_len`` tokens."""
-        f = decode_features(input_len, output_len, batch_size)
-        return sum(self._c(t) * f[t] for t in DECODE_TERMS)
+        f = decode_features(input_len, output_len, batch_size, padded)
+        return sum(self._c(t) * f[t] for t in (*DECODE_TERMS, *PADDED_DECODE_TERMS))
 
-    def batch_j(self, input_len, output_len, batch_size) -> np.ndarray:
+    def batch_j(self, input_len, output_len, batch_size, padded=False) -> np.ndarray:
         """Energy of one batch of ``batch_size`` requests of (``input_len``, ``output_len``), as measured."""
-        return self.prefill_j(input_len, batch_size) + self.decode_j(input_len, output_len, batch_size)
+        return self.prefill_j(input_len, batch_size, padded) + self.decode_j(input_len, output_len, batch_size, padded)
 
 
 def leave_one_out(points: pd.DataFrame, terms: tuple[str, ...] = DEFAULT_TERMS) -> pd.DataFrame:
@@ -200,7 +220,8 @@ def leave_one_out(points: pd.DataFrame, terms: tuple[str, ...] = DEFAULT_TERMS) 
     for k in range(len(points)):
         coef = fit_coefficients(points.drop(index=points.index[k]), terms)
         row = points.iloc[[k]]
-        preds.append(float(EnergyModel(coef).batch_j(*(row[c].to_numpy() for c in POINT))[0]))
+        padded = row["padded"].to_numpy() if "padded" in row else False
+        preds.append(float(EnergyModel(coef).batch_j(*(row[c].to_numpy() for c in POINT), padded)[0]))
     out = points.copy()
     out["loo_energy_j"] = preds
     out["error_pct"] = 100.0 * (out["loo_energy_j"] / out["energy_j"] - 1.0)
@@ -221,6 +242,8 @@ def fit_cell(measurements: pd.DataFrame, terms: tuple[str, ...] | None = None, n
     (one line) with too few points."""
     forms = FORMS if terms is None else (tuple(terms),)
     points = measured_points(measurements)
+    if terms is None and points["padded"].any():  # a static-batching cell that measured padded batches
+        forms = tuple((*f, *PADDED_TERMS) for f in forms)
     usable = [f for f in forms if len(points) >= min_points(f)]
     if not usable:
         need = min_points(forms[0])

@@ -43,12 +43,24 @@ PREFILL_STREAM = 4_000_000
 
 @dataclass(frozen=True)
 class Point:
-    """One shape to measure. ``role`` says why: ``grid`` (a workload bin) and/or ``sweep`` (Figure 2)."""
+    """One shape to measure. ``role`` says why: ``grid`` (a workload bin) and/or ``sweep`` (Figure 2), or
+    ``padded`` (a batch of different prompt lengths padded to ``input_len``, for the energy model)."""
 
     input_len: int
     output_len: int
     batch_size: int
     role: str = "grid"
+
+    @property
+    def padded(self) -> bool:
+        return self.role == "padded"
+
+
+def padded_lengths(input_len: int, batch_size: int) -> list[int]:
+    """Prompt lengths of a padded point's batch: evenly up to ``input_len`` (the longest, which the batch
+    is padded to), e.g. 64 at batch 4 -> [16, 32, 48, 64]: about half of the batch is padding, as in a
+    batch of trace requests in arrival order."""
+    return [max(1, round(input_len * (k + 1) / batch_size)) for k in range(batch_size)]
 
 
 @dataclass
@@ -197,7 +209,7 @@ class CellRun:
         self.power_rows: list[dict] = []
         self.warmup_s = 0.0  # unmetered work the protocol asks for (warm-up, probing, pauses)
 
-    def _metered(self, prompts, output_len: int, min_batches: int, tag: dict, fresh=None):
+    def _metered(self, prompts, output_len: int, min_batches: int, tag: dict, fresh=None, padded: bool = False):
         """Run the batch back to back until the window holds ``min_batches`` and lasts ``min_window_s``.
 
         Energy counters tick every 10-100 ms, so a window of one short batch is mostly quantisation
@@ -210,6 +222,9 @@ class CellRun:
             while True:
                 if fresh is not None:
                     result = self.backend.run(prompts if n == 0 else fresh(n), output_len)
+                    n += 1
+                elif padded:
+                    result = self.backend.run_padded(prompts, output_len)
                     n += 1
                 else:
                     k = max(min_batches - n, 1)
@@ -243,7 +258,14 @@ class CellRun:
         return fits, failed
 
     def _prompts(self, point: Point, stream: int) -> list[list[int]]:
-        return self.prompts(point.input_len, point.output_len, point.batch_size, stream)
+        prompts = self.prompts(point.input_len, point.output_len, point.batch_size, stream)
+        if point.padded:
+            prompts = [p[len(p) - n:] for p, n in zip(prompts, padded_lengths(point.input_len, point.batch_size))]
+        return prompts
+
+    def _run(self, point: Point, prompts, output_len: int):
+        """One batch of the point: padded to its longest prompt for a padded point."""
+        return (self.backend.run_padded if point.padded else self.backend.run)(prompts, output_len)
 
     def _fresh(self, point: Point, stream: int):
         """Prompts of batch k of a window from their own stream (for backends that cache prompts)."""
@@ -254,9 +276,9 @@ class CellRun:
         compile (and capture) per shape, which must happen here, not inside a metered window."""
         t_warm = time.perf_counter()
         for w in range(self.p.warmup_batches):
-            self.backend.run(self._prompts(point, WARMUP_STREAM + w), point.output_len)
+            self._run(point, self._prompts(point, WARMUP_STREAM + w), point.output_len)
         if self.p.warmup_batches:
-            self.backend.run(self._prompts(point, WARMUP_STREAM + self.p.warmup_batches), 1)
+            self._run(point, self._prompts(point, WARMUP_STREAM + self.p.warmup_batches), 1)
         self.warmup_s += time.perf_counter() - t_warm
 
     def _measure_repeat(self, point: Point, r: int, min_batches: int, tag: dict, idle_power_w: float) -> dict:
@@ -271,11 +293,11 @@ class CellRun:
             prefill_prompts = prefill_fresh(0)
         spec_before = self.backend.spec_counts()
         full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"},
-                                             full_fresh)
+                                             full_fresh, point.padded)
         spec = acceptance(spec_before, self.backend.spec_counts(), self.backend.decoding)
         _check_tokens(result.output_tokens, point)
         prefill, n_prefill, _ = self._metered(prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
-                                              prefill_fresh)
+                                              prefill_fresh, point.padded)
         peak = self.backend.peak_memory_bytes()
         return {
             **tag, "status": "ok",

@@ -21,7 +21,8 @@ INPUTS = {
     "estimates": "results/estimates/estimates.parquet (one table, both methods: binned and model)",
     "by_bin": "results/estimates/by_bin.parquet (one table)",
     "savings": "results/estimates/savings.parquet (one table)",
-    "measurements": "the checked measurement tables, every cell (concatenated)",
+    "measurements": "the checked measurement tables, every cell (concatenated; without the energy model's padded "
+                    "batches)",
     "validation": "the replay validation tables (concatenated)",
     "serving": "the serving rate-sweep tables (concatenated): results/serving/, one row per workload and rate",
     "requests": "the per-request tables of the serving rate sweep (concatenated): results/requests/, one row per "
@@ -160,6 +161,13 @@ def _tables(paths):
     return pd.concat([pd.read_parquet(p) for p in _paths(paths)], ignore_index=True)
 
 
+def _measurement_tables(paths):
+    """The checked measurement tables without the energy model's padded batches (role ``padded``): every
+    figure, table and finding reads the paper's protocol, equal-length batches."""
+    m = _tables(paths)
+    return m[m["role"].astype(str) != "padded"].reset_index(drop=True) if "role" in m else m
+
+
 def _tables_or_empty(paths):
     """The tables concatenated; an empty table when there are none (no serving sweep, replay off)."""
     import pandas as pd
@@ -179,7 +187,8 @@ def _per_workload(suffix: str, read: Callable) -> Callable:
 
 
 LOADERS: dict[str, Callable] = {
-    "estimates": _table, "by_bin": _table, "savings": _table, "measurements": _tables, "validation": _tables,
+    "estimates": _table, "by_bin": _table, "savings": _table, "measurements": _measurement_tables,
+    "validation": _tables,
     "serving": _tables_or_empty, "requests": _tables_or_empty, "replay": _tables_or_empty,
     "profiles": _per_workload(".parquet", _table), "stats": _per_workload(".stats.json", _json),
     "bins": _per_workload(".summary.json", _json),

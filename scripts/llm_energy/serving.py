@@ -4,7 +4,8 @@ Every request keeps its true (input, output) length and its place in the trace:
 
 - transformers (static batching, what ``Backend.serve`` does in the replay): batches of B requests in
   trace order, each padded to its longest prompt and run until its longest output is done, so every
-  sequence of a batch pays for the batch's longest shape. Speculative (assisted) generation runs one
+  sequence of a batch pays for the batch's longest shape, and a batch whose prompts differ in length
+  pays the masked attention path too (the model's padded terms). Speculative (assisted) generation runs one
   request at a time.
 - vLLM (continuous batching): at most B sequences run; a finished sequence's slot is refilled by the
   next request at the next step. A request admitted at step s is prefilled there (its first token)
@@ -45,23 +46,26 @@ class Served:
 
 
 def static_batches(inputs: np.ndarray, outputs: np.ndarray, batch_size: int) -> tuple[np.ndarray, ...]:
-    """Batches of ``batch_size`` in order: (longest input, longest output, requests) of each."""
+    """Batches of ``batch_size`` in order: (longest input, longest output, requests, padded) of each;
+    a batch is padded when its prompts differ in length."""
     n = len(inputs)
     starts = np.arange(0, n, batch_size)
     if n == 0:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
     longest_in = np.maximum.reduceat(inputs, starts)
+    padded = np.minimum.reduceat(inputs, starts) < longest_in
     longest_out = np.maximum.reduceat(outputs, starts)
     sizes = np.diff(np.append(starts, n))
-    return longest_in, longest_out, sizes
+    return longest_in, longest_out, sizes, padded
 
 
 def static_energy(model: EnergyModel, inputs: np.ndarray, outputs: np.ndarray,
                   batch_size: int) -> tuple[float, float, int]:
-    """(prefill, decode, batches) of static batches padded to their longest request."""
-    longest_in, longest_out, sizes = static_batches(inputs, outputs, batch_size)
-    prefill = float(np.sum(model.prefill_j(longest_in, sizes)))
-    decode = float(np.sum(model.decode_j(longest_in, longest_out, sizes)))
+    """(prefill, decode, batches) of static batches padded to their longest request (a padded batch
+    pays the model's padded terms where the cell measured them)."""
+    longest_in, longest_out, sizes, padded = static_batches(inputs, outputs, batch_size)
+    prefill = float(np.sum(model.prefill_j(longest_in, sizes, padded)))
+    decode = float(np.sum(model.decode_j(longest_in, longest_out, sizes, padded)))
     return prefill, decode, len(sizes)
 
 

@@ -8,12 +8,14 @@ measurements), draw the replay's seeded sample of n requests, serve it for real 
 the cell's stack (one engine for every size, loaded once), and print the replay's energy, its spread
 (``replay_cv``) and the binned and model estimates' errors, as ``validate_cell`` computes them. A small
 sample's error is mostly which requests it drew; the question is the size past which the error
-settles. Meters the machine: run it with nothing else running.
+settles. Meters the machine: run it with nothing else running, with ``--threads`` the cores the run's
+metered jobs had (a CPU batch's estimate depends on its threads).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -31,7 +33,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[24, 64, 128])
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--workloads", nargs="*", help="default: every workload of the run's config")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="torch threads: the cores the run's metered jobs had (`snakemake --cores N` gives them N; "
+                         "the CPU estimate of a batch depends on it)")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from llm_energy import config as config_mod
     from llm_energy.cell import CellParams, _cell_backend
@@ -40,6 +46,9 @@ def main(argv=None) -> int:
     from llm_energy.measure import Protocol
     from llm_energy.replay import replay, replay_rows, sample_requests, validate
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     os.chdir(args.run)
     cfg = config_mod.load("config.yaml")
     hardware, model, variant, decoding = args.cell.split("/")
@@ -52,6 +61,7 @@ def main(argv=None) -> int:
     backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
                             batch)
     backend.load()
+    print(f"engine in this process: {backend.describe().get('engine_in_process')}", flush=True)
     labels = {"hardware": hardware, "model": model, "variant": variant, "decoding": decoding}
     rows = []
     for workload in args.workloads or list(cfg["workloads"]):

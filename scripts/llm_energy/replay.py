@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 DEFAULT_RUNS = 2  # metered runs per workload (at least 2): their spread (replay_cv) is the replay's own noise
+WARMUP_TOKENS = 8  # output tokens per request of the unmetered warm-up batch
 
 
 def sample_requests(profile: pd.DataFrame, n: int, seed: int, max_input: int, max_output: int) -> pd.DataFrame:
@@ -53,9 +54,9 @@ def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, run
     """Serve the sample ``runs`` times (after one warm-up batch), each run inside its own metered window."""
     prompts = prompts_for(sample, seed)
     outs = sample["output_tokens"].astype(int).tolist()
-    if warmup:
+    if warmup:  # the first batch's prompts (their shapes), a few tokens each: the decode steps are alike
         t0 = time.perf_counter()
-        backend.serve(prompts[:batch_size], outs[:batch_size], batch_size)
+        backend.serve(prompts[:batch_size], [min(o, WARMUP_TOKENS) for o in outs[:batch_size]], batch_size)
         log.info("replay: warm-up of %d requests in %.1f s; serving %d requests (%d output tokens) at batch %d, "
                  "%d run(s)", min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs),
                  batch_size, runs)

@@ -39,14 +39,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    import torch
+
     from llm_energy import config as config_mod
     from llm_energy.cell import CellParams, _cell_backend
     from llm_energy.energy_model import context_length
     from llm_energy.estimate import grid_batch_size
     from llm_energy.measure import Protocol
     from llm_energy.replay import replay, replay_rows, sample_requests, validate
-
-    import torch
 
     torch.set_num_threads(args.threads)
     os.chdir(args.run)

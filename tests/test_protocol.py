@@ -60,6 +60,17 @@ def test_window_covers_examples_per_point_and_divides_back_to_one_batch():
     assert set(df["status"]) == {"ok"} and "git_commit" in df and power.empty
 
 
+def test_short_warm_up_runs_the_point_shape_for_a_few_tokens_and_measures_the_whole_output():
+    backend = FakeBackend()
+    df, _ = run_cell(backend, [Point(8, 6, 4), Point(8, 2, 4)], _protocol(warmup_output_tokens=3))
+    first, second = backend.calls[:3 + 2 * 2], backend.calls[3 + 2 * 2:]
+    # Warm-up: 2 batches of min(output, 3) tokens, then the prefill shape; metered windows: the whole output.
+    assert [c[2] for c in first] == [3, 3, 1, 6, 1, 6, 1]
+    assert [c[2] for c in second[:3]] == [2, 2, 1]  # never longer than the point's own output
+    assert all(c[:2] == (4, 8) for c in backend.calls)  # every batch has the point's batch size and prompt
+    assert df["output_tokens"].tolist() == [24, 24, 8, 8]
+
+
 def test_oom_is_a_result_and_the_sweep_goes_on():
     backend = FakeBackend(fits=4)
     df, _ = run_cell(backend, [Point(8, 2, 8, "sweep"), Point(8, 2, 2, "sweep")], _protocol())

@@ -1,6 +1,7 @@
 """The measurement loop of one cell: load the model once, sweep its points, meter every window.
 
-Per point: ``warmup_batches`` unmetered batches, then ``repeats`` times a full run (``output_len``
+Per point: ``warmup_batches`` unmetered batches (of ``warmup_output_tokens`` tokens when set, else the
+point's full ``output_len``), then ``repeats`` times a full run (``output_len``
 tokens) and a prefill run (one token) in separate windows, with a pause between repeats; decode
 energy = full - prefill (optimum-benchmark's split). A window runs its batch back to back until
 it holds ``examples_per_point`` requests (the paper: 1,024) and lasts ``min_window_s``, and is
@@ -72,6 +73,7 @@ class Protocol:
     require_measured: bool = False
     allow_shared_gpu: bool = False
     warmup_batches: int = 1
+    warmup_output_tokens: int | None = None
     repeats: int = 3
     pause_s: float = 0.0
     idle_s: float = 1.0
@@ -90,7 +92,8 @@ class Protocol:
     def from_config(cls, m: dict) -> Protocol:
         return cls(meter=m["meter"], watts_per_core=m["cpu_watts_per_core"],
                    require_measured=m["require_measured_energy"], allow_shared_gpu=m["allow_shared_gpu"],
-                   warmup_batches=m["warmup_batches"], repeats=m["repeats"], pause_s=m["pause_s"],
+                   warmup_batches=m["warmup_batches"], warmup_output_tokens=m["warmup_output_tokens"],
+                   repeats=m["repeats"], pause_s=m["pause_s"],
                    idle_s=m["idle_s"], min_window_s=m["min_window_s"],
                    examples_per_point=m["examples_per_point"],
                    examples_per_point_large_batch=m["examples_per_point_large_batch"],
@@ -273,10 +276,17 @@ class CellRun:
 
     def _warm_up(self, point: Point) -> None:
         """Unmetered batches of the point's shape, and of its prefill window's shape: compiled variants
-        compile (and capture) per shape, which must happen here, not inside a metered window."""
+        compile (and capture) per shape, which must happen here, not inside a metered window.
+
+        With ``warmup_output_tokens`` the warm-up batches stop after that many tokens: the same prefill
+        shape and batch, the first decode steps (where a compiler specialises or marks the length
+        dynamic), without paying the point's whole decode once more unmetered."""
         t_warm = time.perf_counter()
+        warm_len = point.output_len
+        if self.p.warmup_output_tokens is not None:
+            warm_len = min(point.output_len, self.p.warmup_output_tokens)
         for w in range(self.p.warmup_batches):
-            self._run(point, self._prompts(point, WARMUP_STREAM + w), point.output_len)
+            self._run(point, self._prompts(point, WARMUP_STREAM + w), warm_len)
         if self.p.warmup_batches:
             self._run(point, self._prompts(point, WARMUP_STREAM + self.p.warmup_batches), 1)
         self.warmup_s += time.perf_counter() - t_warm
@@ -375,9 +385,13 @@ def plan_points(run: CellRun, points: list[Point]) -> list[Point]:
 def point_cost(point: Point, protocol: Protocol) -> tuple[float, float]:
     """What measuring a point costs, roughly, for the ETA: (decode steps, tokens) of the full-length
     batches it runs (warm-up and every repeat's window; the prefill runs are about proportional)."""
-    batches = protocol.warmup_batches + protocol.repeats * protocol.batches_per_window(point.batch_size)
-    return (float(batches * point.output_len),
-            float(batches * point.batch_size * (point.input_len + point.output_len)))
+    warm_len = point.output_len if protocol.warmup_output_tokens is None \
+        else min(point.output_len, protocol.warmup_output_tokens)
+    batches = protocol.repeats * protocol.batches_per_window(point.batch_size)
+    steps = batches * point.output_len + protocol.warmup_batches * warm_len
+    tokens = point.batch_size * (batches * (point.input_len + point.output_len)
+                                 + protocol.warmup_batches * (point.input_len + warm_len))
+    return float(steps), float(tokens)
 
 
 def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[float],

@@ -280,6 +280,7 @@ def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
     and the longest input edge at the shortest output edge. None for continuous batching (vLLM never
     pads), speculative decoding (one request at a time) or batch 1."""
     from .backends.base import SPECULATIVE
+    from .roles import PADDED
 
     m = cfg["measurement"]
     b = m["batch_size"]
@@ -289,7 +290,7 @@ def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
     shapes = {(i, m["sweep_fixed_output"]) for i in m["sweep_input_lengths"]}
     shapes.add((m["sweep_fixed_input"], max(m["sweep_output_lengths"])))
     shapes.add((max(cfg["bins"]["input"]), min(cfg["bins"]["output"])))
-    return [(i, o, b, "padded") for i, o in sorted(shapes)]
+    return [(i, o, b, PADDED) for i, o in sorted(shapes)]
 
 
 def cells(cfg: dict) -> list[tuple[str, str, str]]:

@@ -28,6 +28,7 @@ from .backends import Backend, Unsupported
 from .locks import device_locks
 from .meters import DeviceLost, make_meter
 from .prompts import RandomPrompts
+from .roles import PADDED
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Point:
 
     @property
     def padded(self) -> bool:
-        return self.role == "padded"
+        return self.role == PADDED
 
 
 def padded_lengths(input_len: int, batch_size: int) -> list[int]:
@@ -212,8 +213,8 @@ class CellRun:
         self.power_rows: list[dict] = []
         self.warmup_s = 0.0  # unmetered work the protocol asks for (warm-up, probing, pauses)
 
-    def _metered(self, prompts, output_len: int, min_batches: int, tag: dict, fresh=None, padded: bool = False):
-        """Run the batch back to back until the window holds ``min_batches`` and lasts ``min_window_s``.
+    def _metered(self, point: Point, prompts, output_len: int, min_batches: int, tag: dict, fresh=None):
+        """Run the point's batch back to back until the window holds ``min_batches`` and lasts ``min_window_s``.
 
         Energy counters tick every 10-100 ms, so a window of one short batch is mostly quantisation
         noise; a longer window divided by its batch count is not. ``fresh(k)`` gives batch k its own
@@ -223,11 +224,8 @@ class CellRun:
         with self.meter.window() as w:
             t0 = time.perf_counter()
             while True:
-                if fresh is not None:
-                    result = self.backend.run(prompts if n == 0 else fresh(n), output_len)
-                    n += 1
-                elif padded:
-                    result = self.backend.run_padded(prompts, output_len)
+                if fresh is not None or point.padded:  # one batch at a time (fresh prompts, or padded)
+                    result = self._run(point, prompts if fresh is None or n == 0 else fresh(n), output_len)
                     n += 1
                 else:
                     k = max(min_batches - n, 1)
@@ -302,12 +300,12 @@ class CellRun:
             prefill_fresh = self._fresh(point, PREFILL_STREAM + 1000 * r)
             prefill_prompts = prefill_fresh(0)
         spec_before = self.backend.spec_counts()
-        full, n_full, result = self._metered(prompts, point.output_len, min_batches, {**tag, "phase": "full"},
-                                             full_fresh, point.padded)
+        full, n_full, result = self._metered(point, prompts, point.output_len, min_batches,
+                                             {**tag, "phase": "full"}, full_fresh)
         spec = acceptance(spec_before, self.backend.spec_counts(), self.backend.decoding)
         _check_tokens(result.output_tokens, point)
-        prefill, n_prefill, _ = self._metered(prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
-                                              prefill_fresh, point.padded)
+        prefill, n_prefill, _ = self._metered(point, prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
+                                              prefill_fresh)
         peak = self.backend.peak_memory_bytes()
         return {
             **tag, "status": "ok",

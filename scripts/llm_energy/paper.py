@@ -164,8 +164,9 @@ def _tables(paths):
 def _measurement_tables(paths):
     """The checked measurement tables without the energy model's padded batches (role ``padded``): every
     figure, table and finding reads the paper's protocol, equal-length batches."""
-    m = _tables(paths)
-    return m[m["role"].astype(str) != "padded"].reset_index(drop=True) if "role" in m else m
+    from .roles import without_padded
+
+    return without_padded(_tables(paths))
 
 
 def _tables_or_empty(paths):

@@ -19,10 +19,8 @@ MODEL_INFO = ["moe", "model_type", "n_parameters", "n_active_parameters"]
 
 
 def usable(m: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Rows with status ok that passed validation, and the number of ok rows that failed it; never the
-    padded batches of the energy model (role ``padded``), which no figure plots."""
-    if "role" in m:
-        m = m[m["role"].astype(str) != "padded"]
+    """Rows with status ok that passed validation, and the number of ok rows that failed it. (The padded
+    batches of the energy model never get here: the paper's loader of measurements leaves them out.)"""
     if "status" in m:
         m = m[m["status"] == "ok"]
     n_invalid = 0

@@ -278,6 +278,43 @@ def test_validation_compares_both_estimates_with_the_mean_of_two_metered_runs(tm
     assert v["loo_max_error_pct"] < 1e-6 and v["model_note"] == ""
 
 
+def test_control_points_spread_over_the_grid_energies_at_the_grid_batch():
+    from llm_energy.replay import control_points
+
+    m = synthetic()
+    m.loc[m.index[:2], "status"] = "failed"  # a failed row never picks a shape
+    grid = m[(m["role"] == "grid") & (m["status"] == "ok")].groupby(["input_len", "output_len"])["energy_j"].mean()
+    shapes = control_points(m, 2, 8)
+    assert len(shapes) == 2 and all(s in grid.index for s in shapes)
+    ranked = list(grid.sort_values().index)
+    assert [ranked.index(s) for s in shapes] == [round(len(ranked) / 3) - 1, round(2 * len(ranked) / 3) - 1]
+    assert control_points(m, 0, 8) == [] and control_points(m, 2, 4) == []  # none asked, or no grid at batch 4
+
+
+def test_meter_drift_is_the_control_points_level_in_the_replay_job_against_the_grid_job(tmp_path):
+    from llm_energy.replay import validate
+
+    sample = _sample()
+    m = synthetic()
+    served = serve(TRUE, sample["input_tokens"], sample["output_tokens"], 8, "vllm").energy_j
+    shapes = [(256, 32), (1024, 128)]
+    # The replay job's meter reads 10 % and 21 % above the grid job's at the two points: +15.0 % geometric mean.
+    grid_e = [float(TRUE.batch_j(i, o, 8)) for i, o in shapes]
+    controls = {"control_input_len": [i for i, _ in shapes], "control_output_len": [o for _, o in shapes],
+                "control_batch_size": 8, "control_energy_j": [grid_e[0] * 1.10, grid_e[1] * 1.21]}
+    replays = _replays(sample, [served * 1.15, served * 1.15]).assign(**{k: [v] * 2 for k, v in controls.items()})
+    replays.to_parquet(tmp_path / "replay.parquet")
+    v = validate(pd.read_parquet(tmp_path / "replay.parquet"), m, EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
+    assert v["n_control_points"] == 2
+    assert v["meter_drift_pct"] == pytest.approx(100 * (math.sqrt(1.10 * 1.21) - 1))
+    # The model is about 13 % low against the replay, and within 1 % of it at the replay job's meter level.
+    assert v["model_error_pct"] == pytest.approx(100 * (1 / 1.15 - 1), abs=1.0)
+    assert abs(v["model_error_drift_adjusted_pct"]) < 1.0
+    # A replay file of before the control points: no drift, said as NaN, never 0.
+    old = validate(_replays(sample, [served, served]), m, EDGES_IN, EDGES_OUT).iloc[0]
+    assert old["n_control_points"] == 0 and math.isnan(old["meter_drift_pct"])
+
+
 def test_validation_of_a_cell_too_small_for_the_model_flags_it():
     from llm_energy.replay import validate
 

@@ -5,8 +5,13 @@
    one metered window. It writes only what it metered: ``results/replay/...parquet``, one row per
    (workload, run) with the sample's requests in serving order (``input_tokens``, ``output_tokens``
    lists) and the run's energy.
+   Before the replays it measures ``control_points`` of the cell's grid points again, with the grid's
+   protocol (``control_*`` columns): the meter's level in this job against the grid job's.
 2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
-   of the very same requests, from the cell's checked measurements, against the mean of the runs.
+   of the very same requests, from the cell's checked measurements, against the mean of the runs; and
+   ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job.
+   A CPU's time-based estimate moves from job to job with what else the host runs; the drift says
+   how much of a model error is that, not the model.
 
 The binned estimate rounds every request up to its bin and divides batches fractionally; a real server
 pads static batches to their longest request (transformers) or schedules continuously (vLLM); the
@@ -27,6 +32,7 @@ import pandas as pd
 from .binning import bin_requests
 from .estimate import CellNotEstimable, binned_estimate, grid_batch_size
 from .measure import FIRST_TEXT_TOKEN, VOCAB_SIZE
+from .roles import GRID
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,37 @@ def replay_rows(workload: str, sample: pd.DataFrame, runs: list[dict], labels: d
              "output_tokens": outputs} for r in runs]
 
 
+def control_points(measurements: pd.DataFrame, k: int, batch_size: int) -> list[tuple[int, int]]:
+    """``k`` of the cell's measured grid shapes (input, output) at ``batch_size``, spread over their
+    energies (at the quantiles 1/(k+1) ... k/(k+1)), for the replay job to measure again."""
+    m = measurements
+    if k <= 0 or m.empty or "role" not in m:
+        return []
+    grid = m[m["role"].astype(str).str.split(",").apply(lambda r: GRID in r) & (m["batch_size"] == batch_size)
+             & (m["status"] == "ok")]
+    shapes = grid.groupby(["input_len", "output_len"])["energy_j"].mean().sort_values()
+    if shapes.empty:
+        return []
+    n = len(shapes)
+    picks = sorted({min(n - 1, max(0, round((j + 1) * n / (k + 1)) - 1)) for j in range(k)})
+    return [(int(i), int(o)) for i, o in shapes.index[picks]]
+
+
+def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int) -> dict:
+    """The control points measured in this job with the grid's protocol (warm-up, repeats, windows):
+    list columns of the replay file (the mean energy per batch of each point's ok repeats)."""
+    from .measure import CellRun, Point
+
+    run = CellRun(backend, protocol, meter)
+    energies = []
+    for i, o in shapes:
+        rows = [r for r in run.measure_point(Point(i, o, batch_size, GRID), math.nan) if r["status"] == "ok"]
+        energies.append(float(np.mean([r["energy_j"] for r in rows])) if rows else math.nan)
+        log.info("control point in=%d out=%d batch=%d: %.3g J per batch", i, o, batch_size, energies[-1])
+    return {"control_input_len": [i for i, _ in shapes], "control_output_len": [o for _, o in shapes],
+            "control_batch_size": batch_size, "control_energy_j": energies}
+
+
 def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir: str | Path,
                 profiles: dict[str, str | Path], measurements: str | Path, out: str | Path | None = None,
                 draft_dir: str | Path | None = None, runs: int | None = None) -> pd.DataFrame:
@@ -100,7 +137,9 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     model_dir = check_model_dir(model_dir)
     r, edges_in, edges_out = cfg["replay"], cfg["bins"]["input"], cfg["bins"]["output"]
     runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 2)  # at least two: their spread is replay_cv
-    batch_size = grid_batch_size(pd.read_parquet(measurements))
+    grid = pd.read_parquet(measurements)
+    batch_size = grid_batch_size(grid)
+    shapes = control_points(grid, int(r.get("control_points", 0)), batch_size)
     cell = cell_of(cfg, hardware, model, variant, decoding)
     meter = Protocol.from_config(cfg["measurement"]).make_meter()
     backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
@@ -109,10 +148,11 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     rows = []
     with device_locks(meter.device_keys()):
         backend.load()
+        controls = measure_controls(backend, Protocol.from_config(cfg["measurement"]), meter, shapes, batch_size)
         for workload, path in profiles.items():
             sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
             metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs)
-            rows += replay_rows(workload, sample, metered, labels, r["seed"])
+            rows += [{**row, **controls} for row in replay_rows(workload, sample, metered, labels, r["seed"])]
             energies = [m["replay_energy_j"] for m in metered]
             log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
                      _cv(energies))
@@ -184,6 +224,7 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
     (``estimate_energy_j``, ``error_pct``) and the energy model's (``model_estimate_energy_j``,
     ``model_error_pct``) of the same requests."""
     model, note = fitted_model(measurements, name)
+    drift = meter_drift(replays, measurements)
     rows = []
     for workload, runs in replays.groupby("workload", sort=False):
         first = runs.iloc[0]
@@ -201,10 +242,38 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row["whole_batches_error_pct"] = pct_error(row["estimate_whole_batches_energy_j"], row["replay_energy_j"])
         row.update(_model_columns(model, note, sample, labels, row["batch_size"], context_len))
         row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])
-        log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %%", name, workload,
-                 row["replay_energy_j"], row["replay_cv"], row["error_pct"], row["model_error_pct"])
+        row.update(drift)
+        row["model_error_drift_adjusted_pct"] = pct_error(
+            row["model_estimate_energy_j"] * (1 + drift["meter_drift_pct"] / 100), row["replay_energy_j"])
+        log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (%+.1f %% at the replay "
+                 "job's meter level, drift %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
+                 row["error_pct"], row["model_error_pct"], row["model_error_drift_adjusted_pct"],
+                 drift["meter_drift_pct"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
+    """How much more the control points cost in the replay job than in the grid job, in percent (the
+    geometric mean of their ratios; NaN without control points): ``meter_drift_pct``,
+    ``n_control_points``. The grid side is the mean of the point's valid repeats."""
+    none = {"meter_drift_pct": math.nan, "n_control_points": 0}
+    if replays.empty or "control_energy_j" not in replays:
+        return none
+    first = replays.iloc[0]
+    m = measurements[measurements["status"] == "ok"]
+    if "valid" in m:
+        m = m[m["valid"].fillna(False).astype(bool)]
+    m = m[m["role"].astype(str).str.split(",").apply(lambda r: GRID in r)] if "role" in m else m
+    grid = m.groupby(["input_len", "output_len", "batch_size"])["energy_j"].mean()
+    b = int(first["control_batch_size"])
+    ratios = [e / grid[(int(i), int(o), b)] for i, o, e in zip(first["control_input_len"],
+                                                                 first["control_output_len"],
+                                                                 first["control_energy_j"])
+              if (int(i), int(o), b) in grid.index and np.isfinite(e) and e > 0 and grid[(int(i), int(o), b)] > 0]
+    if not ratios:
+        return none
+    return {"meter_drift_pct": float(100 * (np.exp(np.mean(np.log(ratios))) - 1)), "n_control_points": len(ratios)}
 
 
 def _model_columns(model, note: str, sample: pd.DataFrame, labels: dict, batch_size: int,

@@ -57,6 +57,15 @@ def shared():
 
 
 @pytest.fixture(scope="session")
+def one_cell_run(tmp_path_factory, shared) -> Path:
+    """One finished small pipeline run (``reliability.one_cell_run``) for the session: the tests that need a
+    finished run work in copies of it (``shutil.copytree(..., symlinks=True)``), never in it."""
+    import reliability
+
+    return reliability.one_cell_run(tmp_path_factory.mktemp("one-cell") / "wf")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A one-layer Llama (head_dim 64) with the real Mistral tokenizer, built once per session."""
     from llm_energy.models import build_model

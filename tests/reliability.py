@@ -80,8 +80,10 @@ def env(d: Path) -> dict:
     return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(d / "scripts")}
 
 
-def run(cmd: list[str], cwd: Path, timeout: int = 600) -> Outcome:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(cwd))
+def run(cmd: list[str], cwd: Path, timeout: int = 600, own_package: bool = True) -> Outcome:
+    """``own_package``: the copy's package first on the path (else the installed one, this checkout's)."""
+    environment = env(cwd) if own_package else {k: v for k, v in env(cwd).items() if k != "PYTHONPATH"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
     return Outcome(proc.returncode, proc.stdout + proc.stderr)
 
 
@@ -112,11 +114,24 @@ def make_workflow(dest: Path, config: dict = CONFIG) -> Path:
     return dest
 
 
-def finished_run(dest: Path) -> Path:
-    """Run the small pipeline, then copy its measurement in as another hardware's and merge it."""
+def one_cell_run(dest: Path) -> Path:
+    """The small pipeline (``CONFIG``: one transformers cell, one trace) run to the end in a workflow copy,
+    with the installed package (the same code as the copy's), so that its manifest records this
+    checkout's git commit."""
     d = make_workflow(dest)
-    out = snakemake(d)
+    out = run([sys.executable, "-m", "snakemake", "--cores", "2"], d, own_package=False)
     assert out.rc == 0, out.text[-4000:]
+    return d
+
+
+def finished_run(dest: Path, base: Path | None = None) -> Path:
+    """The small pipeline run (a copy of ``base``, a finished :func:`one_cell_run`, when given), then its
+    measurement copied in as another hardware's and merged."""
+    if base is None:
+        d = one_cell_run(dest)
+    else:
+        d = dest
+        shutil.copytree(base, d, symlinks=True)  # mtimes kept: the copy is as finished as its source
     (here,) = os.listdir(d / "results" / "measurements")
     src = pd.read_parquet(d / "results" / "measurements" / here / CELL)
     merged = d / "results" / "measurements" / OTHER_HW / CELL

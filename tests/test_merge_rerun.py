@@ -1,6 +1,6 @@
 """Protecting measurements, merging other machines' measurements, and the run's provenance manifest.
 
-One small pipeline run (one transformers cell, one trace) in a temporary copy of the workflow, so
+A copy of the session's small pipeline run (one transformers cell, one trace; ``one_cell_run``), so
 that its scripts can be edited the way a user edits a figure script:
 - editing a figure or aggregation script re-plans those rules and never a measurement;
 - the manifest records the commit, the config hash, this machine and every measurement file;
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import shared_data
 import yaml
 from pipeline_configs import ONE_CELL, jobs_planned
 
@@ -27,35 +26,21 @@ from llm_energy.manifest import build_manifest, config_hash, file_sha256, packag
 REPO = Path(__file__).resolve().parents[1]
 FAKE_HW = "h100-sxm5-copied"  # a hardware this machine is not
 
-SMALL = ONE_CELL
-
-
-def copy_workflow(dest: Path) -> Path:
-    """Snakefile, workflow/, envs/, the rule scripts and paper/main.tex (the package is imported from the install)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "workflow", dest / "workflow", ignore=ignore)
-    shutil.copytree(REPO / "envs", dest / "envs")
-    (dest / "paper").mkdir(exist_ok=True)
-    shutil.copy(REPO / "paper" / "main.tex", dest / "paper" / "main.tex")
-    shutil.copytree(REPO / "scripts" / "rules", dest / "scripts" / "rules", ignore=ignore)
-    return dest
-
-
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Snakemake in the workflow copy; the package comes from the install (this checkout), so that the
+    manifest records this checkout's commit."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+                          capture_output=True, text=True, timeout=timeout, env={**env, "VLLM_CPU_KVCACHE_SPACE": "1"})
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory, shared):
-    d = copy_workflow(tmp_path_factory.mktemp("merge") / "wf")
-    (d / "config.yaml").write_text(yaml.safe_dump(SMALL))
-    shared_data.link_raw(d / "data" / "raw")
-    proc = snakemake(d)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+def small_run(tmp_path_factory, one_cell_run):
+    """A copy of the session's finished small run (``ONE_CELL``: Snakefile, workflow/, envs/, scripts/,
+    paper/main.tex, the shared data linked in), whose scripts these tests edit."""
+    d = tmp_path_factory.mktemp("merge") / "wf"
+    shutil.copytree(one_cell_run, d, symlinks=True)
+    assert yaml.safe_load((d / "config.yaml").read_text()) == ONE_CELL
     return d
 
 

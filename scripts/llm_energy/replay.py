@@ -9,9 +9,10 @@
    protocol (``control_*`` columns): the meter's level in this job against the grid job's.
 2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
    of the very same requests, from the cell's checked measurements, against the mean of the runs; and
-   ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job.
-   A CPU's time-based estimate moves from job to job with what else the host runs; the drift says
-   how much of a model error is that, not the model.
+   ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job
+   (with the lowest and highest of their ratios). A CPU's time-based estimate moves from job to job
+   and from batch to batch with what else the host runs: these say how far the meter itself repeats
+   across the two jobs, the scale below which a model error is not the model's.
 
 The binned estimate rounds every request up to its bin and divides batches fractionally; a real server
 pads static batches to their longest request (transformers) or schedules continuously (vLLM); the
@@ -243,21 +244,21 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row.update(_model_columns(model, note, sample, labels, row["batch_size"], context_len))
         row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])
         row.update(drift)
-        row["model_error_drift_adjusted_pct"] = pct_error(
-            row["model_estimate_energy_j"] * (1 + drift["meter_drift_pct"] / 100), row["replay_energy_j"])
-        log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (%+.1f %% at the replay "
-                 "job's meter level, drift %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
-                 row["error_pct"], row["model_error_pct"], row["model_error_drift_adjusted_pct"],
-                 drift["meter_drift_pct"])
+        log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
+                 "from the grid job's, %+.1f … %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
+                 row["error_pct"], row["model_error_pct"], drift["meter_drift_pct"], drift["control_ratio_min_pct"],
+                 drift["control_ratio_max_pct"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     """How much more the control points cost in the replay job than in the grid job, in percent (the
-    geometric mean of their ratios; NaN without control points): ``meter_drift_pct``,
+    geometric mean of their ratios; NaN without control points): ``meter_drift_pct``, the lowest and
+    highest ratio (``control_ratio_min_pct``, ``control_ratio_max_pct``, in % above the grid job's),
     ``n_control_points``. The grid side is the mean of the point's valid repeats."""
-    none = {"meter_drift_pct": math.nan, "n_control_points": 0}
+    none = {"meter_drift_pct": math.nan, "control_ratio_min_pct": math.nan, "control_ratio_max_pct": math.nan,
+            "n_control_points": 0}
     if replays.empty or "control_energy_j" not in replays:
         return none
     first = replays.iloc[0]
@@ -273,7 +274,10 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
               if (int(i), int(o), b) in grid.index and np.isfinite(e) and e > 0 and grid[(int(i), int(o), b)] > 0]
     if not ratios:
         return none
-    return {"meter_drift_pct": float(100 * (np.exp(np.mean(np.log(ratios))) - 1)), "n_control_points": len(ratios)}
+    return {"meter_drift_pct": float(100 * (np.exp(np.mean(np.log(ratios))) - 1)),
+            "control_ratio_min_pct": float(100 * (min(ratios) - 1)),
+            "control_ratio_max_pct": float(100 * (max(ratios) - 1)),
+            "n_control_points": len(ratios)}
 
 
 def _model_columns(model, note: str, sample: pd.DataFrame, labels: dict, batch_size: int,

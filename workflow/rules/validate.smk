@@ -16,6 +16,7 @@ rule check_cell:
         "logs/checked/{hardware}/{model}/{variant}/{decoding}.log",
     benchmark:
         "results/benchmarks/check_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
+    priority: REPLAY_NEXT
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -40,7 +41,7 @@ rule replay_cell:
         model=model_dir,
         profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
         # ancient: a re-check after an edit of the validation code never re-runs the metered replay
-        # (only the grid's batch size is read from it)
+        # (only the grid's batch size and the shapes of its control points are read from it)
         measurements=ancient(
             "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
         ),
@@ -52,6 +53,7 @@ rule replay_cell:
         "results/benchmarks/replay_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
+    priority: REPLAY_NEXT
     conda:
         measure_env
     threads: workflow.cores

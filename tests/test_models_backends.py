@@ -95,7 +95,9 @@ def test_padded_point_is_a_left_padded_batch_of_different_lengths(tiny_model):
     backend.run = lambda *a, **k: pytest.fail("a padded point must not run equal-length batches")
     inner = backend.run_padded
     backend.run_padded = lambda prompts, n: (seen.append(([len(p) for p in prompts], n)), inner(prompts, n))[1]
-    protocol = Protocol(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.1, min_window_s=0.0)
+    # Windows of 0.2 s (several batches each): one 10-ms-tick window of a single small batch is noise, and
+    # a scheduling hiccup in it once made a prefill window cost more than the full run.
+    protocol = Protocol(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.1, min_window_s=0.2)
     df, _ = run_cell(backend, [Point(32, 4, 3, "padded")], protocol, labels={"model": "tiny"})
     assert padded_lengths(32, 3) == [11, 21, 32] and padded_lengths(64, 4) == [16, 32, 48, 64]
     assert {tuple(lengths) for lengths, _ in seen} == {(11, 21, 32)}

@@ -301,18 +301,21 @@ def test_meter_drift_is_the_control_points_level_in_the_replay_job_against_the_g
     # The replay job's meter reads 10 % and 21 % above the grid job's at the two points: +15.4 % geometric mean.
     grid_e = [float(TRUE.batch_j(i, o, 8)) for i, o in shapes]
     controls = {"control_input_len": [i for i, _ in shapes], "control_output_len": [o for _, o in shapes],
-                "control_batch_size": 8, "control_energy_j": [grid_e[0] * 1.10, grid_e[1] * 1.21]}
+                "control_batch_size": 8, "control_energy_j": [grid_e[0] * 1.10, grid_e[1] * 1.21],
+                "control_end_energy_j": [grid_e[0] * 1.30, grid_e[1] * 1.30]}
     replays = _replays(sample, [served * 1.15, served * 1.15]).assign(**{k: [v] * 2 for k, v in controls.items()})
     replays.to_parquet(tmp_path / "replay.parquet")
     v = validate(pd.read_parquet(tmp_path / "replay.parquet"), m, EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
     assert v["n_control_points"] == 2
     assert v["meter_drift_pct"] == pytest.approx(100 * (math.sqrt(1.10 * 1.21) - 1))
     assert (v["control_ratio_min_pct"], v["control_ratio_max_pct"]) == (pytest.approx(10.0), pytest.approx(21.0))
+    assert v["meter_drift_end_pct"] == pytest.approx(30.0)  # the same points after the replays
     # The model error stays as metered: about 13 % low against the replay, the drift beside it.
     assert v["model_error_pct"] == pytest.approx(100 * (1 / 1.15 - 1), abs=1.0)
     # A replay file of before the control points: no drift, said as NaN, never 0.
     old = validate(_replays(sample, [served, served]), m, EDGES_IN, EDGES_OUT).iloc[0]
-    assert old["n_control_points"] == 0 and math.isnan(old["meter_drift_pct"])
+    assert old["n_control_points"] == 0
+    assert math.isnan(old["meter_drift_pct"]) and math.isnan(old["meter_drift_end_pct"])
 
 
 def test_validation_of_a_cell_too_small_for_the_model_flags_it():

@@ -157,6 +157,10 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
             energies = [m["replay_energy_j"] for m in metered]
             log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
                      _cv(energies))
+        # The same points once more after the replays: the meter's drift within this job (a host that
+        # slows down under minutes of load shows here, not in the points measured first).
+        end = measure_controls(backend, Protocol.from_config(cfg["measurement"]), meter, shapes, batch_size)
+        rows = [{**row, "control_end_energy_j": end["control_energy_j"]} for row in rows]
         backend.close()
     meter.close()
     df = pd.DataFrame(rows)
@@ -256,9 +260,10 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     """How much more the control points cost in the replay job than in the grid job, in percent (the
     geometric mean of their ratios; NaN without control points): ``meter_drift_pct``, the lowest and
     highest ratio (``control_ratio_min_pct``, ``control_ratio_max_pct``, in % above the grid job's),
-    ``n_control_points``. The grid side is the mean of the point's valid repeats."""
+    ``n_control_points``; and ``meter_drift_end_pct``, the same points measured again after the replays
+    (NaN in replay files without them). The grid side is the mean of the point's valid repeats."""
     none = {"meter_drift_pct": math.nan, "control_ratio_min_pct": math.nan, "control_ratio_max_pct": math.nan,
-            "n_control_points": 0}
+            "n_control_points": 0, "meter_drift_end_pct": math.nan}
     if replays.empty or "control_energy_j" not in replays:
         return none
     first = replays.iloc[0]
@@ -268,16 +273,24 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     m = m[m["role"].astype(str).str.split(",").apply(lambda r: GRID in r)] if "role" in m else m
     grid = m.groupby(["input_len", "output_len", "batch_size"])["energy_j"].mean()
     b = int(first["control_batch_size"])
-    ratios = [e / grid[(int(i), int(o), b)] for i, o, e in zip(first["control_input_len"],
-                                                                 first["control_output_len"],
-                                                                 first["control_energy_j"])
-              if (int(i), int(o), b) in grid.index and np.isfinite(e) and e > 0 and grid[(int(i), int(o), b)] > 0]
+
+    def ratios_of(column: str) -> list[float]:
+        if column not in first.index:
+            return []
+        return [e / grid[(int(i), int(o), b)] for i, o, e in zip(first["control_input_len"],
+                                                                  first["control_output_len"], first[column])
+                if (int(i), int(o), b) in grid.index and np.isfinite(e) and e > 0 and grid[(int(i), int(o), b)] > 0]
+
+    def geomean_pct(ratios: list[float]) -> float:
+        return float(100 * (np.exp(np.mean(np.log(ratios))) - 1)) if ratios else math.nan
+
+    ratios = ratios_of("control_energy_j")
     if not ratios:
         return none
-    return {"meter_drift_pct": float(100 * (np.exp(np.mean(np.log(ratios))) - 1)),
+    return {"meter_drift_pct": geomean_pct(ratios),
             "control_ratio_min_pct": float(100 * (min(ratios) - 1)),
             "control_ratio_max_pct": float(100 * (max(ratios) - 1)),
-            "n_control_points": len(ratios)}
+            "n_control_points": len(ratios), "meter_drift_end_pct": geomean_pct(ratios_of("control_end_energy_j"))}
 
 
 def _model_columns(model, note: str, sample: pd.DataFrame, labels: dict, batch_size: int,

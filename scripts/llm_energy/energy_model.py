@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from . import UserError
-from .roles import is_padded
+from .roles import is_grid, is_padded
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def measured_points(measurements: pd.DataFrame) -> pd.DataFrame:
     m = m[keep & np.isfinite(m["energy_j"]) & (m["energy_j"] > 0)
           & np.isfinite(m["prefill_energy_j"]) & (m["prefill_energy_j"] > 0)]
     role = m["role"].astype(str) if "role" in m else pd.Series("grid", index=m.index)
-    m = m.assign(grid=role.str.split(",").apply(lambda r: "grid" in r), padded=is_padded(role))
+    m = m.assign(grid=is_grid(role), padded=is_padded(role))
     out = m.groupby([*POINT, "padded"]).agg(energy_j=("energy_j", "mean"),
                                             prefill_energy_j=("prefill_energy_j", "mean"),
                                             n_repeats=("energy_j", "size"), grid=("grid", "any")).reset_index()

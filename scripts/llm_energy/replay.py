@@ -5,8 +5,8 @@
    one metered window. It writes only what it metered: ``results/replay/...parquet``, one row per
    (workload, run) with the sample's requests in serving order (``input_tokens``, ``output_tokens``
    lists) and the run's energy.
-   Before the replays it measures ``control_points`` of the cell's grid points again, with the grid's
-   protocol (``control_*`` columns): the meter's level in this job against the grid job's.
+   Before and after the replays it measures ``control_points`` of the cell's grid points again, with
+   the grid's protocol (``control_*`` columns): the meter's level in this job against the grid job's.
 2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
    of the very same requests, from the cell's checked measurements, against the mean of the runs; and
    ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job
@@ -33,7 +33,7 @@ import pandas as pd
 from .binning import bin_requests
 from .estimate import CellNotEstimable, binned_estimate, grid_batch_size
 from .measure import FIRST_TEXT_TOKEN, VOCAB_SIZE
-from .roles import GRID
+from .roles import GRID, is_grid
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ def control_points(measurements: pd.DataFrame, k: int, batch_size: int) -> list[
     m = measurements
     if k <= 0 or m.empty or "role" not in m:
         return []
-    grid = m[m["role"].astype(str).str.split(",").apply(lambda r: GRID in r) & (m["batch_size"] == batch_size)
-             & (m["status"] == "ok")]
+    grid = m[is_grid(m["role"]) & (m["batch_size"] == batch_size) & (m["status"] == "ok")]
     shapes = grid.groupby(["input_len", "output_len"])["energy_j"].mean().sort_values()
     if shapes.empty:
         return []
@@ -142,14 +141,15 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     batch_size = grid_batch_size(grid)
     shapes = control_points(grid, int(r.get("control_points", 0)), batch_size)
     cell = cell_of(cfg, hardware, model, variant, decoding)
-    meter = Protocol.from_config(cfg["measurement"]).make_meter()
+    protocol = Protocol.from_config(cfg["measurement"])
+    meter = protocol.make_meter()
     backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
                             batch_size, draft_dir)
     labels = dict(zip(CELL_KEYS, (hardware, model, variant, decoding)))
     rows = []
     with device_locks(meter.device_keys()):
         backend.load()
-        controls = measure_controls(backend, Protocol.from_config(cfg["measurement"]), meter, shapes, batch_size)
+        controls = measure_controls(backend, protocol, meter, shapes, batch_size)
         for workload, path in profiles.items():
             sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
             metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs)
@@ -159,7 +159,7 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
                      _cv(energies))
         # The same points once more after the replays: the meter's drift within this job (a host that
         # slows down under minutes of load shows here, not in the points measured first).
-        end = measure_controls(backend, Protocol.from_config(cfg["measurement"]), meter, shapes, batch_size)
+        end = measure_controls(backend, protocol, meter, shapes, batch_size)
         rows = [{**row, "control_end_energy_j": end["control_energy_j"]} for row in rows]
         backend.close()
     meter.close()
@@ -270,7 +270,7 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     m = measurements[measurements["status"] == "ok"]
     if "valid" in m:
         m = m[m["valid"].fillna(False).astype(bool)]
-    m = m[m["role"].astype(str).str.split(",").apply(lambda r: GRID in r)] if "role" in m else m
+    m = m[is_grid(m["role"])] if "role" in m else m
     grid = m.groupby(["input_len", "output_len", "batch_size"])["energy_j"].mean()
     b = int(first["control_batch_size"])
 

@@ -14,6 +14,11 @@ SWEEP = "sweep"
 PADDED = "padded"
 
 
+def is_grid(role: pd.Series) -> pd.Series:
+    """Which rows of a ``role`` column are grid points (``grid`` or ``grid,sweep``)."""
+    return role.astype(str).str.split(",").apply(lambda r: GRID in r).astype(bool)
+
+
 def is_padded(role: pd.Series) -> pd.Series:
     """Which rows of a ``role`` column are padded batches."""
     return role.astype(str) == PADDED

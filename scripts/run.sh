@@ -65,7 +65,9 @@ case "$cmd" in
         ;;
     test)
         install
-        exec "$VENV/bin/python" -m pytest "$@"
+        # One pytest-xdist worker per core; tests/conftest.py schedules whole files (and the files that
+        # share a costly fixture: a finished run, a vLLM engine) per worker. `-n 0` runs serially.
+        exec "$VENV/bin/python" -m pytest -n auto "$@"
         ;;
     *)
         echo "usage: bash scripts/run.sh [run|test|install] [args...]" >&2

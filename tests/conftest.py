@@ -14,6 +14,53 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import shared_data  # noqa: E402
 
+# Under pytest-xdist (``bash scripts/run.sh test`` runs ``-n auto --dist loadgroup``) each worker is one
+# process of a CPU-bound suite on a machine of few cores:
+# - vLLM's CPU build pins its OpenMP threads; left to itself, every worker's engines pin the same
+#   core (core 0, with the next one reserved), so two engines would spin on one core. Each worker's
+#   engines get a core of their own.
+# - torch in the worker runs one thread: the tests' models are tiny, and a second thread mostly
+#   spin-waits (up to +70 % CPU time on these shapes) on a core the other worker needs. The Snakemake
+#   jobs that tests start set their own thread counts (the job's threads), as in a real run.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw"):
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", str(int(_WORKER[2:]) % (os.cpu_count() or 1)))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Files whose tests share a costly session fixture run in one worker, so that no worker makes it
+# again: the finished small run (``one_cell_run``) and the session's vLLM engine. Every other file is a
+# unit of its own, so that its module fixtures (the end-to-end run, the SLURM cluster, the engines of
+# test_decoding) are made once. The heaviest units are handed out first.
+# (xdist's ``--dist loadgroup`` would do this with marks, but with pytest 9 it cannot rename the
+# node ids it groups by, so it silently spreads a group over workers: this scheduler groups itself.)
+SHARED_GROUPS = {"test_merge_rerun.py": "one_cell_run", "test_reliability.py": "one_cell_run",
+                 "test_decoding.py": "vllm", "test_models_backends.py": "vllm"}
+HEAVY_FIRST = ["one_cell_run", "vllm", "test_slurm.py", "test_pipeline_e2e.py", "test_architectures.py"]
+
+
+def _unit(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return SHARED_GROUPS.get(name, name)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Whole units (above) per worker, in collection order (which ``pytest_collection_modifyitems`` sets)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid.split("::", 1)[0])
+
+    config.option.loadscopereorder = False
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the same order in every worker: heavy units first
+        rank = {u: i for i, u in enumerate(HEAVY_FIRST)}
+        items.sort(key=lambda it: rank.get(_unit(it.nodeid.split("::", 1)[0]), len(rank)))  # stable otherwise
+
+
 TINY_ARCH = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1, "num_attention_heads": 2,
              "num_key_value_heads": 1, "max_position_embeddings": 1024}
 

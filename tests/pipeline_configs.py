@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -20,6 +21,14 @@ def wmt14(n_examples: int) -> dict:
     """The WMT-14 task (tokenized with the built model's tokenizer), ``n_examples`` of it."""
     return {"kind": "task", "task": "wmt14", "file": "data_de_validation.txt", "n_examples": n_examples,
             "template": "Translate German to English.\nGerman: {text}\nEnglish:", "output_tokens": 16}
+
+
+def snakemake_cores() -> str:
+    """``--cores`` of a Snakemake run that a test starts: 2, or this pytest-xdist worker's share of the
+    machine's cores (1 per worker on two cores), so that two workers' runs never put more busy threads
+    on the cores than there are (spinning OpenMP threads then slow every job many times over)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return str(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
 
 BINS = {"input": [128, 512], "output": [16, 64]}

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import shared_data  # noqa: E402
-from pipeline_configs import ONE_CELL  # noqa: E402
+from pipeline_configs import ONE_CELL, snakemake_cores  # noqa: E402
 
 OTHER_HW = "h100-copied"  # the hardware of the measurement file copied in from "another machine"
 CELL = "m1/transformers-eager/greedy.parquet"
@@ -88,7 +88,7 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600, own_package: bool = True)
 
 
 def snakemake(d: Path, *args: str) -> Outcome:
-    return run([sys.executable, "-m", "snakemake", "--cores", "2", *args], d)
+    return run([sys.executable, "-m", "snakemake", "--cores", snakemake_cores(), *args], d)
 
 
 def cli(d: Path, *args: str) -> Outcome:
@@ -119,7 +119,7 @@ def one_cell_run(dest: Path) -> Path:
     with the installed package (the same code as the copy's), so that its manifest records this
     checkout's git commit."""
     d = make_workflow(dest)
-    out = run([sys.executable, "-m", "snakemake", "--cores", "2"], d, own_package=False)
+    out = run([sys.executable, "-m", "snakemake", "--cores", snakemake_cores()], d, own_package=False)
     assert out.rc == 0, out.text[-4000:]
     return d
 

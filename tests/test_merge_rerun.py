@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from pipeline_configs import ONE_CELL, jobs_planned
+from pipeline_configs import ONE_CELL, jobs_planned, snakemake_cores
 
 from llm_energy.config import load as load_config
 from llm_energy.manifest import build_manifest, config_hash, file_sha256, package_versions
@@ -30,7 +30,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     """Snakemake in the workflow copy; the package comes from the install (this checkout), so that the
     manifest records this checkout's commit."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", snakemake_cores(), *args], cwd=workdir,
                           capture_output=True, text=True, timeout=timeout, env={**env, "VLLM_CPU_KVCACHE_SPACE": "1"})
 
 

@@ -12,7 +12,7 @@ import pytest
 import shared_data
 import yaml
 from check_outputs import check
-from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, jobs_planned, wmt14
+from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, jobs_planned, snakemake_cores, wmt14
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,8 @@ TINY = {
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-                           str(workdir), "--cores", "2", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+                           str(workdir), "--cores", snakemake_cores(), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 import shared_data
 import yaml
 from check_outputs import check
-from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, wmt14
+from pipeline_configs import AZURE_CODE, BINS, BURSTGPT, MEASUREMENT, TINY_MODEL, snakemake_cores, wmt14
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
@@ -162,7 +162,7 @@ def test_pipeline_runs_on_a_live_slurm_cluster(cluster, tmp_path, shared):
     targets = [f"results/{kind}/{w}.{ext}" for w in TINY["workloads"]
                for kind, ext in (("profile", "parquet"), ("profile", "stats.json"), ("bins", "parquet"),
                                  ("bins", "summary.json"))]
-    proc = snakemake(local, "--cores", "2", *targets)
+    proc = snakemake(local, "--cores", snakemake_cores(), *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for target in targets:
         a, b = work / target, local / target

@@ -90,3 +90,17 @@ def test_local_model_length_limit_read_from_its_folder(default, tmp_path):
     bad["cells"] = [{"model": "mine", "variants": ["transformers-eager"]}]
     with pytest.raises(UserError, match="model 'mine' accepts at most 512"):
         cfgmod.validate(bad)
+
+
+def test_cpu_full_overlay_is_valid_and_only_enlarges_the_replay(default):
+    """config/cpu-full.yaml, merged into config.yaml as Snakemake merges --configfile: a valid config
+    whose only change is the larger replay sample that the 10-minute default trades away."""
+    from snakemake.utils import update_config
+
+    overlay = yaml.safe_load((REPO / "config" / "cpu-full.yaml").read_text())
+    merged = copy.deepcopy(default)
+    update_config(merged, overlay)
+    full, base = cfgmod.validate(merged), cfgmod.validate(default)
+    assert full["replay"]["n_requests"] == 2 * base["replay"]["n_requests"] == 64
+    full["replay"]["n_requests"] = base["replay"]["n_requests"]
+    assert full == base

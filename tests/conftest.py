@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import shared_data  # noqa: E402
 
-# Under pytest-xdist (``bash scripts/run.sh test`` runs ``-n auto --dist loadgroup``) each worker is one
+# Under pytest-xdist (``bash scripts/run.sh test`` runs ``pytest -n auto``) each worker is one
 # process of a CPU-bound suite on a machine of few cores:
 # - vLLM's CPU build pins its OpenMP threads; left to itself, every worker's engines pin the same
 #   core (core 0, with the next one reserved), so two engines would spin on one core. Each worker's
@@ -43,6 +43,7 @@ def _unit(path: str) -> str:
     return SHARED_GROUPS.get(name, name)
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown (and unused) with -p no:xdist
 def pytest_xdist_make_scheduler(config, log):
     """Whole units (above) per worker, in collection order (which ``pytest_collection_modifyitems`` sets)."""
     from xdist.scheduler import LoadScopeScheduling

@@ -38,8 +38,9 @@ SHARED_GROUPS = {"test_merge_rerun.py": "one_cell_run", "test_reliability.py": "
 HEAVY_FIRST = ["one_cell_run", "vllm", "test_slurm.py", "test_pipeline_e2e.py", "test_architectures.py"]
 
 
-def _unit(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
+def _unit(nodeid: str) -> str:
+    """The scheduling unit of a test: its file's group, else its file name."""
+    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
     return SHARED_GROUPS.get(name, name)
 
 
@@ -50,7 +51,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class UnitScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return _unit(nodeid.split("::", 1)[0])
+            return _unit(nodeid)
 
     config.option.loadscopereorder = False
     return UnitScheduling(config, log)
@@ -59,7 +60,7 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # the same order in every worker: heavy units first
         rank = {u: i for i, u in enumerate(HEAVY_FIRST)}
-        items.sort(key=lambda it: rank.get(_unit(it.nodeid.split("::", 1)[0]), len(rank)))  # stable otherwise
+        items.sort(key=lambda it: rank.get(_unit(it.nodeid), len(rank)))  # stable: file order otherwise
 
 
 TINY_ARCH = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -94,7 +94,7 @@ def test_local_model_length_limit_read_from_its_folder(default, tmp_path):
 
 def test_cpu_full_overlay_is_valid_and_only_enlarges_the_replay(default):
     """config/cpu-full.yaml, merged into config.yaml as Snakemake merges --configfile: a valid config
-    whose only change is the larger replay sample that the 10-minute default trades away."""
+    whose only change is the larger replay sample that the default trades away for time."""
     from snakemake.utils import update_config
 
     overlay = yaml.safe_load((REPO / "config" / "cpu-full.yaml").read_text())

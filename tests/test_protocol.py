@@ -6,6 +6,7 @@ import pytest
 
 from llm_energy import UserError
 from llm_energy.backends.base import Backend, BatchResult
+from llm_energy.cells import Variant
 from llm_energy.locks import device_locks
 from llm_energy.measure import Point, Protocol, run_cell
 
@@ -33,6 +34,9 @@ class FakeBackend(Backend):
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         time.sleep(0.001 * output_len)
         return BatchResult([output_len] * len(prompts))
+
+    def run_padded(self, prompts, output_len):
+        return self.run(prompts, output_len)
 
     def release_memory(self):
         self.released += 1
@@ -67,8 +71,71 @@ def test_short_warm_up_runs_the_point_shape_for_a_few_tokens_and_measures_the_wh
     # Warm-up: 2 batches of min(output, 3) tokens, then the prefill shape; metered windows: the whole output.
     assert [c[2] for c in first] == [3, 3, 1, 6, 1, 6, 1]
     assert [c[2] for c in second[:3]] == [2, 2, 1]  # never longer than the point's own output
+    assert df["warmed_up"].all()
     assert all(c[:2] == (4, 8) for c in backend.calls)  # every batch has the point's batch size and prompt
     assert df["output_tokens"].tolist() == [24, 24, 8, 8]
+
+
+def _sweep_of_one_shape(**kw):
+    """Three output lengths of one (input, batch) shape, then another batch size and a padded point."""
+    backend = FakeBackend()
+    points = [Point(8, 6, 4), Point(8, 2, 4), Point(8, 9, 4), Point(8, 2, 2), Point(8, 2, 4, "padded")]
+    df, _ = run_cell(backend, points, _protocol(warmup_batches=1, **kw))
+    return backend, df
+
+
+def test_a_shapes_prefill_windows_are_measured_at_its_first_point_and_shared_by_the_others():
+    backend, df = _sweep_of_one_shape(prefill_per_shape=True)
+    prefill_runs = [c for c in backend.calls if c[2] == 1]
+    # Per repeat, one prefill window per shape (8x4, 8x2, 8x4 padded), each after one warm-up batch.
+    assert len(prefill_runs) == 3 * (1 + 2)
+    ok = df.set_index(["output_len", "batch_size", "role", "repeat"])
+    for r in (0, 1):
+        first = ok.loc[(6, 4, "grid", r)]
+        assert first["prefill_output_len"] == 6
+        for out in (2, 9):  # the later output lengths take the first point's window of the same repeat
+            row = ok.loc[(out, 4, "grid", r)]
+            assert row["prefill_output_len"] == 6
+            assert row["prefill_energy_j"] == first["prefill_energy_j"]
+            assert row["decode_energy_j"] == row["energy_j"] - first["prefill_energy_j"]
+        assert ok.loc[(2, 2, "grid", r)]["prefill_output_len"] == 2  # another batch size: its own
+        assert ok.loc[(2, 4, "padded", r)]["prefill_output_len"] == 2  # padded prompts: their own
+    # The two repeats' windows stay apart: each repeat pairs with its own prefill window.
+    assert ok.loc[(9, 4, "grid", 0)]["prefill_duration_s"] != ok.loc[(9, 4, "grid", 1)]["prefill_duration_s"]
+    # The cell's metered time counts a shared window once.
+    own = df[df["prefill_output_len"] == df["output_len"]]
+    assert len(own) == 3 * 2
+    expected = (df["duration_s"] * df["n_batches_in_window"]).sum() \
+        + (own["prefill_duration_s"] * own["n_prefill_batches_in_window"]).sum()
+    assert df["cell_measured_s"].iloc[0] == pytest.approx(expected)
+
+
+def test_the_papers_protocol_measures_every_points_own_prefill_window_after_its_own_warm_up():
+    backend, df = _sweep_of_one_shape()  # the schema's defaults: both per-shape options off
+    prefill_runs = [c for c in backend.calls if c[2] == 1]
+    assert len(prefill_runs) == 5 * (1 + 2)  # every point: a warm-up of the prefill shape, 2 windows
+    assert (df["prefill_output_len"] == df["output_len"]).all()
+    assert df["warmed_up"].all()
+
+
+def _warm_up_outputs(backend):
+    """The output lengths of the warm-up batches (the fake runs them with 3 tokens) in call order."""
+    return [c[2] for c in backend.calls if c[2] == 3]
+
+
+def test_eager_variants_warm_up_once_per_shape_and_compiled_ones_at_every_point():
+    points = [Point(8, 6, 4), Point(8, 9, 4), Point(8, 6, 2), Point(8, 12, 4)]
+    eager = FakeBackend()
+    df, _ = run_cell(eager, points, _protocol(warmup_batches=1, warmup_output_tokens=3, warmup_per_shape=True))
+    assert len(_warm_up_outputs(eager)) == 2  # the 8x4 and 8x2 shapes' first points
+    warmed = df.groupby(["output_len", "batch_size"])["warmed_up"].first()
+    assert warmed[(6, 4)] and warmed[(6, 2)] and not warmed[(9, 4)] and not warmed[(12, 4)]
+    assert eager.calls[0][2] == 3 and eager.calls[1][2] == 1  # the first point still warms both shapes
+
+    compiled = FakeBackend()
+    compiled.variant = Variant.parse("transformers-compile")
+    df, _ = run_cell(compiled, points, _protocol(warmup_batches=1, warmup_output_tokens=3, warmup_per_shape=True))
+    assert len(_warm_up_outputs(compiled)) == 4 and df["warmed_up"].all()
 
 
 def test_oom_is_a_result_and_the_sweep_goes_on():

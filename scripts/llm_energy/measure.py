@@ -1,12 +1,24 @@
 """The measurement loop of one cell: load the model once, sweep its points, meter every window.
 
 Per point: ``warmup_batches`` unmetered batches (of ``warmup_output_tokens`` tokens when set, else the
-point's full ``output_len``), then ``repeats`` times a full run (``output_len``
-tokens) and a prefill run (one token) in separate windows, with a pause between repeats; decode
-energy = full - prefill (optimum-benchmark's split). A window runs its batch back to back until
-it holds ``examples_per_point`` requests (the paper: 1,024) and lasts ``min_window_s``, and is
-divided by the number of batches, so every energy is per batch. Every request must generate
-exactly ``output_len`` tokens. Out-of-memory is a result (``status = "oom"``), not a crash.
+point's full ``output_len``), then ``repeats`` times a full run (``output_len`` tokens) and a prefill
+run (one token) in separate windows, with a pause between repeats; decode energy = full - prefill
+(optimum-benchmark's split). A window runs its batch back to back until it holds
+``examples_per_point`` requests (the paper: 1,024) and lasts ``min_window_s``, and is divided by the
+number of batches, so every energy is per batch. Every request must generate exactly ``output_len``
+tokens. Out-of-memory is a result (``status = "oom"``), not a crash.
+
+Work that does not depend on a point's output length can be done once per shape (input length,
+batch size, padded or not); both are off in the paper's protocol (the schema's defaults):
+
+- ``prefill_per_shape``: a prefill run is the same work whatever the output length, so each
+  repeat's prefill window of a shape is measured at the shape's first point, right after that
+  point's full window, and the shape's later points (its other output lengths) take it; a row's
+  ``prefill_output_len`` names the point whose repeat measured its prefill window.
+- ``warmup_per_shape``: an eager variant warms up at a shape's first point only; the later points
+  run the same kernels on the same shapes the earlier windows just ran. Compiled variants warm up
+  at every point (transformers' static KV cache is sized by the output length, so a new output
+  length compiles anew). A row's ``warmed_up`` says whether its point ran warm-up batches.
 """
 
 from __future__ import annotations
@@ -75,6 +87,8 @@ class Protocol:
     allow_shared_gpu: bool = False
     warmup_batches: int = 1
     warmup_output_tokens: int | None = None
+    prefill_per_shape: bool = False
+    warmup_per_shape: bool = False
     repeats: int = 3
     pause_s: float = 0.0
     idle_s: float = 1.0
@@ -94,6 +108,7 @@ class Protocol:
         return cls(meter=m["meter"], watts_per_core=m["cpu_watts_per_core"],
                    require_measured=m["require_measured_energy"], allow_shared_gpu=m["allow_shared_gpu"],
                    warmup_batches=m["warmup_batches"], warmup_output_tokens=m["warmup_output_tokens"],
+                   prefill_per_shape=m["prefill_per_shape"], warmup_per_shape=m["warmup_per_shape"],
                    repeats=m["repeats"], pause_s=m["pause_s"],
                    idle_s=m["idle_s"], min_window_s=m["min_window_s"],
                    examples_per_point=m["examples_per_point"],
@@ -212,6 +227,10 @@ class CellRun:
         self.meter = meter
         self.power_rows: list[dict] = []
         self.warmup_s = 0.0  # unmetered work the protocol asks for (warm-up, probing, pauses)
+        # With prefill_per_shape: (input_len, batch_size, padded) -> {repeat: (prefill window, batches,
+        # output_len of the point that measured it)}.
+        self.prefills: dict[tuple[int, int, bool], dict[int, tuple[_PerBatch, int, int]]] = {}
+        self.measured_shapes: set[tuple[int, int, bool]] = set()  # shapes with a point measured (all repeats ok)
 
     def _metered(self, point: Point, prompts, output_len: int, min_batches: int, tag: dict, fresh=None):
         """Run the point's batch back to back until the window holds ``min_batches`` and lasts ``min_window_s``.
@@ -272,9 +291,16 @@ class CellRun:
         """Prompts of batch k of a window from their own stream (for backends that cache prompts)."""
         return lambda k: self._prompts(point, stream + k)
 
-    def _warm_up(self, point: Point) -> None:
-        """Unmetered batches of the point's shape, and of its prefill window's shape: compiled variants
-        compile (and capture) per shape, which must happen here, not inside a metered window.
+    def _shared_prefill(self, point: Point) -> dict[int, tuple[_PerBatch, int, int]] | None:
+        """The prefill windows already measured for the point's shape, by repeat (None: measure its own)."""
+        if not self.p.prefill_per_shape:
+            return None
+        return self.prefills.setdefault((point.input_len, point.batch_size, point.padded), {})
+
+    def _warm_up(self, point: Point, prefill: bool = True) -> None:
+        """Unmetered batches of the point's shape, and (``prefill``: when this point measures a prefill
+        window) of its prefill window's shape: compiled variants compile (and capture) per shape, which
+        must happen here, not inside a metered window.
 
         With ``warmup_output_tokens`` the warm-up batches stop after that many tokens: the same prefill
         shape and batch, the first decode steps (where a compiler specialises or marks the length
@@ -285,7 +311,7 @@ class CellRun:
             warm_len = min(point.output_len, self.p.warmup_output_tokens)
         for w in range(self.p.warmup_batches):
             self._run(point, self._prompts(point, WARMUP_STREAM + w), warm_len)
-        if self.p.warmup_batches:
+        if self.p.warmup_batches and prefill:
             self._run(point, self._prompts(point, WARMUP_STREAM + self.p.warmup_batches), 1)
         self.warmup_s += time.perf_counter() - t_warm
 
@@ -304,8 +330,15 @@ class CellRun:
                                              {**tag, "phase": "full"}, full_fresh)
         spec = acceptance(spec_before, self.backend.spec_counts(), self.backend.decoding)
         _check_tokens(result.output_tokens, point)
-        prefill, n_prefill, _ = self._metered(point, prefill_prompts, 1, min_batches, {**tag, "phase": "prefill"},
-                                              prefill_fresh)
+        shared = self._shared_prefill(point)
+        if shared is not None and r in shared:
+            prefill, n_prefill, prefill_output_len = shared[r]
+        else:
+            prefill, n_prefill, _ = self._metered(point, prefill_prompts, 1, min_batches,
+                                                  {**tag, "phase": "prefill"}, prefill_fresh)
+            prefill_output_len = point.output_len
+            if shared is not None:
+                shared[r] = (prefill, n_prefill, prefill_output_len)
         peak = self.backend.peak_memory_bytes()
         return {
             **tag, "status": "ok",
@@ -315,6 +348,7 @@ class CellRun:
             "duration_s": full.duration_s, "prefill_duration_s": prefill.duration_s,
             "decode_duration_s": full.duration_s - prefill.duration_s,
             "n_batches_in_window": n_full, "n_prefill_batches_in_window": n_prefill,
+            "prefill_output_len": prefill_output_len,
             "output_tokens": int(sum(result.output_tokens)),
             "throughput_tok_s": sum(result.output_tokens) / full.duration_s,
             "avg_power_w": full.avg_power_w, "idle_power_w": idle_power_w,
@@ -337,7 +371,11 @@ class CellRun:
         base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
                 "role": point.role}
         try:
-            self._warm_up(point)
+            shape = (point.input_len, point.batch_size, point.padded)
+            warm = self.p.warmup_per_shape and not self.backend.variant.compiled and shape in self.measured_shapes
+            if not warm:
+                shared = self._shared_prefill(point)
+                self._warm_up(point, prefill=shared is None or len(shared) < self.p.repeats)
             rows = []
             min_batches = self.p.batches_per_window(point.batch_size)
             for r in range(self.p.repeats):
@@ -346,7 +384,8 @@ class CellRun:
                     self.warmup_s += self.p.pause_s
                 cooldown_s = self._cool_down()
                 rows.append({**self._measure_repeat(point, r, min_batches, {**base, "repeat": r}, idle_power_w),
-                             "cooldown_s": cooldown_s})
+                             "cooldown_s": cooldown_s, "warmed_up": not warm})
+            self.measured_shapes.add(shape)
             return rows
         except Unsupported as exc:
             log.warning("point in=%d out=%d batch=%d is not supported here: %s", point.input_len, point.output_len,
@@ -510,8 +549,11 @@ def _cell_table(rows: list[dict], provenance: dict, run: CellRun, cell_started: 
     df = pd.DataFrame(rows)
     for key, value in provenance.items():
         df[key] = value
-    measured_s = float(np.nansum(df.get("duration_s", 0) * df.get("n_batches_in_window", 0)
-                                 + df.get("prefill_duration_s", 0) * df.get("n_prefill_batches_in_window", 0)))
+    # A shared prefill window counts once: in the row of the point that measured it.
+    own_prefill = df.get("prefill_output_len", 0) == df.get("output_len", 0)
+    measured_s = float(np.nansum(df.get("duration_s", 0) * df.get("n_batches_in_window", 0))
+                       + np.nansum((df.get("prefill_duration_s", 0) * df.get("n_prefill_batches_in_window", 0))
+                                   * own_prefill))
     df["cell_wall_s"] = time.perf_counter() - cell_started
     df["cell_measured_s"] = measured_s
     df["cell_protocol_s"] = run.warmup_s + run.p.idle_s

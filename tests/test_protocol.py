@@ -187,3 +187,16 @@ def test_device_lock_keeps_a_second_measurement_out(tmp_path, monkeypatch):
             pass
     with device_locks(["GPU-a"], timeout_s=0):  # released
         pass
+
+
+def test_replay_control_points_meter_full_windows_only():
+    from llm_energy.replay import measure_controls
+
+    backend = FakeBackend()
+    protocol = _protocol(warmup_batches=1)
+    controls = measure_controls(backend, protocol, protocol.make_meter(), [(8, 6), (16, 4)], 2)
+    assert all(c[2] != 1 for c in backend.calls)  # no prefill window, nor its warm-up
+    # Per point: 1 warm-up batch and one full window per repeat.
+    assert [c[1:] for c in backend.calls] == [(8, 6)] * 3 + [(16, 4)] * 3
+    assert controls["control_input_len"] == [8, 16] and controls["control_batch_size"] == 2
+    assert all(e >= 0 for e in controls["control_energy_j"])  # a number (NaN fails), from the ok repeats

@@ -201,6 +201,9 @@ class _PerBatch:
         return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
 
 
+_NO_WINDOW = _PerBatch(math.nan, math.nan, math.nan, 0, {})  # a prefill window not measured
+
+
 def acceptance(before: tuple[int, int] | None, after: tuple[int, int] | None, decoding: str) -> dict:
     """Speculative decoding's draft tokens proposed and accepted in a window, and their ratio; NaN (never
     0) where the backend cannot count them, with ``acceptance_note`` saying so; nothing for other decodings."""
@@ -220,7 +223,10 @@ def acceptance(before: tuple[int, int] | None, after: tuple[int, int] | None, de
 class CellRun:
     """Measures the points of one cell with one loaded backend and one meter."""
 
-    def __init__(self, backend: Backend, protocol: Protocol, meter, prompts=None):
+    def __init__(self, backend: Backend, protocol: Protocol, meter, prompts=None, prefill_windows: bool = True):
+        """``prefill_windows=False``: full windows only (rows without a prefill/decode split), for
+        points whose energy per batch is all that is read (the replay job's control points)."""
+        self.prefill_windows = prefill_windows
         self.prompts = prompts or RandomPrompts(protocol.seed, FIRST_TEXT_TOKEN, VOCAB_SIZE)
         self.backend = backend
         self.p = protocol
@@ -331,7 +337,9 @@ class CellRun:
         spec = acceptance(spec_before, self.backend.spec_counts(), self.backend.decoding)
         _check_tokens(result.output_tokens, point)
         shared = self._shared_prefill(point)
-        if shared is not None and r in shared:
+        if not self.prefill_windows:
+            prefill, n_prefill, prefill_output_len = _NO_WINDOW, 0, None
+        elif shared is not None and r in shared:
             prefill, n_prefill, prefill_output_len = shared[r]
         else:
             prefill, n_prefill, _ = self._metered(point, prefill_prompts, 1, min_batches,
@@ -375,7 +383,7 @@ class CellRun:
             warm = self.p.warmup_per_shape and not self.backend.variant.compiled and shape in self.measured_shapes
             if not warm:
                 shared = self._shared_prefill(point)
-                self._warm_up(point, prefill=shared is None or len(shared) < self.p.repeats)
+                self._warm_up(point, prefill=self.prefill_windows and (shared is None or len(shared) < self.p.repeats))
             rows = []
             min_batches = self.p.batches_per_window(point.batch_size)
             for r in range(self.p.repeats):

@@ -108,10 +108,11 @@ def control_points(measurements: pd.DataFrame, k: int, batch_size: int) -> list[
 
 def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int) -> dict:
     """The control points measured in this job with the grid's protocol (warm-up, repeats, windows):
-    list columns of the replay file (the mean energy per batch of each point's ok repeats)."""
+    list columns of the replay file (the mean energy per batch of each point's ok repeats). Only the
+    full windows: a control point's prefill window would be measured and never read."""
     from .measure import CellRun, Point
 
-    run = CellRun(backend, protocol, meter)
+    run = CellRun(backend, protocol, meter, prefill_windows=False)
     energies = []
     for i, o in shapes:
         rows = [r for r in run.measure_point(Point(i, o, batch_size, GRID), math.nan) if r["status"] == "ok"]

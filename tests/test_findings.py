@@ -154,6 +154,23 @@ def test_online_saves_at_large_batch():
     assert verdict_of("Online serving", m2)["verdict"] == NOT_REPRODUCED
 
 
+def test_a_finding_whose_rows_failed_validation_says_so_and_what_they_would_give():
+    noisy = [{**r, "valid": False, "invalid_reason": "repeats spread more than CV 0.5"}
+             for r in point("vllm-online", "greedy", 8, 285.0)]
+    m = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 103.0),
+              point("vllm-eager", "greedy", 8, 300.0), noisy,
+              point("transformers-eager", "greedy", 1, 900.0, valid=False, invalid_reason="other cell"))
+    row = verdict_of("Online serving", m)
+    assert row["verdict"] == NOT_TESTABLE and math.isnan(row["our_value"])
+    assert row["evidence"].startswith("measured on h100, but rows it needs failed validation: "
+                                      "m/vllm-online/greedy (2 rows: repeats spread more than CV 0.5);")
+    assert "would read reproduced (vllm-online vs vllm-eager: " in row["evidence"]
+    assert "transformers-eager" not in row["evidence"] and "other cell" not in row["evidence"]
+    # Nothing failed validation: never measured, as before.
+    m_missing = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 103.0))
+    assert verdict_of("Online serving", m_missing)["evidence"].startswith("not measured here")
+
+
 def test_tensor_parallel_trade_off():
     m = table(point("vllm-cudagraph", "greedy", 1, 100.0, duration=10.0),
               point("vllm-cudagraph-tp2", "greedy", 1, 130.0, duration=6.0, tensor_parallel=2))

@@ -486,8 +486,40 @@ def findings_table(measurements: pd.DataFrame, estimates: pd.DataFrame, savings:
             rows.append({"finding": f.name, "paper_value": f.paper_value, "our_value": math.nan,
                          "our_spread": math.nan, "hardware": ",".join(hardware), "energy_source": "",
                          "weights": "", "verdict": NOT_TESTABLE, "criterion": f.criterion,
-                         "evidence": f"not measured here; would be tested by: {f.needs}"})
+                         "evidence": _failed_validation(f, measurements, hardware, fixed_input, fixed_output)
+                         or f"not measured here; would be tested by: {f.needs}"})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _failed_validation(f: Finding, measurements: pd.DataFrame, hardware: list[str], fixed_input: int,
+                       fixed_output: int) -> str:
+    """For a finding with no verdict: where the rows it needs were measured but failed validation, which
+    cells and why, and what the criterion would read on every ok row (not counted); else ''."""
+    if measurements.empty or "valid" not in measurements:
+        return ""
+    invalid = ~measurements["valid"].fillna(False).astype(bool)
+    if "status" in measurements:
+        invalid &= measurements["status"] == "ok"
+    if not invalid.any():
+        return ""
+    every_ok = measurements.assign(valid=True)
+    for hw in hardware:
+        m = _on(every_ok, hw)
+        res = f.compute(Data(m, batch_table(m, fixed_input, fixed_output), pd.DataFrame(), pd.DataFrame(),
+                             fixed_input, fixed_output))
+        if res is None:
+            continue
+        bad = _used_rows(_on(measurements[invalid], hw), res.evidence)
+        bad = bad[bad["variant"].astype(str).map(lambda v: v in res.evidence)] if "variant" in bad else bad
+        if bad.empty:
+            continue
+        reason = bad["invalid_reason"] if "invalid_reason" in bad else pd.Series("", index=bad.index)
+        cells = "; ".join(
+            f"{'/'.join(map(str, k))} ({len(g)} rows: {', '.join(sorted(set(reason[g.index].astype(str))))})"
+            for k, g in bad.groupby(["model", "variant", "decoding"], sort=True))
+        return (f"measured on {hw}, but rows it needs failed validation: {cells}; on every ok row it would read "
+                f"{res.verdict} ({res.evidence}), which is not counted")
+    return ""
 
 
 def _num(x: float) -> str:

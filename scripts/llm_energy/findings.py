@@ -510,7 +510,9 @@ def _failed_validation(f: Finding, measurements: pd.DataFrame, hardware: list[st
         if res is None:
             continue
         bad = _used_rows(_on(measurements[invalid], hw), res.evidence)
-        bad = bad[bad["variant"].astype(str).map(lambda v: v in res.evidence)] if "variant" in bad else bad
+        if "variant" in bad:
+            named = [v for v in bad["variant"].astype(str).unique() if v in res.evidence]
+            bad = bad[bad["variant"].astype(str).isin(named)]
         if bad.empty:
             continue
         reason = bad["invalid_reason"] if "invalid_reason" in bad else pd.Series("", index=bad.index)

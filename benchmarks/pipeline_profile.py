@@ -8,6 +8,12 @@ wildcards). This prints two tables: per stage (rule) and per cell (hardware/mode
 of ``measure_cell`` and ``replay_cell``, each sorted by time, with a total row and the largest RSS.
 Shares are of the summed job time; jobs run side by side on several cores, so that sum can exceed
 the run's wall clock (a metered cell takes every core and runs alone).
+
+A third table splits each measurement job's time, from its measurement file's own clocks
+(``cell_wall_s``, ``model_load_s``, ``cell_protocol_s``, ``cell_measured_s``): ``startup_s`` (the job
+outside the cell's clock: interpreter, imports, the prompt book, Snakemake), ``load_s`` (the model
+or engine), ``protocol_s`` (warm-up, idle window, probing, pauses), ``metered_s`` (the metered
+windows), ``other_s`` (the rest of the cell: bookkeeping between windows) and ``metered_pct``.
 """
 
 from __future__ import annotations
@@ -77,6 +83,34 @@ def by_cell(df: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
+SPLIT = ["startup_s", "load_s", "protocol_s", "metered_s", "other_s"]
+
+
+def by_measure_job(run: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Per measurement job whose measurement file is there: its time split into ``SPLIT``, and the
+    metered share of the job (``metered_pct``), sorted by job time, with a total row."""
+    cols = ["cell", "s", *SPLIT, "metered_pct"]
+    rows = []
+    for job in df[df["rule"] == "measure_cell"].itertuples():
+        path = run / "results/measurements" / f"{job.job}.parquet"
+        try:
+            m = pd.read_parquet(path, columns=["cell_wall_s", "model_load_s", "cell_protocol_s", "cell_measured_s"])
+        except (OSError, ValueError, KeyError, ImportError):  # gone, or written before these columns
+            continue
+        if m.empty:
+            continue
+        wall, load_s, protocol, metered = (float(m[c].iloc[0]) for c in m.columns)
+        rows.append({"cell": job.job, "s": job.s, "startup_s": job.s - wall, "load_s": load_s,
+                     "protocol_s": protocol, "metered_s": metered, "other_s": wall - load_s - protocol - metered})
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(rows).sort_values(["s", "cell"], ascending=[False, True])
+    total = {"cell": "total", **out[["s", *SPLIT]].sum().to_dict()}
+    out = pd.concat([out, pd.DataFrame([total])], ignore_index=True)
+    out["metered_pct"] = 100 * out["metered_s"] / out["s"]
+    return out[cols]
+
+
 def render(table: pd.DataFrame) -> str:
     """Fixed-width text: seconds and MiB to one decimal, shares to one decimal with %, missing as '-'."""
     t = table.copy()
@@ -99,6 +133,9 @@ def main(argv: list[str]) -> int:
     print("Per stage\n" + render(by_stage(df)) + "\n")
     cells = by_cell(df)
     print("Per cell (measure_cell, replay_cell)\n" + (render(cells) if len(cells) else "(no cell was run)"))
+    split = by_measure_job(run, df)
+    if len(split):
+        print("\nWhere each measurement job's time went (from its measurement file's clocks)\n" + render(split))
     return 0
 
 

@@ -99,3 +99,19 @@ def test_run_without_cells_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "profile_workload" in out and "100.0%" in out and "(no cell was run)" in out
 
+
+
+def test_each_measurement_jobs_time_is_split_by_its_own_clocks(run, capsys):
+    path = run / "results/measurements" / f"{CELL_A}.parquet"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"cell_wall_s": [25.0, 25.0], "model_load_s": [1.0, 1.0], "cell_protocol_s": [4.0, 4.0],
+                  "cell_measured_s": [18.0, 18.0], "energy_j": [1.0, 2.0]}).to_parquet(path)
+    # CELL_B's measurement file is not there (e.g. deleted since): no row, and no error.
+    split = pipeline_profile.by_measure_job(run, pipeline_profile.load(run))
+    assert split["cell"].tolist() == [CELL_A, "total"]
+    a = split.iloc[0]
+    assert (a["s"], a["startup_s"], a["load_s"], a["protocol_s"], a["metered_s"]) == (30.0, 5.0, 1.0, 4.0, 18.0)
+    assert a["other_s"] == pytest.approx(2.0) and a["metered_pct"] == pytest.approx(60.0)
+    assert split.iloc[1]["s"] == 30.0 and split.iloc[1]["metered_pct"] == pytest.approx(60.0)
+    assert pipeline_profile.main([str(run)]) == 0
+    assert "Where each measurement job's time went" in capsys.readouterr().out

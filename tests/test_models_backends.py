@@ -1,6 +1,7 @@
 """Real transformers and real vLLM (CPU build) on a model built here, generating real tokens."""
 
 import json
+import os
 
 import pytest
 
@@ -160,3 +161,19 @@ def test_vllm_engine_in_process_on_cpu(tiny_model, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"in_process": True, "tokens": [6, 6], "children": 0, "env": None}
+
+
+def test_cpu_engines_use_vllms_standard_compile_cache_unless_the_environment_chose(monkeypatch):
+    """vLLM 0.32's AOT compile cache does not load back on CPU (every compiled engine compiled again);
+    its standard cache does. A user's own choice stays."""
+    from llm_energy.backends.vllm import _SCHEDULER_THREAD_VARS, AOT_COMPILE_VAR, prepare_cpu_environment
+
+    for var in (*_SCHEDULER_THREAD_VARS, "VLLM_CPU_KVCACHE_SPACE"):  # which it clears or sets: restored after
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+    monkeypatch.delenv(AOT_COMPILE_VAR, raising=False)
+    prepare_cpu_environment(1.0)
+    assert os.environ[AOT_COMPILE_VAR] == "0"
+    monkeypatch.setenv(AOT_COMPILE_VAR, "1")
+    prepare_cpu_environment(1.0)
+    assert os.environ[AOT_COMPILE_VAR] == "1"

@@ -106,3 +106,32 @@ def test_attribution_recovers_a_known_prefill_decode_split():
                       "prefill_energy_j": [2.0, 9.0], "decode_energy_j": [28.0, 1.0]})
     assert prompt_token_weight(m, 8) == pytest.approx((2.0 / 512) / (28.0 / 56))
     assert prompt_token_weight(None, 8) == 1.0
+
+
+def test_a_steady_window_without_a_streamed_token_falls_back_to_the_whole_run():
+    """At a high rate on a slow server every request of the steady window may still be queued: its energy
+    then has no token to go to, so the rate is metered over the whole run, and the shares add up."""
+    import time
+
+    from llm_energy.online_sweep import EMPTY_WINDOW, sweep_rate
+
+    class QueuedServer:
+        """Every request's tokens stream 0.3 s after it is sent, all at once."""
+
+        def timed_request(self, prompt, out, timeout_s):
+            time.sleep(0.3)
+            return {"chunks": [(time.perf_counter(), out)], "tokens": out}
+
+    class Clock:
+        """Energy that grows with time: 10 J per second."""
+
+        def read(self):
+            return 10 * time.perf_counter()
+
+    prompts, outs = [[5] * 4] * 8, [3] * 8
+    row, requests = sweep_rate(QueuedServer(), Clock(), prompts, outs, 200.0, seed=0, timeout_s=10,
+                               min_window_s=0.0, batch_size=8)
+    assert row["window"] == f"whole run ({EMPTY_WINDOW})"
+    assert row["output_tokens_in_window"] == 24 and row["energy_j"] > 0
+    assert sum(r["energy_share_j"] for r in requests) == pytest.approx(row["energy_j"])
+    assert row["energy_per_output_token_j"] == pytest.approx(row["energy_j"] / 24)

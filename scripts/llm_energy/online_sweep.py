@@ -100,8 +100,12 @@ def latency_columns(timings: list[Timing]) -> dict:
     return out
 
 
+SHORT_WINDOW = "steady window shorter than min_window_s"
+EMPTY_WINDOW = "no token streamed in the steady window"
+
+
 def rate_row(timings: list[Timing], rate: float, window: tuple[float, float], energy_j: float, *,
-             batch_size: int, fallback: bool, timed_out: bool) -> dict:
+             batch_size: int, fallback: bool, timed_out: bool, fallback_reason: str = SHORT_WINDOW) -> dict:
     """The serving row of one rate from its requests' timings and the window's energy. ``saturated``: at
     some arrival more requests waited for their first token than the server runs at once (``batch_size``),
     so requests queued: the rate is above what the server sustains."""
@@ -113,7 +117,7 @@ def rate_row(timings: list[Timing], rate: float, window: tuple[float, float], en
     queued = queue_max(timings)
     return {"rate_per_s": rate, "n_requests": len(timings), "n_in_window": arrived,
             "status": "timeout" if timed_out else "saturated" if queued > batch_size else "ok",
-            "window": "whole run (steady window shorter than min_window_s)" if fallback else "steady",
+            "window": f"whole run ({fallback_reason})" if fallback else "steady",
             "window_s": end - start, "energy_j": energy_j, "output_tokens_in_window": in_window,
             "energy_per_output_token_j": per_token, "energy_per_request_j": per_token * mean_out,
             "output_tok_s": in_window / (end - start) if end > start else math.nan,
@@ -186,13 +190,17 @@ def sweep_rate(backend, meter, prompts: list[list[int]], outs: list[int], rate: 
         except Exception as exc:  # noqa: BLE001 - a request that failed or timed out is a row, not a crash
             timings.append(Timing(float(arrivals[k]), [], 0, len(prompts[k]), error=str(exc)[:200]))
     (start, e0), (end, e1) = reads[k_open], reads[k_close]
-    fallback = end - start < min_window_s
-    if fallback:  # the whole run: first arrival to the last request's end
+    # The whole run (first arrival to the last request's end) where the steady window is too short to
+    # meter, or holds no streamed token (every request in it still queued or in its prefill: a high
+    # rate on a slow machine), so that no energy per token or per request share is left undefined.
+    reason = SHORT_WINDOW if end - start < min_window_s else \
+        EMPTY_WINDOW if tokens_between(timings, start, end) == 0 else ""
+    if reason:
         (start, e0), (end, e1) = reads[0], reads[-1]
     energy = e1 - e0
     timed_out = bool(late) or any(t.error for t in timings)
-    return rate_row(timings, rate, (start, end), energy, batch_size=batch_size, fallback=fallback,
-                    timed_out=timed_out), \
+    return rate_row(timings, rate, (start, end), energy, batch_size=batch_size, fallback=bool(reason),
+                    timed_out=timed_out, fallback_reason=reason or SHORT_WINDOW), \
         request_rows(timings, (start, end), energy, rate, prompt_weight)
 
 

@@ -44,7 +44,7 @@ def test_latency_percentiles_of_a_known_schedule():
 
 def test_rate_row_energy_per_token_and_request_over_the_window():
     timings = steady()
-    row = rate_row(timings, 1.0, (1.0, 7.0), 60.0, batch_size=4, fallback=False, timed_out=False)
+    row = rate_row(timings, 1.0, (1.0, 7.0), 60.0, batch_size=4, fallback="", timed_out=False)
     # Tokens streamed inside [1, 7]: requests 1..6 all 5 tokens (30) + request 0's none (its last at 0.5).
     assert row["output_tokens_in_window"] == 30
     assert row["energy_per_output_token_j"] == pytest.approx(2.0)
@@ -56,10 +56,10 @@ def test_rate_row_energy_per_token_and_request_over_the_window():
 def test_a_server_that_falls_behind_is_saturated_and_queues():
     # Arrivals every 0.1 s, but each request's first token only 2 s after the previous one's.
     timings = [Timing(0.1 * k, [(2.0 * (k + 1), 1), (2.0 * (k + 1) + 0.1, 1)], 2, 10) for k in range(8)]
-    row = rate_row(timings, 10.0, (0.1, 0.7), 5.0, batch_size=4, fallback=False, timed_out=False)
+    row = rate_row(timings, 10.0, (0.1, 0.7), 5.0, batch_size=4, fallback="", timed_out=False)
     assert row["status"] == "saturated" and row["queue_max"] == 8
-    assert rate_row(timings, 10.0, (0.1, 0.7), 5.0, batch_size=8, fallback=False, timed_out=False)["status"] == "ok"
-    assert rate_row(timings, 10.0, (0.1, 0.7), 5.0, batch_size=4, fallback=False, timed_out=True)["status"] == "timeout"
+    assert rate_row(timings, 10.0, (0.1, 0.7), 5.0, batch_size=8, fallback="", timed_out=False)["status"] == "ok"
+    assert rate_row(timings, 10.0, (0.1, 0.7), 5.0, batch_size=4, fallback="", timed_out=True)["status"] == "timeout"
 
 
 def test_request_energy_shares_add_up_to_the_window():

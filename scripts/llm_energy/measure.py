@@ -69,6 +69,11 @@ class Point:
     def padded(self) -> bool:
         return self.role == PADDED
 
+    @property
+    def shape(self) -> tuple[int, int, bool]:
+        """What the point's prefill run and its eager kernels depend on: all but the output length."""
+        return self.input_len, self.batch_size, self.padded
+
 
 def padded_lengths(input_len: int, batch_size: int) -> list[int]:
     """Prompt lengths of a padded point's batch: evenly up to ``input_len`` (the longest, which the batch
@@ -301,7 +306,7 @@ class CellRun:
         """The prefill windows already measured for the point's shape, by repeat (None: measure its own)."""
         if not self.p.prefill_per_shape:
             return None
-        return self.prefills.setdefault((point.input_len, point.batch_size, point.padded), {})
+        return self.prefills.setdefault(point.shape, {})
 
     def _warm_up(self, point: Point, prefill: bool = True) -> None:
         """Unmetered batches of the point's shape, and (``prefill``: when this point measures a prefill
@@ -336,7 +341,7 @@ class CellRun:
                                              {**tag, "phase": "full"}, full_fresh)
         spec = acceptance(spec_before, self.backend.spec_counts(), self.backend.decoding)
         _check_tokens(result.output_tokens, point)
-        shared = self._shared_prefill(point)
+        shared = self._shared_prefill(point) if self.prefill_windows else None
         if not self.prefill_windows:
             prefill, n_prefill, prefill_output_len = _NO_WINDOW, 0, None
         elif shared is not None and r in shared:
@@ -379,8 +384,8 @@ class CellRun:
         base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
                 "role": point.role}
         try:
-            shape = (point.input_len, point.batch_size, point.padded)
-            warm = self.p.warmup_per_shape and not self.backend.variant.compiled and shape in self.measured_shapes
+            warm = (self.p.warmup_per_shape and not self.backend.variant.compiled
+                    and point.shape in self.measured_shapes)
             if not warm:
                 shared = self._shared_prefill(point)
                 self._warm_up(point, prefill=self.prefill_windows and (shared is None or len(shared) < self.p.repeats))
@@ -393,7 +398,7 @@ class CellRun:
                 cooldown_s = self._cool_down()
                 rows.append({**self._measure_repeat(point, r, min_batches, {**base, "repeat": r}, idle_power_w),
                              "cooldown_s": cooldown_s, "warmed_up": not warm})
-            self.measured_shapes.add(shape)
+            self.measured_shapes.add(point.shape)
             return rows
         except Unsupported as exc:
             log.warning("point in=%d out=%d batch=%d is not supported here: %s", point.input_len, point.output_len,

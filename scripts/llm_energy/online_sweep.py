@@ -105,8 +105,9 @@ EMPTY_WINDOW = "no token streamed in the steady window"
 
 
 def rate_row(timings: list[Timing], rate: float, window: tuple[float, float], energy_j: float, *,
-             batch_size: int, fallback: bool, timed_out: bool, fallback_reason: str = SHORT_WINDOW) -> dict:
-    """The serving row of one rate from its requests' timings and the window's energy. ``saturated``: at
+             batch_size: int, fallback: str, timed_out: bool) -> dict:
+    """The serving row of one rate from its requests' timings and the window's energy; ``fallback``: why
+    the window is the whole run (``SHORT_WINDOW``, ``EMPTY_WINDOW``), empty for the steady one. ``saturated``: at
     some arrival more requests waited for their first token than the server runs at once (``batch_size``),
     so requests queued: the rate is above what the server sustains."""
     start, end = window
@@ -117,7 +118,7 @@ def rate_row(timings: list[Timing], rate: float, window: tuple[float, float], en
     queued = queue_max(timings)
     return {"rate_per_s": rate, "n_requests": len(timings), "n_in_window": arrived,
             "status": "timeout" if timed_out else "saturated" if queued > batch_size else "ok",
-            "window": f"whole run ({fallback_reason})" if fallback else "steady",
+            "window": f"whole run ({fallback})" if fallback else "steady",
             "window_s": end - start, "energy_j": energy_j, "output_tokens_in_window": in_window,
             "energy_per_output_token_j": per_token, "energy_per_request_j": per_token * mean_out,
             "output_tok_s": in_window / (end - start) if end > start else math.nan,
@@ -199,8 +200,8 @@ def sweep_rate(backend, meter, prompts: list[list[int]], outs: list[int], rate: 
         (start, e0), (end, e1) = reads[0], reads[-1]
     energy = e1 - e0
     timed_out = bool(late) or any(t.error for t in timings)
-    return rate_row(timings, rate, (start, end), energy, batch_size=batch_size, fallback=bool(reason),
-                    timed_out=timed_out, fallback_reason=reason or SHORT_WINDOW), \
+    return rate_row(timings, rate, (start, end), energy, batch_size=batch_size, fallback=reason,
+                    timed_out=timed_out), \
         request_rows(timings, (start, end), energy, rate, prompt_weight)
 
 

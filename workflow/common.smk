@@ -40,6 +40,8 @@ REPLAY_NEXT = 10
 DATA_DIR = config["data_dir"].rstrip("/")
 MODELS_DIR = config["models_dir"].rstrip("/")
 WORKLOADS = list(config["workloads"])
+# The workloads each replay job serves (replay.workloads; every workload unless the config names some).
+REPLAY_WORKLOADS = config["replay"]["workloads"]
 BUILT_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "build"]
 HUB_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "hub"]
 GGUF_MODELS = [

@@ -105,10 +105,18 @@ def _cross_field_checks(cfg: dict) -> None:
                             f"({', '.join(tasks) or 'none configured'})")
         limit = max_model_len(cfg, cell["model"])
         if limit is not None:
-            longest = max(p[0] + p[1] for p in cell_points(cfg, cell["points"], cell.get("shape")))
+            longest = max(p[0] + p[1] for p in cell_points(cfg, cell["points"], cell.get("shape"),
+                                                           cell.get("batch_sizes")))
             if longest > limit:
                 raise UserError(f"config error: cells[{i}]: a point needs {longest} tokens (input + output) but "
                                 f"model {cell['model']!r} accepts at most {limit} (max_position_embeddings)")
+    r = cfg["replay"]
+    if r["workloads"] is None:
+        r["workloads"] = list(cfg["workloads"])
+    unknown = [w for w in r["workloads"] if w not in cfg["workloads"]]
+    if unknown:
+        raise UserError(f"config error: replay.workloads: {', '.join(map(repr, unknown))} not in workloads "
+                        f"({', '.join(cfg['workloads'])})")
     o = cfg["online"]
     if o["rates"]:
         trace = o["trace"]
@@ -116,6 +124,9 @@ def _cross_field_checks(cfg: dict) -> None:
         if trace not in traces:
             raise UserError(f"config error: online.trace: {trace!r} is not a trace workload ({', '.join(traces)}); "
                             "the rate sweep sends its requests")
+        if r["enabled"] and trace not in r["workloads"]:
+            raise UserError(f"config error: online.trace: {trace!r} is not among replay.workloads "
+                            f"({', '.join(r['workloads'])}); its offline replay is the rate sweep's baseline")
     first_model = cfg["cells"][0]["model"]
     for name, w in cfg["workloads"].items():
         if w["kind"] == "trace":
@@ -240,7 +251,7 @@ def load(path: str | Path) -> dict:
 ALL_POINTS = DEFAULT_KINDS
 
 
-def cell_points(cfg: dict, kinds=ALL_POINTS, shape=None) -> list[tuple[int, int, int, str]]:
+def cell_points(cfg: dict, kinds=ALL_POINTS, shape=None, batch_sizes=None) -> list[tuple[int, int, int, str]]:
     """The (input_len, output_len, batch_size, role) points a cell sweeps, sorted.
 
     Families (``kinds``): the bin grid (``grid``: every (input edge, output edge), so that any
@@ -248,7 +259,8 @@ def cell_points(cfg: dict, kinds=ALL_POINTS, shape=None) -> list[tuple[int, int,
     probing is on); the controlled sweeps of Figure 2 (``sweep``); and only the fixed sweep
     shape at every sweep batch size (``batch``, a subset of ``sweep``, for the batch-size
     figures). A point in several has every role, e.g. ``grid,sweep``; ``batch`` points have
-    role ``sweep``. ``shape`` (input, output): the cell's own batch shape instead of the sweeps' fixed one.
+    role ``sweep``. ``shape`` (input, output): the cell's own batch shape instead of the sweeps' fixed one;
+    ``batch_sizes``: the cell's own batch sizes of its ``batch`` points instead of the sweeps' batch sizes.
     """
     m = cfg["measurement"]
     fixed = tuple(shape) if shape else (m["sweep_fixed_input"], m["sweep_fixed_output"])
@@ -257,15 +269,15 @@ def cell_points(cfg: dict, kinds=ALL_POINTS, shape=None) -> list[tuple[int, int,
         for i in cfg["bins"]["input"]:
             for o in cfg["bins"]["output"]:
                 roles.setdefault((i, o, m["batch_size"]), set()).add("grid")
-    for b in m["sweep_batch_sizes"]:
-        shapes = []
-        if "sweep" in kinds:
+    shapes = []
+    if "sweep" in kinds:
+        for b in m["sweep_batch_sizes"]:
             shapes += [(i, m["sweep_fixed_output"], b) for i in m["sweep_input_lengths"]]
             shapes += [(m["sweep_fixed_input"], o, b) for o in m["sweep_output_lengths"]]
-        if "batch" in kinds:
-            shapes.append((*fixed, b))
-        for shape in shapes:
-            roles.setdefault(shape, set()).add("sweep")
+    if "batch" in kinds:
+        shapes += [(*fixed, b) for b in (batch_sizes or m["sweep_batch_sizes"])]
+    for shape in shapes:
+        roles.setdefault(shape, set()).add("sweep")
     return [(*shape, ",".join(sorted(r))) for shape, r in sorted(roles.items())]
 
 
@@ -320,11 +332,12 @@ def cell_table(cfg: dict, hardware: str) -> list[Cell]:
 
 
 def cell_options(cfg: dict) -> dict[tuple[str, str, str], dict]:
-    """Each cell's own ``shape`` (of its batch points) and ``prompts`` (a task workload's texts), from
-    the entries that name it; two entries that give one cell different values are a config error."""
+    """Each cell's own ``shape`` and ``batch_sizes`` (of its batch points) and ``prompts`` (a task
+    workload's texts), from the entries that name it; two entries that give one cell different values
+    are a config error."""
     seen: dict[tuple[str, str, str], dict] = {}
     for i, cell in enumerate(cfg["cells"]):
-        given = {k: cell[k] for k in ("shape", "prompts") if cell.get(k) is not None}
+        given = {k: cell[k] for k in ("shape", "batch_sizes", "prompts") if cell.get(k) is not None}
         for variant in cell["variants"]:
             for decoding in cell["decoding"]:
                 opts = seen.setdefault((cell["model"], variant, decoding), {})
@@ -360,8 +373,8 @@ def online_settings(cfg: dict, variant: Variant) -> dict:
 def points_of(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
     """Every point one cell measures: its families' (at its own ``shape`` where it has one) and its
     padded batches. A change re-measures only the cells whose points changed."""
-    shape = cell_options(cfg).get(cell.key, {}).get("shape")
-    return cell_points(cfg, cell.kinds, shape) + padded_points(cfg, cell)
+    opts = cell_options(cfg).get(cell.key, {})
+    return cell_points(cfg, cell.kinds, opts.get("shape"), opts.get("batch_sizes")) + padded_points(cfg, cell)
 
 
 def cell_params(cfg: dict, cell: Cell) -> dict:

@@ -39,7 +39,7 @@ rule replay_cell:
     input:
         unpack(draft_input),
         model=model_dir,
-        profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
+        profiles=expand("results/profile/{workload}.parquet", workload=REPLAY_WORKLOADS),
         # ancient: a re-check after an edit of the validation code never re-runs the metered replay
         # (only the grid's batch size and the shapes of its control points are read from it)
         measurements=ancient(
@@ -60,7 +60,7 @@ rule replay_cell:
     resources:
         gpu=cell_gpus,
     params:
-        workloads=WORKLOADS,
+        workloads=REPLAY_WORKLOADS,
         replay=config["replay"],
     script:
         "../../scripts/rules/replay_cell.py"
@@ -113,6 +113,7 @@ rule serve_cell:
         gpu=cell_gpus,
     params:
         online=config["online"],
-        replay=config["replay"],
+        # the replay's sample (size, seed) is the one the sweep sends; which workloads it replays is not read
+        replay={k: config["replay"][k] for k in ("n_requests", "seed")},
     script:
         "../../scripts/rules/serve_cell.py"

@@ -61,3 +61,27 @@ def test_a_missing_path_is_caught(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("See `scripts/llm_energy/no_such_module.py` and `workflow/rules/data.smk`.\n")
     assert named_paths(page) >= {"scripts/llm_energy/no_such_module.py", "workflow/rules/data.smk"}
+
+
+# A time a run or a test took, typed into prose: "18-19 minutes", "1,046 s in CI", "about 4 minutes
+# more". Protocol settings ("0.5 s windows", "5 s windows") are configuration, not timings.
+TIMING = re.compile(r"\b\d[\d,.]*(?:-\d[\d,.]*)?\s*(?:s|min|mins|minutes?|seconds?|hours?|h)\b(?!\s+windows)")
+
+
+@pytest.mark.parametrize("page", [REPO / "README.md", REPO / "docs" / "testing.md"], ids=["README", "testing"])
+def test_no_run_timing_is_typed_into_the_pages_people_read_first(page):
+    """Timings of a run move by up to 2x from day to day on these machines: the pages say which
+    command prints them (benchmarks/pipeline_profile.py, pytest --durations), never a figure."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    found = [m.group(0) for m in TIMING.finditer(text)]
+    assert not found, f"{page.name} states timings by hand: {found}"
+    if page.name == "README.md":
+        assert "benchmarks/pipeline_profile.py" in text
+
+
+def test_the_timing_pattern_catches_what_it_is_for():
+    for typed in ("About 18-19 minutes on two CPU cores", "(1,046-1,141 s in the last CI runs)", "about 4 minutes more",
+                  "443 tests in 61 s"):
+        assert TIMING.search(typed), typed
+    for setting in ("0.5 s windows instead of 5 s windows", "a 2-layer model", "batch 4"):
+        assert not TIMING.search(setting), setting

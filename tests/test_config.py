@@ -92,15 +92,105 @@ def test_local_model_length_limit_read_from_its_folder(default, tmp_path):
         cfgmod.validate(bad)
 
 
-def test_cpu_full_overlay_is_valid_and_only_enlarges_the_replay(default):
-    """config/cpu-full.yaml, merged into config.yaml as Snakemake merges --configfile: a valid config
-    whose only change is the larger replay sample that the default trades away for time."""
+def _cpu_full(default: dict) -> dict:
+    """config/cpu-full.yaml merged into config.yaml as Snakemake merges --configfile, validated."""
     from snakemake.utils import update_config
 
     overlay = yaml.safe_load((REPO / "config" / "cpu-full.yaml").read_text())
     merged = copy.deepcopy(default)
     update_config(merged, overlay)
-    full, base = cfgmod.validate(merged), cfgmod.validate(default)
-    assert full["replay"]["n_requests"] == 2 * base["replay"]["n_requests"] == 64
-    full["replay"]["n_requests"] = base["replay"]["n_requests"]
-    assert full == base
+    return cfgmod.validate(merged)
+
+
+def _measured(cfg: dict) -> dict:
+    """(model, variant, decoding) -> the set of points that cell measures."""
+    hw = "cpu-test"
+    return {c.key: set(cfgmod.points_of(cfg, c)) for c in cfgmod.cell_table(cfg, hw)}
+
+
+def test_cpu_full_overlay_measures_everything_the_default_does_and_more(default):
+    """config/cpu-full.yaml restores the full CPU study: every cell of the default with at least its
+    points, every workload replayed at 64 requests, and the same protocol otherwise."""
+    full, base = _cpu_full(default), cfgmod.validate(copy.deepcopy(default))
+    assert full["replay"]["n_requests"] == 64 and full["replay"]["workloads"] == list(full["workloads"])
+    assert set(base["replay"]["workloads"]) < set(full["replay"]["workloads"])
+    small, large = _measured(base), _measured(full)
+    assert set(small) <= set(large)
+    for key, points in small.items():
+        # every (input, output) shape of the default is measured by the full study too, at as many
+        # points and at batch sizes reaching at least as far (the default's grid batch is smaller)
+        assert {p[:2] for p in points} <= {p[:2] for p in large[key]}, key
+        assert len(large[key]) >= len(points) and max(p[2] for p in large[key]) >= max(p[2] for p in points), key
+    assert sum(map(len, large.values())) > sum(map(len, small.values()))
+    assert len(full["bins"]["input"]) * len(full["bins"]["output"]) >= 16
+    for section in ("models", "workloads", "carbon", "decoding", "validation"):
+        assert full[section] == base[section], section
+
+
+def test_the_default_replays_the_three_kinds_of_workload(default, shared):
+    """The default replays fewer workloads, but one of each kind that stresses the estimate differently:
+    the trace of the longest prompts (prefill-heavy), the trace whose outputs are the largest share of its
+    tokens (decode-heavy; both read from the raw files, within the top bin edges), and a task; the rate
+    sweep's trace among them."""
+    import pandas as pd
+    import shared_data
+
+    cfg = cfgmod.validate(default)
+    chosen = cfg["replay"]["workloads"]
+    assert len(chosen) < len(cfg["workloads"]) and cfg["online"]["trace"] in chosen
+    assert any(cfg["workloads"][w]["kind"] == "task" for w in chosen)
+    means = {}
+    for name, w in cfg["workloads"].items():
+        if w["kind"] != "trace":
+            continue
+        t = pd.read_csv(shared / shared_data.RAW_FILES[w["file"]], usecols=[w["input_column"], w["output_column"]])
+        t = t[(t[w["input_column"]] <= cfg["bins"]["input"][-1]) & (t[w["output_column"]] <= cfg["bins"]["output"][-1])
+              & (t[w["output_column"]] > 0)]
+        means[name] = (t[w["input_column"]].mean(), t[w["output_column"]].mean())
+    assert max(means, key=lambda n: means[n][0]) in chosen
+    assert max(means, key=lambda n: means[n][1] / means[n][0]) in chosen
+
+
+def test_replay_workloads_must_be_configured_and_hold_the_rate_sweeps_trace(default):
+    bad = copy.deepcopy(default)
+    bad["replay"]["workloads"] = ["azure_code_2023", "nope"]
+    with pytest.raises(UserError, match="replay.workloads: 'nope' not in workloads"):
+        cfgmod.validate(bad)
+    bad["replay"]["workloads"] = ["azure_code_2023"]
+    with pytest.raises(UserError, match="online.trace: 'burstgpt' is not among replay.workloads"):
+        cfgmod.validate(bad)
+    bad["replay"]["enabled"] = False  # no replay: no baseline asked for
+    cfgmod.validate(bad)
+    every = copy.deepcopy(default)
+    every["replay"].pop("workloads", None)
+    assert cfgmod.validate(every)["replay"]["workloads"] == list(default["workloads"])
+
+
+def test_a_cells_own_batch_sizes_change_its_batch_points_only(default):
+    """``batch_sizes`` of a cell entry: that cell's batch points at its own batch sizes (the other cells
+    and the sweep family keep measurement.sweep_batch_sizes), and its params change, so it alone re-runs."""
+    cfg = cfgmod.validate(copy.deepcopy(default))
+    m = cfg["measurement"]
+    own = copy.deepcopy(default)
+    own["cells"] = [{"model": "tiny-llama", "variants": ["transformers-eager"], "decoding": ["greedy"]},
+                    {"model": "tiny-olmo", "variants": ["transformers-eager"], "points": ["batch"],
+                     "batch_sizes": [1, 2, 16], "shape": [32, 4]},
+                    {"model": "tiny-olmoe", "variants": ["transformers-eager"], "points": ["batch"]}]
+    own = cfgmod.validate(own)
+    cells = {c.model: c for c in cfgmod.cell_table(own, "cpu-x")}
+    assert cfgmod.points_of(own, cells["tiny-olmo"]) == [(32, 4, b, "sweep") for b in (1, 2, 16)]
+    fixed = (m["sweep_fixed_input"], m["sweep_fixed_output"])
+    assert [p[2] for p in cfgmod.points_of(own, cells["tiny-olmoe"])] == m["sweep_batch_sizes"]
+    assert {p[:2] for p in cfgmod.points_of(own, cells["tiny-olmoe"])} == {fixed}
+    grid = cfgmod.points_of(own, cells["tiny-llama"])
+    assert {p[2] for p in grid if "sweep" in p[3]} == set(m["sweep_batch_sizes"])
+    other = copy.deepcopy(default)
+    other["cells"] = [{**own["cells"][0]}, {**own["cells"][1], "batch_sizes": [1]}, {**own["cells"][2]}]
+    other = cfgmod.validate(other)
+    changed = [c.model for c in cfgmod.cell_table(other, "cpu-x")
+               if cfgmod.cell_params(other, c) != cfgmod.cell_params(own, cells[c.model])]
+    assert changed == ["tiny-olmo"]
+    bad = copy.deepcopy(default)
+    bad["cells"] = [{"model": "tiny-olmo", "variants": ["transformers-eager"], "batch_sizes": [0]}]
+    with pytest.raises(UserError, match="batch_sizes"):
+        cfgmod.validate(bad)

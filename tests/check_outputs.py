@@ -7,22 +7,40 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+# Overlays the run was given (``--configfile``), merged into ``config.yaml`` as Snakemake merges them.
+_OVERLAYS: tuple[Path, ...] = ()
 
-def check(root: str | Path) -> dict:
-    """Assert the contracts between stages on a finished run; return a few figures for the log."""
+
+def run_config(root: Path) -> dict:
+    """The run's config: ``config.yaml`` with the overlays of :func:`check` merged in, validated."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from llm_energy.config import validate
+
+    cfg = yaml.safe_load((root / "config.yaml").read_text()) or {}
+    for overlay in _OVERLAYS:
+        update_config(cfg, yaml.safe_load(Path(overlay).read_text()) or {})
+    return validate(cfg)
+
+
+def check(root: str | Path, configfiles: tuple[str | Path, ...] = ()) -> dict:
+    """Assert the contracts between stages on a finished run (run with ``configfiles`` as its
+    ``--configfile`` overlays, if any); return a few figures for the log."""
+    global _OVERLAYS
     root = Path(root)
+    _OVERLAYS = tuple(Path(c) for c in configfiles)
     seen = check_bins(root)
     cells = check_measurements(root)
     # Estimates (of the cells that measure the bin grid): equal the formula applied to the rows.
     grid_cells = {k: m for k, m in cells.items() if m["role"].str.contains("grid").any()}
     est = check_estimates(root, seen, cells, grid_cells)
     check_figures(root, pd.concat(cells.values(), ignore_index=True), est)
-    errors = check_replay(root, len(seen) * len(grid_cells))
+    errors = check_replay(root, len(run_config(root)["replay"]["workloads"]) * len(grid_cells))
     check_tables(root, seen)
     check_serving(root)
     fig7 = pd.read_csv(root / "paper/figures/fig7_binning_cdfs.csv")
@@ -150,9 +168,7 @@ def _close(got, expected) -> bool:
 
 def check_carbon(root: Path, both: pd.DataFrame) -> None:
     """Facility kWh = energy x PUE, kgCO2e = kWh x intensity, cost = kWh x price, per million requests."""
-    from llm_energy.config import load
-
-    carbon = load(root / "config.yaml")["carbon"]
+    carbon = run_config(root)["carbon"]
     kwh = both["energy_j"] * carbon["pue"] / 3.6e6
     assert _close(both["facility_energy_kwh"], kwh)
     if not carbon["intensity_file"]:
@@ -308,18 +324,14 @@ def check_request_figure(root: Path) -> None:
 
 def _figures(root: Path) -> list[str]:
     """The figures the run's config makes (the registry: llm_energy.paper)."""
-    from llm_energy.config import load
     from llm_energy.paper import FIGURES, enabled
 
-    return enabled(FIGURES, load(root / "config.yaml"))
+    return enabled(FIGURES, run_config(root))
 
 
 def _fixed_shape(root: Path) -> tuple[int, int]:
-    import yaml
-
-    cfg = yaml.safe_load((root / "config.yaml").read_text()) or {}
-    m = cfg.get("measurement", {})
-    return int(m.get("sweep_fixed_input", 512)), int(m.get("sweep_fixed_output", 64))
+    m = run_config(root)["measurement"]
+    return int(m["sweep_fixed_input"]), int(m["sweep_fixed_output"])
 
 
 def _tp(variant: str) -> int:
@@ -409,4 +421,10 @@ def check_figures(root: Path, valid: pd.DataFrame, est: pd.DataFrame) -> None:
 
 
 if __name__ == "__main__":
-    print(json.dumps(check(sys.argv[1] if len(sys.argv) > 1 else "."), indent=2))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Assert the contracts between stages on a finished run.")
+    parser.add_argument("root", nargs="?", default=".", help="the run's folder")
+    parser.add_argument("--configfile", nargs="*", default=[], help="the overlays the run was given")
+    args = parser.parse_args()
+    print(json.dumps(check(args.root, tuple(args.configfile)), indent=2))

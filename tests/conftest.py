@@ -115,6 +115,16 @@ def one_cell_run(tmp_path_factory, shared) -> Path:
 
 
 @pytest.fixture(scope="session")
+def merged_run(tmp_path_factory, one_cell_run):
+    """A copy of ``one_cell_run`` with its measurement copied in as another hardware's and merged
+    (``reliability.merge_run``), once per session: the reliability cases work in copies of it, and the
+    merge test reads it (never writes)."""
+    import reliability
+
+    return reliability.merge_run(tmp_path_factory.mktemp("merged") / "base", base=one_cell_run)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A one-layer Llama (head_dim 64) with the real Mistral tokenizer, built once per session."""
     from llm_energy.models import build_model

@@ -124,9 +124,17 @@ def one_cell_run(dest: Path) -> Path:
     return d
 
 
-def finished_run(dest: Path, base: Path | None = None) -> Path:
+@dataclass
+class Merged:
+    """A finished run with another hardware's measurement merged in, and what the user saw doing it."""
+    path: Path
+    dry_run: Outcome  # ``snakemake -n`` right after the file was copied in
+    run: Outcome  # the run that merged it
+
+
+def merge_run(dest: Path, base: Path | None = None) -> Merged:
     """The small pipeline run (a copy of ``base``, a finished :func:`one_cell_run`, when given), then its
-    measurement copied in as another hardware's and merged."""
+    measurement copied in as another hardware's (half the energy), planned (``-n``) and merged."""
     if base is None:
         d = one_cell_run(dest)
     else:
@@ -138,9 +146,15 @@ def finished_run(dest: Path, base: Path | None = None) -> Path:
     merged.parent.mkdir(parents=True)
     src.assign(hardware=OTHER_HW, energy_j=src["energy_j"] / 2, prefill_energy_j=src["prefill_energy_j"] / 2,
                decode_energy_j=src["decode_energy_j"] / 2).to_parquet(merged, index=False)
+    dry = snakemake(d, "-n")
     out = snakemake(d)
     assert out.rc == 0, out.text[-4000:]
-    return d
+    return Merged(d, dry, out)
+
+
+def finished_run(dest: Path, base: Path | None = None) -> Path:
+    """:func:`merge_run`'s folder."""
+    return merge_run(dest, base).path
 
 
 def this_hw(d: Path) -> str:

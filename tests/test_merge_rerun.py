@@ -5,7 +5,8 @@ that its scripts can be edited the way a user edits a figure script:
 - editing a figure or aggregation script re-plans those rules and never a measurement;
 - the manifest records the commit, the config hash, this machine and every measurement file;
 - a measurement folder of another hardware copied into results/measurements/ is checked,
-  estimated and plotted beside this machine's, and never measured here.
+  estimated and plotted beside this machine's, and never measured here (read from the session's
+  ``merged_run``, the reliability cases' base, instead of merging a second time).
 """
 
 import json
@@ -24,7 +25,6 @@ from llm_energy.config import load as load_config
 from llm_energy.manifest import build_manifest, config_hash, file_sha256, package_versions
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_HW = "h100-sxm5-copied"  # a hardware this machine is not
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Snakemake in the workflow copy; the package comes from the install (this checkout), so that the
@@ -44,8 +44,8 @@ def small_run(tmp_path_factory, one_cell_run):
     return d
 
 
-def this_hardware(run: Path) -> str:
-    (hw,) = [p.name for p in (run / "results/measurements").iterdir() if p.name != FAKE_HW]
+def this_hardware_of(run: Path, copied: str) -> str:
+    (hw,) = [p.name for p in (run / "results/measurements").iterdir() if p.name != copied]
     return hw
 
 
@@ -120,31 +120,28 @@ def test_editing_figure_or_aggregation_scripts_never_remeasures(small_run):
 
 
 @pytest.mark.slow
-def test_copied_hardware_folder_is_merged_and_never_measured(small_run):
-    here = this_hardware(small_run)
-    cell = "m1/transformers-eager/greedy.parquet"
-    src = pd.read_parquet(small_run / "results/measurements" / here / cell)
-    fake = src.assign(hardware=FAKE_HW, energy_j=src["energy_j"] * 0.5,
-                      prefill_energy_j=src["prefill_energy_j"] * 0.5, decode_energy_j=src["decode_energy_j"] * 0.5)
-    dest = small_run / "results/measurements" / FAKE_HW / cell
-    dest.parent.mkdir(parents=True)
-    fake.to_parquet(dest, index=False)
+def test_copied_hardware_folder_is_merged_and_never_measured(merged_run):
+    """The session's merged run (``reliability.merge_run``: this machine's measurement copied in as
+    another hardware's at half the energy, planned, then run), read and never written here."""
+    from reliability import OTHER_HW
+    from reliability import snakemake as reliability_snakemake
 
-    planned = jobs_planned(snakemake(small_run, "-n"))
+    run = merged_run.path
+    here = this_hardware_of(run, OTHER_HW)
+    planned = jobs_planned(subprocess.CompletedProcess([], merged_run.dry_run.rc, merged_run.dry_run.text, ""))
     assert {"check_cell", "estimate", "figure", "table", "manifest"} <= planned, planned
     assert "measure_cell" not in planned and "build_model" not in planned, planned
-    proc = snakemake(small_run)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "measure_cell" not in proc.stderr
+    assert merged_run.run.rc == 0 and "measure_cell" not in merged_run.run.text
 
-    est = pd.read_parquet(small_run / "results/estimates/estimates.parquet").query("method == 'binned'") \
+    est = pd.read_parquet(run / "results/estimates/estimates.parquet").query("method == 'binned'") \
         .set_index(["workload", "hardware"])
-    assert set(est.index.get_level_values("hardware")) == {here, FAKE_HW}
+    assert set(est.index.get_level_values("hardware")) == {here, OTHER_HW}
     # Same bins, half the energy per batch: half the workload's energy.
-    assert est.loc[("burstgpt", FAKE_HW), "energy_j"] == pytest.approx(0.5 * est.loc[("burstgpt", here), "energy_j"])
-    fig1 = pd.read_csv(small_run / "paper/figures/fig1_workload_energy.csv")
-    assert set(fig1["hardware"]) == {here, FAKE_HW}
-    manifest = json.loads((small_run / "results/manifest.json").read_text())
-    assert manifest["hardware"]["in_results"] == sorted([here, FAKE_HW])
+    assert est.loc[("burstgpt", OTHER_HW), "energy_j"] == pytest.approx(0.5 * est.loc[("burstgpt", here), "energy_j"])
+    fig1 = pd.read_csv(run / "paper/figures/fig1_workload_energy.csv")
+    assert set(fig1["hardware"]) == {here, OTHER_HW}
+    manifest = json.loads((run / "results/manifest.json").read_text())
+    assert manifest["hardware"]["in_results"] == sorted([here, OTHER_HW])
     assert manifest["hardware"]["measured_here"] == here
-    assert jobs_planned(snakemake(small_run, "-n")) == set()
+    # planned again as it was run (the run folder's own package first on the path, reliability.env)
+    assert "Nothing to be done" in reliability_snakemake(run, "-n").text

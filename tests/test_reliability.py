@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, one_cell_run):
-    return reliability.finished_run(tmp_path_factory.mktemp("reliability") / "base", base=one_cell_run)
+def finished(merged_run):
+    return merged_run.path
 
 
 @pytest.mark.parametrize("case", reliability.CASES, ids=[c.name for c in reliability.CASES])

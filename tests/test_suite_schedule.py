@@ -23,11 +23,11 @@ def test_files_sharing_a_session_fixture_are_one_unit_and_others_their_own():
 
 
 def test_every_user_of_a_shared_session_fixture_is_in_its_unit():
-    """A new test file that takes ``one_cell_run`` or ``vllm_backend`` must join that unit, or a second
+    """A new test file that takes ``one_cell_run``, ``merged_run`` or ``vllm_backend`` must join that unit, or a second
     worker would build the run or start the engine again."""
     import re
 
-    for fixture in ("one_cell_run", "vllm_backend"):
+    for fixture in ("one_cell_run", "merged_run", "vllm_backend"):
         users = {p.name for p in TESTS.glob("test_*.py")
                  if re.search(rf"def \w+\([^)]*\b{fixture}\b", p.read_text())}
         assert users and len({conftest._unit(f"tests/{u}::t") for u in users}) == 1, (fixture, users)

@@ -42,10 +42,9 @@ def main(argv=None) -> int:
     import torch
 
     from llm_energy import config as config_mod
-    from llm_energy.cell import CellParams, _cell_backend
+    from llm_energy.cell import cell_job
     from llm_energy.energy_model import context_length
     from llm_energy.estimate import grid_batch_size
-    from llm_energy.measure import Protocol
     from llm_energy.replay import replay, replay_rows, sample_requests, validate
 
     torch.set_num_threads(args.threads)
@@ -56,28 +55,25 @@ def main(argv=None) -> int:
     edges_in, edges_out, seed = cfg["bins"]["input"], cfg["bins"]["output"], cfg["replay"]["seed"]
     batch = grid_batch_size(checked)
     cell = config_mod.cell_of(cfg, hardware, model, variant, decoding)
-    model_dir = Path(cfg["models_dir"]) / model
-    meter = Protocol.from_config(cfg["measurement"]).make_meter()
-    backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
-                            batch)
-    backend.load()
-    print(f"engine in this process: {backend.describe().get('engine_in_process')}", flush=True)
+    job = cell_job(cfg, cell, longest=edges_in[-1] + edges_out[-1], batch_size=batch)
+    model_dir = Path(job.backend.model_dir)
     labels = {"hardware": hardware, "model": model, "variant": variant, "decoding": decoding}
     rows = []
-    for workload in args.workloads or list(cfg["workloads"]):
-        profile = pd.read_parquet(Path("results/profile", f"{workload}.parquet"))
-        for n in args.sizes:
-            sample = sample_requests(profile, n, seed, edges_in[-1], edges_out[-1])
-            metered = replay(backend, meter, sample, batch, seed, runs=args.runs)
-            table = pd.DataFrame(replay_rows(workload, sample, metered, labels, seed))
-            v = validate(table, checked, edges_in, edges_out, context_length(model_dir / "config.json"),
-                         name=args.cell).iloc[0]
-            rows.append({"workload": workload, "n_requests": int(v["n_requests"]),
-                         "replay_energy_j": v["replay_energy_j"], "replay_cv": v["replay_cv"],
-                         "binned_error_pct": v["error_pct"], "model_error_pct": v["model_error_pct"]})
-            print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
-    backend.close()
-    meter.close()
+    with job:
+        backend, meter = job.backend, job.meter
+        print(f"engine in this process: {backend.describe().get('engine_in_process')}", flush=True)
+        for workload in args.workloads or list(cfg["workloads"]):
+            profile = pd.read_parquet(Path("results/profile", f"{workload}.parquet"))
+            for n in args.sizes:
+                sample = sample_requests(profile, n, seed, edges_in[-1], edges_out[-1])
+                metered = replay(backend, meter, sample, batch, seed, runs=args.runs)
+                table = pd.DataFrame(replay_rows(workload, sample, metered, labels, seed))
+                v = validate(table, checked, edges_in, edges_out, context_length(model_dir / "config.json"),
+                             name=args.cell).iloc[0]
+                rows.append({"workload": workload, "n_requests": int(v["n_requests"]),
+                             "replay_energy_j": v["replay_energy_j"], "replay_cv": v["replay_cv"],
+                             "binned_error_pct": v["error_pct"], "model_error_pct": v["model_error_pct"]})
+                print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
     out = pd.DataFrame(rows)
     print("\nmodel error by replay size (|error| median and max over workloads)")
     print(out.assign(abs_err=out["model_error_pct"].abs()).groupby("n_requests")["abs_err"]

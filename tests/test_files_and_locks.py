@@ -304,11 +304,11 @@ def test_result_written_by_another_during_the_sweep_is_kept(tiny_model, tmp_path
     out = tmp_path / "cell.parquet"
     theirs = pd.DataFrame({"start_time": ["2026-01-01T00:00:00+00:00"], "energy_j": [9.0]})
 
-    def sweep_while_another_writes(backend, points, protocol=None, labels=None, prompts=None, partial_out=None):
+    def sweep_while_another_writes(job, points, labels=None, prompts=None, partial_out=None):
         theirs.to_parquet(out, index=False)
         return pd.DataFrame({"start_time": ["2026-01-02T03:04:05+00:00"], "energy_j": [1.0]}), pd.DataFrame()
 
-    monkeypatch.setattr(cell, "run_cell", sweep_while_another_writes)
+    monkeypatch.setattr(cell, "run_job", sweep_while_another_writes)
     with pytest.raises(UserError) as err:
         cell.measure_cell(cfg, hardware=detect(), model="m", variant="transformers-eager", decoding="greedy",
                           out=out, overwrite=False)

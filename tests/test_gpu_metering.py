@@ -68,6 +68,9 @@ class GpuBackend(Backend):
         time.sleep(0.002 * output_len)
         return BatchResult([output_len] * len(prompts))
 
+    def run_padded(self, prompts, output_len):
+        return self.run(prompts, output_len)
+
     def describe(self):
         return {"framework": "fake"}
 
@@ -129,6 +132,104 @@ def test_too_few_gpus_for_the_cell_stop_it_even_with_meter_auto(node):
     with pytest.raises(UserError, match=r"runs on 4 GPU\(s\) and 2 are visible"):
         make_meter("auto", n_gpus=4)
     assert make_meter("auto", n_gpus=2).source == "nvml"
+
+
+class FakeServer(GpuBackend):
+    """A GpuBackend that also answers the rate sweep's streamed requests (2 ms per token)."""
+
+    def timed_request(self, prompt, output_len, timeout_s):
+        chunks = []
+        for _ in range(output_len):
+            time.sleep(0.002)
+            chunks.append((time.perf_counter(), 1))
+        return {"chunks": chunks, "tokens": output_len}
+
+
+def _job_config(tmp_path, model_dir, variant):
+    """A config, a grid measurement and a trace profile for a replay or rate-sweep job of ``variant``."""
+    from llm_energy import config as config_mod
+
+    cfg = config_mod.validate({
+        "models": {"m": {"source": "local", "path": str(model_dir)}},
+        "workloads": {"w": {"file": "w.csv", "input_column": "i", "output_column": "o"}},
+        "bins": {"input": [16, 32], "output": [4, 8]},
+        "measurement": {"batch_size": 2, "sweep_batch_sizes": [1, 2], "sweep_input_lengths": [16],
+                        "sweep_output_lengths": [4], "sweep_fixed_input": 16, "sweep_fixed_output": 4,
+                        "idle_s": 0.05, "min_window_s": 0.05, "nvml_counter_probe_s": 0.1},
+        "replay": {"workloads": ["w"], "n_requests": 4, "control_points": 0},
+        "online": {"trace": "w", "rates": [200]},
+        "cells": [{"model": "m", "variants": [variant]}]})
+    grid = tmp_path / "grid.parquet"
+    pd.DataFrame({"input_len": [16], "output_len": [4], "batch_size": [2], "role": ["grid"], "status": ["ok"],
+                  "energy_j": [1.0]}).to_parquet(grid, index=False)
+    profile = tmp_path / "w.parquet"
+    pd.DataFrame({"input_tokens": [8, 12, 16, 20, 30],
+                  "output_tokens": [3, 4, 5, 6, 8]}).to_parquet(profile, index=False)
+    return cfg, grid, profile
+
+
+@pytest.mark.parametrize("variant, watts", [("vllm-eager", 100.0), ("vllm-eager-tp2", 100.0 + 200.0)])
+def test_a_replay_on_a_4_gpu_node_meters_exactly_its_cells_gpus(node, tiny_model, tmp_path, monkeypatch, variant,
+                                                                 watts):
+    from llm_energy import cell as cell_mod
+    from llm_energy.hardware import detect
+    from llm_energy.replay import replay_cell
+
+    node(_node(4))
+    cfg, grid, profile = _job_config(tmp_path, tiny_model, variant)
+    built = []
+    monkeypatch.setattr(cell_mod, "cell_backend", lambda *a, **kw: built.append(GpuBackend(variant)) or built[-1])
+    df = replay_cell(cfg, hardware=detect(), model="m", variant=variant, decoding="greedy", model_dir=tiny_model,
+                     profiles={"w": profile}, measurements=grid)
+    # The node draws 100 + 200 + 300 + 400 W: the replay's power says which GPUs it metered.
+    assert (df["replay_energy_j"] / df["replay_duration_s"]).tolist() == pytest.approx([watts] * len(df), rel=0.1)
+    assert built[0].visible_at_load == ("GPU-0" if watts == 100.0 else "GPU-0,GPU-1")
+
+
+def test_a_single_gpu_rate_sweep_on_a_4_gpu_node_meters_one_gpu(node, tiny_model, tmp_path, monkeypatch):
+    from llm_energy import cell as cell_mod
+    from llm_energy.hardware import detect
+    from llm_energy.online_sweep import serve_cell
+
+    node(_node(4))
+    cfg, grid, profile = _job_config(tmp_path, tiny_model, "vllm-online")
+    server = FakeServer("vllm-online")
+    closed = []
+    server.close = lambda: closed.append(True)
+    monkeypatch.setattr(cell_mod, "cell_backend", lambda *a, **kw: server)
+    rows = serve_cell(cfg, hardware=detect(), model="m", variant="vllm-online", decoding="greedy",
+                      model_dir=tiny_model, profile=profile)
+    assert (rows["energy_j"] / rows["window_s"]).tolist() == pytest.approx([100.0] * len(rows), rel=0.15)
+    assert server.visible_at_load == "GPU-0" and closed == [True]
+
+
+def test_a_job_closes_its_backend_and_releases_its_gpus_when_the_gpu_is_lost(node, tiny_model, tmp_path,
+                                                                             monkeypatch):
+    """A replay (no partial rows to keep) stops with the lost GPU's one line, its server closed, its
+    locks free for the next job."""
+    from llm_energy import cell as cell_mod
+    from llm_energy.hardware import detect
+    from llm_energy.job import MeteredJob
+    from llm_energy.replay import replay_cell
+
+    nvml = node(_node(2))
+    cfg, grid, profile = _job_config(tmp_path, tiny_model, "vllm-eager")
+
+    def crash(k, prompts):
+        nvml.lose("GPU-0")
+        raise RuntimeError("CUDA error: unspecified launch failure")
+
+    backend = GpuBackend("vllm-eager", on_run=crash)
+    closed = []
+    backend.close = lambda: closed.append(True)
+    monkeypatch.setattr(cell_mod, "cell_backend", lambda *a, **kw: backend)
+    with pytest.raises(DeviceLost, match=r"^GPU 0 .* stopped answering NVML.*GPU is lost") as err:
+        replay_cell(cfg, hardware=detect(), model="m", variant="vllm-eager", decoding="greedy", model_dir=tiny_model,
+                    profiles={"w": profile}, measurements=grid)
+    assert "\n" not in str(err.value) and closed == [True]
+    node(_node(2))  # the GPU is back: the next job on it takes its lock at once
+    with MeteredJob(GpuBackend(), _protocol()) as job:
+        assert job.meter.device_keys()
 
 
 def test_lock_is_taken_on_the_cells_gpus_only(node):

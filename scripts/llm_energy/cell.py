@@ -14,7 +14,8 @@ from . import config as config_mod
 from .backends import make_backend
 from .cells import Cell, Variant
 from .io import write_parquet
-from .measure import Point, Protocol, check_hardware, partial_path, run_cell
+from .job import MeteredJob
+from .measure import Point, Protocol, check_hardware, partial_path, run_job
 from .models import check_model_dir, model_facts, weights_kind
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,23 @@ class CellParams:
         return cls.of(**config_mod.cell_params(cfg, cell))
 
 
-def _cell_backend(cfg: dict, cell: Cell, params: CellParams, model_dir: Path, longest: int,
-                  max_batch_size: int, draft_dir: str | Path | None = None):
+def cell_job(cfg: dict, cell: Cell, params: CellParams | None = None, *, model_dir: str | Path | None = None,
+             longest: int, batch_size: int, draft_dir: str | Path | None = None) -> MeteredJob:
+    """The setup every metering job shares (the cell, the replay, the rate sweep, the benchmarks): this
+    machine checked against the cell's hardware and GPU count, the model folder checked (default: the
+    config's, :func:`model_dir_of`), the cell's backend built for prompts+outputs up to ``longest`` tokens
+    and batches up to ``batch_size``. Returns the :class:`~llm_energy.job.MeteredJob` to run it in (meter
+    over exactly the backend's GPUs, device locks, load, close on every path)."""
+    check_hardware(cell.hardware)
+    check_gpus(cell.variant)
+    params = params or CellParams.from_config(cfg, cell)
+    model_dir = check_model_dir(model_dir or model_dir_of(cfg, cell.model))
+    backend = cell_backend(cfg, cell, params, model_dir, longest, batch_size, draft_dir)
+    return MeteredJob(backend, Protocol.from_config(params.measurement))
+
+
+def cell_backend(cfg: dict, cell: Cell, params: CellParams, model_dir: Path, longest: int,
+                 max_batch_size: int, draft_dir: str | Path | None = None):
     """The cell's backend (not loaded): the model's dtype and length limit, the measurement seed, the
     decoding settings, the draft model of speculative decoding, the online server's arrivals."""
     m, model = params.measurement, cell.model
@@ -103,13 +119,10 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
     """
     if out is not None and not overwrite:
         refuse_existing(out)
-    check_hardware(hardware)
     if model not in cfg["models"]:
         raise UserError(f"model {model!r} is not in the config ({', '.join(cfg['models'])})")
     cell = config_mod.cell_of(cfg, hardware, model, variant, decoding)
     params = params or CellParams.from_config(cfg, cell)
-    check_gpus(cell.variant)
-    model_dir = check_model_dir(model_dir or model_dir_of(cfg, model))
     m, points = params.measurement, list(params.points)
     if m["cpu_threads"]:
         import torch
@@ -117,14 +130,15 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
         torch.set_num_threads(m["cpu_threads"])
     longest = max(p.input_len + p.output_len for p in points)
     points_batch = max([*m["max_batch_probe"], *(p.batch_size for p in points)])
-    backend = _cell_backend(cfg, cell, params, model_dir, longest, points_batch, draft_dir)
+    job = cell_job(cfg, cell, params, model_dir=model_dir, longest=longest, batch_size=points_batch,
+                   draft_dir=draft_dir)
+    model_dir = Path(job.backend.model_dir)
     log.info("cell %s/%s/%s/%s: %d points x %d repeats", hardware, model, cell.variant, decoding, len(points),
              m["repeats"])
     prompts = _prompts(cfg, params, model_dir, prompt_file, points)
-    df, power = run_cell(backend, points, Protocol.from_config(m), prompts=prompts,
-                         partial_out=partial_path(out) if out is not None else None,
-                         labels={"hardware": hardware, "model": model, "variant": cell.variant.name,
-                                 "decoding": decoding, "weights": weights_kind(model_dir), **model_facts(model_dir)})
+    df, power = run_job(job, points, prompts=prompts, partial_out=partial_path(out) if out is not None else None,
+                        labels={"hardware": hardware, "model": model, "variant": cell.variant.name,
+                                "decoding": decoding, "weights": weights_kind(model_dir), **model_facts(model_dir)})
     if out is not None:
         _write_measurement(df, power, out, overwrite)
     return df

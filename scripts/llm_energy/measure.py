@@ -37,7 +37,7 @@ import pandas as pd
 
 from . import UserError, hardware
 from .backends import Backend, Unsupported
-from .locks import device_locks
+from .job import MeteredJob
 from .meters import DeviceLost, make_meter
 from .prompts import RandomPrompts
 from .roles import PADDED
@@ -483,46 +483,41 @@ def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[floa
 def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = None,
              labels: dict | None = None, prompts=None,
              partial_out: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measure every point of one cell with a constructed (not yet loaded) backend.
+    """Measure every point of one cell with a constructed (not yet loaded) backend: :func:`run_job` in a
+    :class:`~llm_energy.job.MeteredJob` of ``backend`` and ``protocol``."""
+    return run_job(MeteredJob(backend, protocol or Protocol()), points, labels=labels, prompts=prompts,
+                   partial_out=partial_out)
+
+
+def run_job(job: MeteredJob, points: list[Point], labels: dict | None = None, prompts=None,
+            partial_out: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measure every point of one cell in ``job`` (not yet entered).
 
     Returns one row per (point, repeat), and the power timeline of every window (empty without a
     power-reading meter). ``labels`` (hardware, model, variant, decoding, ...) go into every row.
-    The cell holds a lock on its devices from before the model loads until the sweep ends. The
-    meter meters the GPUs the backend runs on (its tensor-parallel size). When a metered GPU stops
-    answering mid-cell, the rows measured so far are written to ``partial_out`` (see
-    :func:`partial_path`; no stage reads it as a measurement) and the cell stops with one line.
+    The job holds a lock on its devices from before the model loads until the sweep ends, and meters
+    the GPUs the backend runs on (its tensor-parallel size). When a metered GPU stops answering
+    mid-cell, the rows measured so far are written to ``partial_out`` (see :func:`partial_path`; no
+    stage reads it as a measurement) and the cell stops with one line.
     """
-    p = protocol or Protocol()
-    meter = p.make_meter(n_gpus=backend.tensor_parallel)
+    backend, p = job.backend, job.protocol
     cell_started = time.perf_counter()
     rows: list[dict] = []
     provenance: dict = {}
-    try:
-        with device_locks(meter.device_keys()):
-            t_load = time.perf_counter()
-            backend.load()
-            load_s = time.perf_counter() - t_load
-            log.info("loaded %s with %s in %.1f s; meter %s", backend.model_dir, backend.variant, load_s,
-                     meter.source)
-            provenance.update({**(labels or {}), **backend.describe(), **meter.describe(), "model_load_s": load_s,
-                               "git_commit": git_commit(),
-                               "start_time": datetime.now(UTC).isoformat(timespec="seconds")})
-            # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
-            with meter.window() as idle:
-                time.sleep(p.idle_s)
-            run = CellRun(backend, p, meter, prompts)
-            t_probe = time.perf_counter()
-            points = plan_points(run, points)
-            run.warmup_s += time.perf_counter() - t_probe
-            sweep_s = _sweep(run, points, idle.avg_power_w, rows, load_s)
-            backend.close()
-    except Exception as exc:  # noqa: BLE001 - only a lost device is handled here; everything else re-raises
-        lost = meter.lost_device(exc)
-        if lost is None:
-            raise
-        _keep_partial(rows, provenance, partial_out, lost)
-    finally:
-        meter.close()
+    job.on_lost = lambda lost: _keep_partial(rows, provenance, partial_out, lost)
+    with job:
+        meter, load_s = job.meter, job.load_s
+        log.info("loaded %s with %s in %.1f s; meter %s", backend.model_dir, backend.variant, load_s, meter.source)
+        provenance.update({**(labels or {}), **backend.describe(), **meter.describe(), "model_load_s": load_s,
+                           "git_commit": git_commit(), "start_time": datetime.now(UTC).isoformat(timespec="seconds")})
+        # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
+        with meter.window() as idle:
+            time.sleep(p.idle_s)
+        run = CellRun(backend, p, meter, prompts)
+        t_probe = time.perf_counter()
+        points = plan_points(run, points)
+        run.warmup_s += time.perf_counter() - t_probe
+        sweep_s = _sweep(run, points, idle.avg_power_w, rows, load_s)
     statuses = pd.Series([r["status"] for r in rows], dtype=str).value_counts().to_dict()
     log.info("cell %s done: %d points (%s) in %.0f s (model load %.1f s, sweep %.1f s)",
              "/".join(str((labels or {}).get(k, "?")) for k in ("hardware", "model", "variant", "decoding")),

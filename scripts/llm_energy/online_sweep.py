@@ -229,38 +229,27 @@ def serve_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: 
     """The rate sweep of an online cell on the trace ``online.trace`` (its profile table ``profile``);
     writes ``out`` (a row per rate) and ``requests_out`` (a row per request and rate) when given.
     ``measurements``: the cell's checked table, whose prefill/decode split weighs prompt tokens."""
-    from .cell import CellParams, _cell_backend
+    from .cell import cell_job
     from .config import cell_of
     from .io import write_parquet
-    from .locks import device_locks
-    from .measure import Protocol, check_hardware
-    from .models import check_model_dir
     from .replay import prompts_for, sample_requests
 
-    check_hardware(hardware)
-    model_dir = check_model_dir(model_dir)
     o, r, m = cfg["online"], cfg["replay"], cfg["measurement"]
     edges_in, edges_out = cfg["bins"]["input"], cfg["bins"]["output"]
-    sample = sample_requests(pd.read_parquet(profile), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
-    prompts = prompts_for(sample, r["seed"])  # the replay stage's sample and prompts: its offline baseline
     cell = cell_of(cfg, hardware, model, variant, decoding)
     batch = m["batch_size"]
-    backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
-                            batch)
+    job = cell_job(cfg, cell, model_dir=model_dir, longest=edges_in[-1] + edges_out[-1], batch_size=batch)
+    sample = sample_requests(pd.read_parquet(profile), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
+    prompts = prompts_for(sample, r["seed"])  # the replay stage's sample and prompts: its offline baseline
     weight = prompt_token_weight(pd.read_parquet(measurements) if measurements else None, batch)
     log.info("a prompt token costs %.3g output tokens' energy (the cell's prefill/decode split)", weight)
-    meter = Protocol.from_config(m).make_meter()
-    with device_locks(meter.device_keys()):
-        backend.load()
-        try:
-            rows, requests = sweep(backend, meter, sample, prompts, list(o["rates"]), seed=r["seed"],
-                                   timeout_s=o["rate_timeout_s"], min_window_s=m["min_window_s"], batch_size=batch,
-                                   prompt_weight=weight)
-        finally:
-            backend.close()
+    with job:
+        rows, requests = sweep(job.backend, job.meter, sample, prompts, list(o["rates"]), seed=r["seed"],
+                               timeout_s=o["rate_timeout_s"], min_window_s=m["min_window_s"], batch_size=batch,
+                               prompt_weight=weight)
+        source = job.meter.describe()["energy_source"]
     labels = {"hardware": hardware, "model": model, "variant": variant, "decoding": decoding,
-              "workload": o["trace"], "batch_size": batch, "energy_source": meter.describe()["energy_source"]}
-    meter.close()
+              "workload": o["trace"], "batch_size": batch, "energy_source": source}
     rows, requests = rows.assign(**labels), requests.assign(**labels)
     if out is not None:
         write_parquet(requests, requests_out)

@@ -127,29 +127,22 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
                 draft_dir: str | Path | None = None, runs: int | None = None) -> pd.DataFrame:
     """Meter ``runs`` replays of a seeded sample of every workload with this cell's stack (the metered
     stage only: no estimate is made here); write ``out`` (results/replay/...) when given."""
-    from .cell import CellParams, _cell_backend
+    from .cell import cell_job
     from .config import cell_of
     from .io import write_parquet
-    from .locks import device_locks
-    from .measure import Protocol, check_hardware
-    from .models import check_model_dir
 
-    check_hardware(hardware)
-    model_dir = check_model_dir(model_dir)
     r, edges_in, edges_out = cfg["replay"], cfg["bins"]["input"], cfg["bins"]["output"]
     runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 2)  # at least two: their spread is replay_cv
     grid = pd.read_parquet(measurements)
     batch_size = grid_batch_size(grid)
     shapes = control_points(grid, int(r.get("control_points", 0)), batch_size)
     cell = cell_of(cfg, hardware, model, variant, decoding)
-    protocol = Protocol.from_config(cfg["measurement"])
-    meter = protocol.make_meter()
-    backend = _cell_backend(cfg, cell, CellParams.from_config(cfg, cell), model_dir, edges_in[-1] + edges_out[-1],
-                            batch_size, draft_dir)
+    job = cell_job(cfg, cell, model_dir=model_dir, longest=edges_in[-1] + edges_out[-1], batch_size=batch_size,
+                   draft_dir=draft_dir)
     labels = dict(zip(CELL_KEYS, (hardware, model, variant, decoding)))
     rows = []
-    with device_locks(meter.device_keys()):
-        backend.load()
+    with job:
+        backend, protocol, meter = job.backend, job.protocol, job.meter
         controls = measure_controls(backend, protocol, meter, shapes, batch_size)
         for workload, path in profiles.items():
             sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
@@ -162,8 +155,6 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
         # slows down under minutes of load shows here, not in the points measured first).
         end = measure_controls(backend, protocol, meter, shapes, batch_size)
         rows = [{**row, "control_end_energy_j": end["control_energy_j"]} for row in rows]
-        backend.close()
-    meter.close()
     df = pd.DataFrame(rows)
     if out is not None:
         write_parquet(df, out)

@@ -224,3 +224,16 @@ def test_vllm_engine_settings_come_from_the_variant(name, eager):
 
     args = engine_args(make_backend(name, "m"))
     assert args["enforce_eager"] is eager and args["tensor_parallel_size"] == Variant.parse(name).tensor_parallel
+
+
+def test_the_decoding_names_have_one_home_the_schema_agrees_and_figures_order_by_it():
+    from llm_energy.backends import DECODINGS as backend_decodings
+    from llm_energy.cells import DECODINGS
+    from llm_energy.figures.data import decoding_order
+
+    items = cfgmod.load_schema()["properties"]["cells"]["items"]
+    assert items["properties"]["decoding"]["items"]["enum"] == list(DECODINGS)
+    assert backend_decodings is DECODINGS
+    # Every strategy a cell can measure in the paper's order (prompt-lookup included); unknown ones last.
+    assert decoding_order(["a-custom", "prompt-lookup", "top-p", "greedy", "speculative", "beam"]) == \
+        ["greedy", "beam", "top-p", "speculative", "prompt-lookup", "a-custom"]

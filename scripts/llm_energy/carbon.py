@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from . import UserError
+from .cells import CELL_KEYS
 
 J_PER_KWH = 3.6e6
-CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 PER_MILLION = ("facility_energy_kwh", "co2e_kg", "cost")
 COLUMNS = ["pue", "facility_energy_kwh", "grid_intensity_g_per_kwh", "grid_intensity_source", "co2e_kg", "cost",
            "currency", *(f"{c}_per_million_requests" for c in PER_MILLION)]

@@ -21,6 +21,11 @@ MODES = {
     "transformers": {"eager": (False, False), "compile": (True, False)},
     "vllm": {"eager": (False, False), "cudagraph": (True, False), "online": (False, True)},
 }
+# The columns that name a cell in every table between stages (measurement, replay, estimate, figures).
+CELL_KEYS = ["hardware", "model", "variant", "decoding"]
+# The decoding strategies, in the paper's order (Figure 3, tables); the schema's decoding enum is the
+# same list (tests/test_cells.py holds the two together).
+DECODINGS = ("greedy", "beam", "temperature", "top-p", "speculative", "prompt-lookup")
 # Tensor-parallel sizes a variant may name (vLLM only); 1 is the name without a suffix.
 TENSOR_PARALLEL_SIZES = (2, 4, 8)
 VARIANT_CHOICES = ("transformers-eager, transformers-compile, vllm-eager, vllm-cudagraph, vllm-online "

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from . import UserError
+from .cells import CELL_KEYS
 
-CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
 METHODS = ("binned", "model")  # the paper's binned estimate; the energy model served at true lengths
 NO_REPLAY = ("no replay validation of this cell (replay.enabled is false, it was measured on other hardware, "

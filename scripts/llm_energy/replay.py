@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 
 from .binning import bin_requests
+from .cells import CELL_KEYS
 from .estimate import CellNotEstimable, binned_estimate, grid_batch_size
 from .measure import FIRST_TEXT_TOKEN, VOCAB_SIZE
 from .roles import GRID, is_grid
 
 log = logging.getLogger(__name__)
 
-CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 DEFAULT_RUNS = 2  # metered runs per workload (at least 2): their spread (replay_cv) is the replay's own noise
 WARMUP_TOKENS = 8  # output tokens per request of the unmetered warm-up batch
 

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from . import UserError
+from .cells import CELL_KEYS
 
 POINT = ["input_len", "output_len", "batch_size"]
-CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 # Columns every row of a measurement table has (an out-of-memory or unsupported point too) ...
 REQUIRED = [*POINT, "repeat", "status", *CELL_KEYS]
 # ... and those the rows of a measured point (status ok) add: what validation and the estimate read.

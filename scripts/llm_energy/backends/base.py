@@ -5,10 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ..cells import Variant
+from ..cells import DECODINGS, Variant
 
 DECODING_DEFAULTS = {"beam_width": 4, "temperature": 0.7, "top_p": 0.9, "num_speculative_tokens": 4}
-DECODINGS = ("greedy", "beam", "temperature", "top-p", "speculative", "prompt-lookup")
 # Speculative decoding: with a draft model, or with n-gram proposals looked up in the prompt (no draft).
 SPECULATIVE = ("speculative", "prompt-lookup")
 # Prompt lookup's n-gram sizes (vLLM's ngram proposer; transformers matches up to the larger one).

@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 
 from .. import UserError
-from ..cells import split_tensor_parallel
+from ..cells import CELL_KEYS, DECODINGS, split_tensor_parallel
 
-CELL = ["hardware", "model", "variant", "decoding"]
-DECODING_ORDER = ["greedy", "beam", "beam-search", "beam_search", "temperature", "sampling", "top-p", "top_p",
-                  "topp", "speculative"]
+CELL = CELL_KEYS
+DECODING_ORDER = list(DECODINGS)
 MODEL_INFO = ["moe", "model_type", "n_parameters", "n_active_parameters"]
 
 

@@ -194,3 +194,19 @@ def test_a_cells_own_batch_sizes_change_its_batch_points_only(default):
     bad["cells"] = [{"model": "tiny-olmo", "variants": ["transformers-eager"], "batch_sizes": [0]}]
     with pytest.raises(UserError, match="batch_sizes"):
         cfgmod.validate(bad)
+
+
+def test_the_replay_and_rate_sweep_params_hold_what_each_job_reads_and_nothing_it_ignores(default):
+    raw, default = default, cfgmod.validate(default)
+    replay = cfgmod.cell_of(default, "x", "tiny-llama", "vllm-eager", "greedy")
+    online = cfgmod.cell_of(default, "x", "tiny-llama", "vllm-online", "greedy")
+    r, s = cfgmod.job_params(default, replay, "replay"), cfgmod.job_params(default, online, "serve")
+    for p in (r, s):
+        assert p["measurement"] == default["measurement"]
+        assert p["top_edges"] == [default["bins"]["input"][-1], default["bins"]["output"][-1]]
+    assert set(r["replay"]) == {"n_requests", "seed", "runs", "control_points"} and r["online"] == {}
+    assert set(s["replay"]) == {"n_requests", "seed"}  # runs and control points are the replay's alone
+    assert s["online"] == default["online"]
+    # What the rate sweep reads changes with the protocol, and not with replay.runs.
+    edited = cfgmod.validate({**raw, "replay": {**raw["replay"], "runs": 5}})
+    assert cfgmod.job_params(edited, online, "serve") == s and cfgmod.job_params(edited, replay, "replay") != r

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,42 @@ def test_second_run_has_nothing_to_do(run_dir):
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def _planned_jobs(proc: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rules = {line.split()[1].rstrip(":") for line in proc.stdout.splitlines()
+             if line.startswith(("rule ", "localrule "))}
+    return {(rule, w) for rule in rules for w in planned_wildcards(proc, rule)}
+
+
+@pytest.mark.parametrize("edit, expensive", [
+    # The protocol: every measurement and every replay (its control points use it), nothing upstream.
+    ({"measurement": {"warmup_batches": 2}},
+     {("measure_cell", c) for c in ("transformers-eager/greedy", "vllm-eager/greedy",
+                                    "transformers-eager/speculative")}
+     | {("replay_cell", c) for c in ("transformers-eager/greedy", "vllm-eager/greedy")}),
+    # A bin edge: the grid cells' points (not the batch-only cell's) and the binning; a grid measured
+    # again is replayed again.
+    ({"bins": {"input": [64, 512]}},
+     {(rule, c) for rule in ("measure_cell", "replay_cell") for c in ("transformers-eager/greedy",
+                                                                       "vllm-eager/greedy")}),
+    # A replay key re-runs the replays alone.
+    ({"replay": {"runs": 3}},
+     {("replay_cell", c) for c in ("transformers-eager/greedy", "vllm-eager/greedy")}),
+])
+def test_a_protocol_or_bin_edit_replans_exactly_the_metering_jobs_that_read_it(run_dir, tmp_path, edit, expensive):
+    # Before the tests below that edit the run (they run in file order, in one worker).
+    assert _planned_jobs(snakemake(run_dir, "-n")) == set()
+    other = tmp_path / "edit.yaml"
+    other.write_text(yaml.safe_dump(edit))
+    changed = _planned_jobs(snakemake(run_dir, "-n", "--configfile", str(other)))
+    metering = {"measure_cell", "replay_cell", "serve_cell", "build_model", "profile_workload"}
+    got = {(rule, "/".join(re.findall(r"(?:variant|decoding)=([^,\s]+)", w))) for rule, w in changed
+           if rule in metering}
+    assert got == expensive, changed
+    assert ("bin_workload" in {r for r, _ in changed}) == ("bins" in edit)
+
+
 def test_report_and_paper(run_dir):
     """The browsable report builds from the finished run, and the paper is built or says how to get it."""
     proc = snakemake(run_dir, "--report", "report.html", timeout=300)
@@ -149,3 +186,4 @@ def test_a_decoding_setting_re_measures_only_its_cells(run_dir):
         elif rule == "measure_cell" and line.strip().startswith("wildcards:"):
             measured.append(line.strip())
     assert measured and all("decoding=speculative" in line for line in measured), measured
+

@@ -121,6 +121,16 @@ def cell_online(wildcards):
     return config_check.online_settings(config, cell_of(wildcards).variant)
 
 
+def replay_params(wildcards):
+    """What a replay job reads besides its inputs (llm_energy.config.job_params): a change re-runs it."""
+    return config_check.job_params(config, cell_of(wildcards), "replay")
+
+
+def serve_params(wildcards):
+    """What a rate-sweep job reads besides its inputs: a change re-runs it (and no replay key it ignores)."""
+    return config_check.job_params(config, cell_of(wildcards), "serve")
+
+
 def cell_gpus(wildcards):
     """GPUs a measurement job holds: its tensor-parallel size on GPU hardware, none on CPU."""
     return cell_of(wildcards).gpus

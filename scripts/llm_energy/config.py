@@ -385,6 +385,23 @@ def cell_params(cfg: dict, cell: Cell) -> dict:
             "prompts": cell_prompts(cfg, cell)}
 
 
+# The replay keys each metering job after the grid reads: the replay job its sample, runs and control
+# points; the rate sweep only the sample (its requests are the replay's), so that choosing replay runs
+# never re-runs the sweep.
+REPLAY_JOB_KEYS = {"replay": ("n_requests", "seed", "runs", "control_points"), "serve": ("n_requests", "seed")}
+
+
+def job_params(cfg: dict, cell: Cell, job: str) -> dict:
+    """What a replay (``job="replay"``) or rate-sweep (``"serve"``) job of ``cell`` reads besides its input
+    files and its model: the rule's params, so that changing any of it re-runs that job and nothing in it
+    is read from elsewhere. The protocol (its meter, warm-up and seed), the cell's decoding and online
+    settings, the replay keys it uses and the bins' top edges (the longest request it serves)."""
+    return {"measurement": cfg["measurement"], "decoding": decoding_settings(cfg, cell.decoding),
+            "online": online_settings(cfg, cell.variant),
+            "replay": {k: cfg["replay"][k] for k in REPLAY_JOB_KEYS[job]},
+            "top_edges": [cfg["bins"]["input"][-1], cfg["bins"]["output"][-1]]}
+
+
 def cell_prompts(cfg: dict, cell: Cell) -> dict:
     """Where a cell's prompts come from: ``{"source": "pg19" | "random"}`` (the measurement section's),
     or a task workload's texts ``{"source": "task", "workload", "task", "file", "template"}``."""

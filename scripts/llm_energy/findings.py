@@ -546,10 +546,10 @@ def findings_markdown(table: pd.DataFrame) -> str:
 
 
 def findings_tex(table: pd.DataFrame) -> str:
-    from .figures import _tex_escape
+    from .figures import tex_escape
 
-    rows = [f"{_tex_escape(r.finding)} & {_tex_escape(r.paper_value)} & {_num(r.our_value)} & "
-            f"{_tex_escape(r.hardware)} & {_tex_escape(r.verdict)}" for r in table.itertuples()]
+    rows = [f"{tex_escape(r.finding)} & {tex_escape(r.paper_value)} & {_num(r.our_value)} & "
+            f"{tex_escape(r.hardware)} & {tex_escape(r.verdict)}" for r in table.itertuples()]
     return ("\\begin{table*}[t]\n  \\centering\\small\n  \\resizebox{\\textwidth}{!}{%\n"
             "  \\begin{tabular}{p{6cm}p{4.5cm}rll}\n    \\toprule\n"
             "    finding & paper & ours & hardware & verdict \\\\\n    \\midrule\n"

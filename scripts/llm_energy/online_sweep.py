@@ -225,21 +225,24 @@ def sweep(backend, meter, sample: pd.DataFrame, prompts: list[list[int]], rates:
 
 
 def serve_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir, profile,
-               out=None, requests_out=None, measurements=None) -> pd.DataFrame:
+               out=None, requests_out=None, measurements=None, params: dict | None = None) -> pd.DataFrame:
     """The rate sweep of an online cell on the trace ``online.trace`` (its profile table ``profile``);
     writes ``out`` (a row per rate) and ``requests_out`` (a row per request and rate) when given.
-    ``measurements``: the cell's checked table, whose prefill/decode split weighs prompt tokens."""
-    from .cell import cell_job
-    from .config import cell_of
+    ``measurements``: the cell's checked table, whose prefill/decode split weighs prompt tokens.
+    ``params``: what the job reads (the rule's params, :func:`llm_energy.config.job_params`; default:
+    from ``cfg``, which gives the model only)."""
+    from .cell import CellParams, cell_job
+    from .config import cell_of, job_params
     from .io import write_parquet
     from .replay import prompts_for, sample_requests
 
-    o, r, m = cfg["online"], cfg["replay"], cfg["measurement"]
-    edges_in, edges_out = cfg["bins"]["input"], cfg["bins"]["output"]
     cell = cell_of(cfg, hardware, model, variant, decoding)
+    p = params or job_params(cfg, cell, "serve")
+    o, r, m, (top_in, top_out) = p["online"], p["replay"], p["measurement"], p["top_edges"]
     batch = m["batch_size"]
-    job = cell_job(cfg, cell, model_dir=model_dir, longest=edges_in[-1] + edges_out[-1], batch_size=batch)
-    sample = sample_requests(pd.read_parquet(profile), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
+    job = cell_job(cfg, cell, CellParams((), m, p["decoding"], o), model_dir=model_dir, longest=top_in + top_out,
+                   batch_size=batch)
+    sample = sample_requests(pd.read_parquet(profile), r["n_requests"], r["seed"], top_in, top_out)
     prompts = prompts_for(sample, r["seed"])  # the replay stage's sample and prompts: its offline baseline
     weight = prompt_token_weight(pd.read_parquet(measurements) if measurements else None, batch)
     log.info("a prompt token costs %.3g output tokens' energy (the cell's prefill/decode split)", weight)

@@ -124,28 +124,33 @@ def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], ba
 
 def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir: str | Path,
                 profiles: dict[str, str | Path], measurements: str | Path, out: str | Path | None = None,
-                draft_dir: str | Path | None = None, runs: int | None = None) -> pd.DataFrame:
+                draft_dir: str | Path | None = None, runs: int | None = None,
+                params: dict | None = None) -> pd.DataFrame:
     """Meter ``runs`` replays of a seeded sample of every workload with this cell's stack (the metered
-    stage only: no estimate is made here); write ``out`` (results/replay/...) when given."""
-    from .cell import cell_job
-    from .config import cell_of
+    stage only: no estimate is made here); write ``out`` (results/replay/...) when given.
+
+    ``params``: what the job reads (the rule's params, :func:`llm_energy.config.job_params`; default:
+    from ``cfg``, which gives the model only)."""
+    from .cell import CellParams, cell_job
+    from .config import cell_of, job_params
     from .io import write_parquet
 
-    r, edges_in, edges_out = cfg["replay"], cfg["bins"]["input"], cfg["bins"]["output"]
+    cell = cell_of(cfg, hardware, model, variant, decoding)
+    p = params or job_params(cfg, cell, "replay")
+    r, (top_in, top_out) = p["replay"], p["top_edges"]
     runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 2)  # at least two: their spread is replay_cv
     grid = pd.read_parquet(measurements)
     batch_size = grid_batch_size(grid)
     shapes = control_points(grid, int(r.get("control_points", 0)), batch_size)
-    cell = cell_of(cfg, hardware, model, variant, decoding)
-    job = cell_job(cfg, cell, model_dir=model_dir, longest=edges_in[-1] + edges_out[-1], batch_size=batch_size,
-                   draft_dir=draft_dir)
+    job = cell_job(cfg, cell, CellParams((), p["measurement"], p["decoding"], p["online"]), model_dir=model_dir,
+                   longest=top_in + top_out, batch_size=batch_size, draft_dir=draft_dir)
     labels = dict(zip(CELL_KEYS, (hardware, model, variant, decoding)))
     rows = []
     with job:
         backend, protocol, meter = job.backend, job.protocol, job.meter
         controls = measure_controls(backend, protocol, meter, shapes, batch_size)
         for workload, path in profiles.items():
-            sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], edges_in[-1], edges_out[-1])
+            sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], top_in, top_out)
             metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs)
             rows += [{**row, **controls} for row in replay_rows(workload, sample, metered, labels, r["seed"])]
             energies = [m["replay_energy_j"] for m in metered]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import _tex_escape
+from .figures import tex_escape
 from .io import atomic_path, write_text
 
 
@@ -50,7 +50,7 @@ def table_workloads(stats: dict[str, dict], files: TableFiles) -> str:
                          **{f"{axis}_{k}": v for axis in ("input_tokens", "output_tokens")
                             for k, v in s[axis].items()}})
         i, o = s["input_tokens"], s["output_tokens"]
-        rows.append(f"{_tex_escape(name)} & {s['n_requests']:,} & "
+        rows.append(f"{tex_escape(name)} & {s['n_requests']:,} & "
                     f"{i['mean']:.2f} $\\pm$ {i['std']:.2f} / {i['median']:g} / {i['p99']:g} & "
                     f"{o['mean']:.2f} $\\pm$ {o['std']:.2f} / {o['median']:g} / {o['p99']:g}")
     tex = _table(rows, "lrll", "workload & requests & input mean $\\pm$ std / median / p99 & "
@@ -65,7 +65,7 @@ def table_tasks(stats: dict[str, dict], files: TableFiles) -> str:
     rows, csv_rows = [], []
     for name, s in stats.items():
         i, o = s["input_tokens"], s["output_tokens"]
-        rows.append(f"{_tex_escape(name)} & {s['n_requests']:,} & {i['mean']:.2f} $\\pm$ {i['std']:.2f} & "
+        rows.append(f"{tex_escape(name)} & {s['n_requests']:,} & {i['mean']:.2f} $\\pm$ {i['std']:.2f} & "
                     f"{i['max']:g} & {o['max']:g}")
         csv_rows.append({"task": name, "n_examples": s["n_requests"], "input_mean": i["mean"], "input_std": i["std"],
                          "input_max": i["max"], "output_tokens": o["max"], "tokenizer": s.get("tokenizer", "")})
@@ -79,7 +79,7 @@ def table_bins(bins: dict[str, dict], files: TableFiles) -> str:
     """Table 3: how binning treats each workload: included and excluded requests, token inflation."""
     rows, csv_rows = [], []
     for name, s in bins.items():
-        rows.append(f"{_tex_escape(name)} & {s['n_included']:,} & {s['n_excluded']:,} & "
+        rows.append(f"{tex_escape(name)} & {s['n_included']:,} & {s['n_excluded']:,} & "
                     f"{100 * s['excluded_token_share']:.2f}\\% & {s['input_inflation']:.3f} & "
                     f"{s['output_inflation']:.3f}")
         csv_rows.append({"workload": name, **{k: v for k, v in s.items() if not isinstance(v, list)}})
@@ -153,20 +153,20 @@ def _pair(a: float, b: float, fmt: str = ".0f") -> str:
 
 
 def _estimate_tex_row(r, with_hardware: bool) -> str:
-    stack = _tex_escape(r.variant if r.decoding in ("greedy", "") else f"{r.variant} / {r.decoding}")
+    stack = tex_escape(r.variant if r.decoding in ("greedy", "") else f"{r.variant} / {r.decoding}")
     stack += "$^\\dagger$" if "cpu-estimate" in str(r.energy_source) else ""
-    where = f"{_tex_escape(r.hardware)}, {_tex_escape(r.model)} & " if with_hardware else ""
+    where = f"{tex_escape(r.hardware)}, {tex_escape(r.model)} & " if with_hardware else ""
     carbon = " & ".join(f"{_g(getattr(r, f'binned_{c}'))} / {_g(getattr(r, f'binned_{c}_per_million_requests'))}"
                         for c in ("facility_energy_kwh", "co2e_kg", "cost"))
-    return (f"{_tex_escape(r.workload)} & {where}{stack} & {_pm(r.binned_energy_j, r.binned_systematic_error_pct)} & "
+    return (f"{tex_escape(r.workload)} & {where}{stack} & {_pm(r.binned_energy_j, r.binned_systematic_error_pct)} & "
             f"{_pm(r.model_energy_j, r.model_systematic_error_pct)} & {_g(r.binned_ideal_energy_j / 1e3)} & "
             f"{_pair(r.binned_pct_above_ideal, r.model_pct_above_ideal)} & "
             f"{_pair(r.binned_saving_pct, r.model_saving_pct, '.1f')} & {carbon}")
 
 
 def _estimates_caption(rows: pd.DataFrame, with_hardware: bool) -> str:
-    where = "" if with_hardware else (f" Hardware \\texttt{{{_tex_escape(rows['hardware'].iloc[0])}}}, model "
-                                      f"\\texttt{{{_tex_escape(rows['model'].iloc[0])}}}.")
+    where = "" if with_hardware else (f" Hardware \\texttt{{{tex_escape(rows['hardware'].iloc[0])}}}, model "
+                                      f"\\texttt{{{tex_escape(rows['model'].iloc[0])}}}.")
     pue = ", ".join(sorted({f"{x:g}" for x in rows["pue"].dropna()})) or "--"
     grid = ", ".join(sorted({f"{x:.0f}" for x in rows["grid_intensity_g_per_kwh"].dropna()})) or "--"
     currency = ", ".join(sorted(set(rows["currency"].dropna()))) or "--"
@@ -176,7 +176,7 @@ def _estimates_caption(rows: pd.DataFrame, with_hardware: bool) -> str:
             "absolute error against the metered replays of that stack; ? where the stack has no replay). "
             "Ideal: TDP / dense peak FLOPS $\\times$ FLOPs of the binned lengths. Above ideal and the saving "
             "of the optimized stack over its baseline: binned / model. Facility energy (kWh, PUE "
-            f"{pue}), carbon (kgCO2e at {grid} g/kWh) and cost ({_tex_escape(currency)}) of the binned estimate, "
+            f"{pue}), carbon (kgCO2e at {grid} g/kWh) and cost ({tex_escape(currency)}) of the binned estimate, "
             "in total / per million requests; the CSV holds both methods' and the with-sparsity ideal. "
             "$^\\dagger$ Energy estimated from CPU time (\\texttt{cpu-estimate}), not measured." + where)
 
@@ -193,7 +193,7 @@ def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, files: Table
     currency = set(rows["currency"].dropna())
     header = ("workload & " + ("hardware, model & " if with_hardware else "") + "stack & binned (kJ) & model (kJ) & "
               "ideal (kJ) & above ideal & saving & kWh & kgCO2e & cost"
-              + (f" ({_tex_escape(currency.pop())})" if len(currency) == 1 else ""))
+              + (f" ({tex_escape(currency.pop())})" if len(currency) == 1 else ""))
     tex = _table(body, columns, header, _estimates_caption(rows, with_hardware), "estimates")
     return _write(tex, rows.to_dict("records"), files)
 
@@ -206,17 +206,17 @@ def _target_label(metric: str, limit: float) -> str:
     parts = str(metric).split("_")
     if len(parts) == 3 and parts[2] == "s":
         return f"{parts[0].upper()} {parts[1]} $\\le$ {limit:g} s"
-    return f"{_tex_escape(metric)} $\\le$ {limit:g}"
+    return f"{tex_escape(metric)} $\\le$ {limit:g}"
 
 
 def _target_tex_row(r) -> str:
     lat = "--" if pd.isna(r["best_latency"]) else f"{r['best_latency']:.3g} s"
     if r["result"] != "met":
-        result = _tex_escape(r["result"]) + ("" if r["result"] != "not met" else f" (best {lat})")
-        return f"{_tex_escape(r['workload'])} & {_target_label(r['target'], r['limit'])} & {result} & -- & -- & {lat}"
-    setting = (f"{_tex_escape(r['hardware'])}, {_tex_escape(r['model'])}, {_tex_escape(r['variant'])}, "
+        result = tex_escape(r["result"]) + ("" if r["result"] != "not met" else f" (best {lat})")
+        return f"{tex_escape(r['workload'])} & {_target_label(r['target'], r['limit'])} & {result} & -- & -- & {lat}"
+    setting = (f"{tex_escape(r['hardware'])}, {tex_escape(r['model'])}, {tex_escape(r['variant'])}, "
                f"{r['rate_per_s']:g} req/s, batch {r['batch_size']:.0f}")
-    return (f"{_tex_escape(r['workload'])} & {_target_label(r['target'], r['limit'])} & met ({r['latency']:.3g} s) & "
+    return (f"{tex_escape(r['workload'])} & {_target_label(r['target'], r['limit'])} & met ({r['latency']:.3g} s) & "
             f"{r['energy_per_request_j']:.3g} & {setting} & {lat}")
 
 
@@ -249,7 +249,7 @@ def table_latency_targets(serving: pd.DataFrame, latency_targets: dict, files: T
                "sample of the trace) whose latency percentile is at or below the target, the one with the least energy "
                "per request of its steady-state window. Settings whose window timed out (partial values) do not "
                "count; \"not met\" gives the best latency any setting reached."
-               + (f" {_tex_escape(note[0].upper() + note[1:])}." if note else ""))
+               + (f" {tex_escape(note[0].upper() + note[1:])}." if note else ""))
     tex = _table(body, "lllrll", "workload & target & result & J / request & setting & best latency", caption,
                  "latency_targets")
     return _write(tex, rows, files)

@@ -4,15 +4,16 @@ times); writes only what it metered (validate_cell compares it with the estimate
 The body runs under the ``__main__`` guard because vLLM starts worker processes.
 """
 
-from llm_energy import config as config_mod
 from llm_energy.replay import replay_cell
 from llm_energy.rulekit import run_rule
 
 
 def main(sm):
-    cfg = config_mod.validate(sm.config)
+    # What the job reads is its params (llm_energy.config.job_params); sm.config, validated by the
+    # Snakefile, gives the model only.
     w = sm.wildcards
-    replay_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
+    replay_cell(sm.config, params=sm.params.job, hardware=w.hardware, model=w.model, variant=w.variant,
+                decoding=w.decoding,
                 model_dir=sm.input.model, profiles=dict(zip(sm.params.workloads, sm.input.profiles)),
                 measurements=sm.input.measurements, out=sm.output[0], draft_dir=sm.input.get("draft"))
 

@@ -4,15 +4,16 @@ sent at each Poisson rate; a row per rate (latency percentiles, steady-state ene
 The body runs under the ``__main__`` guard because vLLM starts worker processes.
 """
 
-from llm_energy import config as config_mod
 from llm_energy.online_sweep import serve_cell
 from llm_energy.rulekit import run_rule
 
 
 def main(sm):
-    cfg = config_mod.validate(sm.config)
+    # What the job reads is its params (llm_energy.config.job_params); sm.config, validated by the
+    # Snakefile, gives the model only.
     w = sm.wildcards
-    serve_cell(cfg, hardware=w.hardware, model=w.model, variant=w.variant, decoding=w.decoding,
+    serve_cell(sm.config, params=sm.params.job, hardware=w.hardware, model=w.model, variant=w.variant,
+               decoding=w.decoding,
                model_dir=sm.input.model, profile=sm.input.profile, out=sm.output.table,
                requests_out=sm.output.requests, measurements=sm.input.measurements)
 

@@ -41,10 +41,14 @@ rule replay_cell:
         model=model_dir,
         profiles=expand("results/profile/{workload}.parquet", workload=REPLAY_WORKLOADS),
         # ancient: a re-check after an edit of the validation code never re-runs the metered replay
-        # (only the grid's batch size and the shapes of its control points are read from it)
+        # (only the grid's batch size and the shapes of its control points are read from it) ...
         measurements=ancient(
             "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
         ),
+        # ... while a grid measured again is replayed again, minutes after it as always (not read: the
+        # link that re-plans it; through the ancient file alone Snakemake 9 would not re-plan even a
+        # replay whose own params changed)
+        grid="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
     output:
         "results/replay/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:
@@ -61,7 +65,7 @@ rule replay_cell:
         gpu=cell_gpus,
     params:
         workloads=REPLAY_WORKLOADS,
-        replay=config["replay"],
+        job=replay_params,
     script:
         "../../scripts/rules/replay_cell.py"
 
@@ -97,6 +101,8 @@ rule serve_cell:
         measurements=ancient(
             "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
         ),
+        # a cell measured again sweeps its rates again (not read; as for replay_cell)
+        cell="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
     output:
         table="results/serving/{hardware}/{model}/{variant}/{decoding}.parquet",
         requests="results/requests/{hardware}/{model}/{variant}/{decoding}.parquet",
@@ -112,8 +118,8 @@ rule serve_cell:
     resources:
         gpu=cell_gpus,
     params:
-        online=config["online"],
-        # the replay's sample (size, seed) is the one the sweep sends; which workloads it replays is not read
-        replay={k: config["replay"][k] for k in ("n_requests", "seed")},
+        # the protocol, the online section, the replay's sample (size, seed: the one the sweep sends) and
+        # the bins' top edges; which workloads the replay serves is not read
+        job=serve_params,
     script:
         "../../scripts/rules/serve_cell.py"

@@ -10,7 +10,7 @@ plot, in a ``note`` column of its CSV and in its caption.
 
 from .batch import fig_compile_graphs, fig_decoding, fig_moe, fig_online, fig_tensor_parallel
 from .requests import fig_request_energy
-from .style import ESTIMATED, PALETTE, SINGLE_COLUMN_IN, FigureFiles, _tex_escape, save, setup_style, tex_escape
+from .style import ESTIMATED, PALETTE, SINGLE_COLUMN_IN, FigureFiles, save, setup_style, tex_escape
 from .sweeps import fig_prefill_decode, prefill_decode_table
 from .workloads import (
                         fig_binning_cdfs,
@@ -21,7 +21,7 @@ from .workloads import (
                         stack_label,
 )
 
-__all__ = ["ESTIMATED", "PALETTE", "SINGLE_COLUMN_IN", "FigureFiles", "_tex_escape", "fig_binning_cdfs",
+__all__ = ["ESTIMATED", "PALETTE", "SINGLE_COLUMN_IN", "FigureFiles", "fig_binning_cdfs",
            "fig_compile_graphs",
            "fig_decoding", "fig_distortion", "fig_moe", "fig_online", "fig_prefill_decode", "fig_replay_validation",
            "fig_request_energy", "fig_tasks", "fig_tensor_parallel", "fig_workload_energy", "prefill_decode_table",

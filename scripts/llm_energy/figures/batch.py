@@ -198,7 +198,7 @@ def _banner(notes: list[dict]) -> str:
     return " ".join(n["note"][0].upper() + n["note"][1:] + "." for n in notes)
 
 
-def _save_no_data(files: FigureFiles, columns: list[str], why: str, title: str, context: pd.DataFrame):
+def save_no_data(files: FigureFiles, columns: list[str], why: str, title: str, context: pd.DataFrame):
     data = pd.DataFrame([_note_row(columns, f"no data: {why}")])
     fig = no_data_figure(f"No data: {why}.")
     caption = f"{title}: no data; {tex_escape(why)}. " + cells_note(context)
@@ -237,7 +237,7 @@ def fig_decoding(measurements: pd.DataFrame, fixed_input: int, fixed_output: int
     data = batch_table(single_device_offline(measurements), fixed_input, fixed_output)
     title = "Decoding strategies against batch size (Figure 3)"
     if data.empty:
-        return _save_no_data(files, list(data.columns) + ["vs_greedy_pct"],
+        return save_no_data(files, list(data.columns) + ["vs_greedy_pct"],
                              f"no cell has points at input {fixed_input} and output {fixed_output}", title,
                              _context(measurements))
     cell = ["hardware", "model", "variant"]
@@ -294,7 +294,7 @@ def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, fil
     title = "Dense and mixture-of-experts models against batch size (Figure 4)"
     info = model_info(measurements) if not measurements.empty else pd.DataFrame(columns=["model"])
     if data.empty:
-        return _save_no_data(files, list(data.columns) + list(info.columns[1:]) + ["architecture"],
+        return save_no_data(files, list(data.columns) + list(info.columns[1:]) + ["architecture"],
                              f"no greedy cell has points at input {fixed_input} and output {fixed_output}", title,
                              _context(measurements))
     info["architecture"] = [architecture_label(r) for r in info.to_dict("records")]
@@ -346,7 +346,7 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     pairs = {v: (opt, "off" if v == off else "on") for opt, off, on in (COMPILE, CUDA_GRAPHS) for v in (off, on)}
     data = data[data["variant"].isin(pairs)] if not data.empty else data
     if data.empty:
-        return _save_no_data(files, list(data.columns) + extra,
+        return save_no_data(files, list(data.columns) + extra,
                              "none of transformers-eager, transformers-compile, vllm-eager, vllm-cudagraph has "
                              f"greedy points at input {fixed_input} and output {fixed_output}", title,
                              _context(measurements))
@@ -433,7 +433,7 @@ def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_outp
         data = data.set_index(["hardware", "model", "base_variant"]).loc[keep].reset_index() if len(keep) else \
             data.iloc[0:0]
     if data.empty:
-        return _save_no_data(files, list(batch_table(pd.DataFrame(), 0, 0).columns) + extra,
+        return save_no_data(files, list(batch_table(pd.DataFrame(), 0, 0).columns) + extra,
                              "no tensor-parallel cells (variants such as vllm-eager-tp2, vllm-cudagraph-tp4) were "
                              "measured; they need a machine with 2 or 4 GPUs", title, _context(measurements))
     keys = ["hardware", "model", "base_variant", "decoding", "batch_size"]
@@ -725,7 +725,7 @@ def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, 
     batch, notes, batch_why = _online_batch(measurements, fixed_input, fixed_output)
     rate, rate_why = serving_vs_offline(serving, replay)
     if batch_why and rate_why:
-        return _save_no_data(files, ["panel"] + BATCH_COLS + [c for c in RATE_COLS if c not in BATCH_COLS],
+        return save_no_data(files, ["panel"] + BATCH_COLS + [c for c in RATE_COLS if c not in BATCH_COLS],
                              f"{batch_why}; {rate_why}", ONLINE_TITLE, _context(measurements))
     plot = batch[batch["status"] == "ok"]
     plot = plot.assign(facet=[f"{h}, {m}" + ("" if d == "greedy" else f", {d}")
@@ -790,7 +790,7 @@ def fig_energy_latency_frontier(serving: pd.DataFrame, files: FigureFiles) -> li
     setup_style()
     data = front_table(serving, FRONT_METRICS)
     if data.empty:
-        return _save_no_data(files, list(data.columns), NO_SERVING, FRONT_TITLE, pd.DataFrame())
+        return save_no_data(files, list(data.columns), NO_SERVING, FRONT_TITLE, pd.DataFrame())
     data["setting"] = [_setting_label(r) for r in data.to_dict("records")]
     settings = sorted(data["setting"].unique())
     hue_colours = dict(zip(settings, colours(len(settings))))

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from .batch import _save_no_data
+from .batch import save_no_data
 from .style import (
     ESTIMATED,
     PANEL_H_IN,
@@ -228,7 +228,7 @@ def fig_request_energy(requests: pd.DataFrame, files: FigureFiles) -> list[Path]
         why = NO_REQUESTS if points.empty else "no request of the rate sweep got a first token or had tokens " \
                                                "inside the steady window"
         context = requests[["hardware", "model"]] if requests is not None and not requests.empty else pd.DataFrame()
-        return _save_no_data(files, COLUMNS[:-1], why, TITLE, context)
+        return save_no_data(files, COLUMNS[:-1], why, TITLE, context)
     rates = sorted(plotted["rate_per_s"].dropna().unique())
     fig = _figure(points, dict(zip(rates, colours(len(rates)))))
     return save(fig, points, files, _caption(points))

@@ -45,9 +45,6 @@ def tex_escape(s: str) -> str:
         .replace("&", "\\&").replace("#", "\\#")
 
 
-_tex_escape = tex_escape  # the name tables.py imports
-
-
 def source_note(sources) -> str:
     """Caption sentence naming the energy source(s); estimated energy is said to be an estimate."""
     sources = sorted({str(s) for s in sources if isinstance(s, str) and s})

@@ -157,6 +157,7 @@ def model_dir(wildcards):
 
 
 def model_folder(model):
+    """llm_energy.config.model_dir_of, spelled with MODELS_DIR as the model rules' output patterns are."""
     spec = config["models"][model]
     return spec["path"] if spec["source"] == "local" else f"{MODELS_DIR}/{model}"
 

@@ -59,7 +59,7 @@ def _build_model(args) -> None:
     spec = cfg["models"].get(args.model)
     if spec is None or spec["source"] != "build":
         raise UserError(f"model {args.model!r} is not a 'build' model in {args.config}")
-    build_model(args.out or Path(cfg["models_dir"]) / args.model, config.architecture(spec), spec["seed"],
+    build_model(args.out or config.model_dir_of(cfg, args.model), config.architecture(spec), spec["seed"],
                 spec["dtype"])
 
 

@@ -81,10 +81,7 @@ def cell_backend(cfg: dict, cell: Cell, params: CellParams, model_dir: Path, lon
         decoding_options=params.decoding, draft_dir=str(draft_dir) if draft_dir else None, **extra)
 
 
-def model_dir_of(cfg: dict, model: str) -> Path:
-    """Where a configured model lives: its own ``path`` or ``models_dir/<name>`` for built and hub ones."""
-    spec = cfg["models"][model]
-    return Path(spec["path"]) if spec["source"] == "local" else Path(cfg["models_dir"]) / model
+model_dir_of = config_mod.model_dir_of  # for the command line and the benchmarks
 
 
 def check_gpus(variant: str | Variant) -> None:

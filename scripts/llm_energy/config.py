@@ -188,6 +188,13 @@ def architecture(spec: dict) -> dict:
     return {**base, **(spec.get("architecture") or {})}
 
 
+def model_dir_of(cfg: dict, model: str) -> Path:
+    """Where a configured model lives: its own ``path`` (``source: local``), else ``models_dir/<name>``
+    (built, hub and package-registry models). The one place that says so (the Snakefile's rules too)."""
+    spec = cfg["models"][model]
+    return Path(spec["path"]) if spec["source"] == "local" else Path(cfg["models_dir"]) / model
+
+
 def max_model_len(cfg: dict, model: str) -> int | None:
     """Longest sequence a model accepts: from the config (built models) or the folder's config.json."""
     spec = cfg["models"][model]
@@ -195,7 +202,7 @@ def max_model_len(cfg: dict, model: str) -> int | None:
         return architecture(spec).get("max_position_embeddings")
     import json
 
-    path = Path(spec["path"] if spec["source"] == "local" else Path(cfg["models_dir"]) / model) / "config.json"
+    path = model_dir_of(cfg, model) / "config.json"
     try:
         return json.loads(path.read_text()).get("max_position_embeddings")
     except (OSError, ValueError):

@@ -44,8 +44,9 @@ def main() -> int:
         backend = make_backend("transformers-eager", str(model), dtype="bfloat16")
         points = [Point(512, 64, 1), Point(512, 64, 16), Point(2048, 8, 8), Point(128, 256, 32)]
         try:
-            df, power = run_cell(backend, points, Protocol(meter=args.meter, warmup_batches=3, repeats=3,
-                                                           pause_s=1.0, idle_s=5.0, min_window_s=args.min_window_s),
+            df, power = run_cell(backend, points, Protocol.of(meter=args.meter, warmup_batches=3, repeats=3,
+                                                           pause_s=1.0, idle_s=5.0, min_window_s=args.min_window_s,
+                                                           examples_per_point=0, examples_per_point_large_batch=0),
                                  labels={"hardware": detect(), "model": "random-1b", "variant": "transformers-eager"})
         except UserError as exc:
             print(f"error: {exc}")

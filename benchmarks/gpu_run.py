@@ -23,6 +23,7 @@ Snakemake, no mistral_common: the tokenizer is copied from ``--tokenizer-dir``):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import tempfile
@@ -83,8 +84,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     hw = detect()
     dtype = "bfloat16"
-    protocol = Protocol(meter=args.meter, warmup_batches=2, repeats=2, pause_s=0.5, idle_s=3.0,
-                        min_window_s=args.min_window_s)
+    protocol = Protocol.of(meter=args.meter, warmup_batches=2, repeats=2, pause_s=0.5, idle_s=3.0,
+                        min_window_s=args.min_window_s, examples_per_point=0, examples_per_point_large_batch=0)
     tmp = Path(tempfile.mkdtemp(prefix="gpu-run-"))
     build = dict(seed=0, dtype=dtype, tokenizer_dir=args.tokenizer_dir)
     target_arch = SMALL if args.small else {**read_architecture_file("llama-3.2-1b"), "max_position_embeddings": 4096}
@@ -119,7 +120,7 @@ def main() -> int:
             points = [Point(32, 8, 1), Point(32, 8, 4)]
         window = args.window_a_s or args.min_window_s
         df, power = run_cell(make_backend("transformers-eager", str(target), dtype=dtype), points,
-                             Protocol(**{**protocol.__dict__, "min_window_s": window}),
+                             dataclasses.replace(protocol, min_window_s=window),
                              labels={"hardware": hw, "model": "llama-3.2-1b-shape", "variant": "transformers-eager",
                                      "decoding": "greedy", "weights": "random"})
         power.to_csv(out / "part_A.power.csv", index=False)
@@ -170,8 +171,8 @@ def main() -> int:
         from llm_energy.config import load_schema
         from llm_energy.validation import check_measurements
 
-        full = Protocol(meter=args.meter, warmup_batches=5, repeats=3, pause_s=1.0, idle_s=5.0,
-                        min_window_s=1.0 if args.small else 5.0)
+        full = Protocol.of(meter=args.meter, warmup_batches=5, repeats=3, pause_s=1.0, idle_s=5.0,
+                        min_window_s=1.0 if args.small else 5.0, examples_per_point=0, examples_per_point_large_batch=0)
         shape = (32, 8) if args.small else (512, 64)
         runs = [("llama-3.2-1b", "transformers-eager", (1, 4) if args.small else (1, 4, 16, 64, 256)),
                 ("llama-3.2-1b", "transformers-compile", (1, 4) if args.small else (1, 16, 256)),

@@ -58,8 +58,9 @@ def sampler_cost(backend, rounds: int = 21) -> dict:
 def harness_overhead(model: str) -> dict:
     backend = make_backend("transformers-eager", model, dtype="bfloat16")
     points = [Point(i, o, b) for i in (64, 256) for o in (8, 32) for b in (1, 4)]
-    df, _ = run_cell(backend, points, Protocol(meter="cpu-estimate", warmup_batches=1, repeats=2, idle_s=1.0,
-                                               min_window_s=0.3))
+    df, _ = run_cell(backend, points, Protocol.of(meter="cpu-estimate", warmup_batches=1, repeats=2, idle_s=1.0,
+                                               min_window_s=0.3, pause_s=0, examples_per_point=0,
+                                               examples_per_point_large_batch=0))
     wall, load = df["cell_wall_s"].iloc[0], df["model_load_s"].iloc[0]
     measured, protocol = df["cell_measured_s"].iloc[0], df["cell_protocol_s"].iloc[0]
     other = wall - load - measured - protocol

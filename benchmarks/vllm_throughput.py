@@ -42,8 +42,9 @@ from llm_energy.measure import Point, Protocol, run_cell
 a = json.loads(sys.argv[1])
 backend = make_backend("vllm-eager", a["model"], decoding="temperature", max_model_len=a["max_model_len"],
                        max_batch_size=a["batch"], decoding_options={{"temperature": 1.0}})
-protocol = Protocol(meter="cpu-estimate", warmup_batches=2, repeats=3, idle_s=0.1,
-                    examples_per_point=a["batch"] * a["batches"])
+protocol = Protocol.of(meter="cpu-estimate", warmup_batches=2, repeats=3, idle_s=0.1,
+                    examples_per_point=a["batch"] * a["batches"], pause_s=0, min_window_s=0,
+                    examples_per_point_large_batch=0)
 df, _ = run_cell(backend, [Point(a["input"], a["output"], a["batch"])], protocol)
 print("CELL_THROUGHPUT", json.dumps(df["throughput_tok_s"].tolist()))
 """

@@ -110,11 +110,14 @@ def check_measurements(root: Path) -> dict[tuple, pd.DataFrame]:
         assert (root / "results/measurements" / path.relative_to(root / "results/checked")).with_suffix("") \
             .with_suffix(".power.parquet").exists(), path
         assert (m["valid"] == (m["invalid_reason"] == "")).where(m["status"] == "ok", True).all(), path
-        m = m[(m["status"] == "ok") & m["valid"]]
+        ok = m[m["status"] == "ok"]
+        assert ok["energy_source"].isin(["nvml", "rapl", "cpu-estimate"]).all(), path
+        assert ok["energy_source"].nunique() == 1, path  # one meter per cell, invalid rows too
+        # A cell may have no valid row (every repeat pair spread beyond validation.max_cv: the
+        # validation's verdict, which the findings and figures show); its valid rows are checked.
+        m = ok[ok["valid"]]
         assert (m["energy_j"] > 0).all(), f"{path}: non-positive energy"
         assert (m["output_tokens"] == m["output_len"] * m["batch_size"]).all(), f"{path}: wrong token count"
-        assert m["energy_source"].isin(["nvml", "rapl", "cpu-estimate"]).all(), path
-        assert m["energy_source"].nunique() == 1, path
         hw, model, variant = path.parts[-4:-1]
         cells[(hw, model, variant, path.stem)] = m
     assert cells, "no measurement"

@@ -72,7 +72,8 @@ def test_sampling_is_seeded(tiny_model):
 
 @pytest.mark.slow
 def test_unsupported_point_is_a_row_and_the_sweep_goes_on(hf_backends):
-    protocol = Protocol(meter="cpu-estimate", repeats=1, warmup_batches=1, idle_s=0.1, min_window_s=0.05)
+    protocol = Protocol.of(meter="cpu-estimate", repeats=1, warmup_batches=1, idle_s=0.1, min_window_s=0.05,
+                           pause_s=0, examples_per_point=0, examples_per_point_large_batch=0)
     df, _ = run_cell(Loaded(hf_backends["transformers-eager", "speculative"]),
                      [Point(16, 4, 1, "sweep"), Point(16, 4, 2, "sweep")], protocol)
     by_batch = df.set_index("batch_size")
@@ -85,7 +86,8 @@ def test_unsupported_point_is_a_row_and_the_sweep_goes_on(hf_backends):
 def test_compiled_rows_say_so_and_warmup_compiles_the_prefill_shape(hf_backends):
     """The prefill shape (one new token) is compiled in warm-up: its metered window is not a compile."""
     backend = hf_backends["transformers-compile", "greedy"]
-    protocol = Protocol(meter="cpu-estimate", repeats=1, warmup_batches=1, idle_s=0.1, min_window_s=0.0)
+    protocol = Protocol.of(meter="cpu-estimate", repeats=1, warmup_batches=1, idle_s=0.1, min_window_s=0.0,
+                           pause_s=0, examples_per_point=0, examples_per_point_large_batch=0)
     df, _ = run_cell(Loaded(backend), [Point(24, 5, 2, "sweep")], protocol)
     row = df.iloc[0]
     assert row["compile_mode"] == "default" and row["status"] == "ok"
@@ -141,7 +143,8 @@ def test_vllm_beam_search_exact_lengths_and_fresh_prompts(vllm_beam):
             seen.append((tuple(map(tuple, prompts)), output_len))
             return real_run(prompts, output_len)
 
-    protocol = Protocol(meter="cpu-estimate", repeats=1, warmup_batches=0, idle_s=0.1, examples_per_point=3)
+    protocol = Protocol.of(meter="cpu-estimate", repeats=1, warmup_batches=0, idle_s=0.1, examples_per_point=3,
+                           pause_s=0, min_window_s=0, examples_per_point_large_batch=0)
     df, _ = run_cell(Spy(vllm_beam), [Point(12, 3, 1, "sweep")], protocol)
     assert df["status"].tolist() == ["ok"] and df["n_batches_in_window"].iloc[0] == 3
     assert len(set(seen)) == len(seen) == 6  # 3 full + 3 prefill batches, all different prompts

@@ -76,8 +76,9 @@ class GpuBackend(Backend):
 
 
 def _protocol(**kw):
-    base = dict(meter="nvml", warmup_batches=0, repeats=2, idle_s=0.05, min_window_s=0.05, sample_interval_s=0.01)
-    return Protocol(**{**base, **kw})
+    base = dict(meter="nvml", warmup_batches=0, repeats=2, idle_s=0.05, min_window_s=0.05, power_sample_interval_s=0.01,
+                pause_s=0, examples_per_point=0, examples_per_point_large_batch=0)
+    return Protocol.of(**{**base, **kw})
 
 
 # 1. Exactly the cell's devices -------------------------------------------------------------------

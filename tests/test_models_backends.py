@@ -65,7 +65,8 @@ def test_vllm_generates_exact_lengths(vllm_backend):
 def test_run_cell_rows_with_vllm(vllm_backend):
     from conftest import Loaded  # the session engine is already loaded; run_cell must not load it twice
     points = [Point(32, 4, 1), Point(32, 16, 2)]
-    protocol = Protocol(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.2, min_window_s=0.2)
+    protocol = Protocol.of(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.2, min_window_s=0.2,
+                           pause_s=0, examples_per_point=0, examples_per_point_large_batch=0)
     df, _ = run_cell(Loaded(vllm_backend), points, protocol, labels={"model": "tiny"})
     assert len(df) == 4
     assert (df["energy_j"] > 0).all() and (df["duration_s"] > 0).all()
@@ -98,7 +99,8 @@ def test_padded_point_is_a_left_padded_batch_of_different_lengths(tiny_model):
     backend.run_padded = lambda prompts, n: (seen.append(([len(p) for p in prompts], n)), inner(prompts, n))[1]
     # Windows of 0.2 s (several batches each): one 10-ms-tick window of a single small batch is noise, and
     # a scheduling hiccup in it once made a prefill window cost more than the full run.
-    protocol = Protocol(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.1, min_window_s=0.2)
+    protocol = Protocol.of(meter="cpu-estimate", repeats=2, warmup_batches=1, idle_s=0.1, min_window_s=0.2,
+                           pause_s=0, examples_per_point=0, examples_per_point_large_batch=0)
     df, _ = run_cell(backend, [Point(32, 4, 3, "padded")], protocol, labels={"model": "tiny"})
     assert padded_lengths(32, 3) == [11, 21, 32] and padded_lengths(64, 4) == [16, 32, 48, 64]
     assert {tuple(lengths) for lengths, _ in seen} == {(11, 21, 32)}

@@ -46,8 +46,9 @@ class FakeBackend(Backend):
 
 
 def _protocol(**kw):
-    base = dict(meter="cpu-estimate", warmup_batches=2, repeats=2, idle_s=0.0, min_window_s=0.0)
-    return Protocol(**{**base, **kw})
+    base = dict(meter="cpu-estimate", warmup_batches=2, repeats=2, idle_s=0.0, min_window_s=0.0,
+                pause_s=0, examples_per_point=0, examples_per_point_large_batch=0)
+    return Protocol.of(**{**base, **kw})
 
 
 def test_window_covers_examples_per_point_and_divides_back_to_one_batch():
@@ -200,3 +201,34 @@ def test_replay_control_points_meter_full_windows_only():
     assert [c[1:] for c in backend.calls] == [(8, 6)] * 3 + [(16, 4)] * 3
     assert controls["control_input_len"] == [8, 16] and controls["control_batch_size"] == 2
     assert all(e >= 0 for e in controls["control_energy_j"])  # a number (NaN fails), from the ok repeats
+
+
+def test_the_protocol_has_the_schemas_names_and_only_the_schemas_defaults():
+    from dataclasses import MISSING, fields
+
+    from llm_energy.backends.base import Backend
+    from llm_energy.config import load_schema, section_defaults
+
+    keys = load_schema()["properties"]["measurement"]["properties"]
+    assert {f.name for f in fields(Protocol)} <= set(keys)  # the schema's names, no renaming
+    assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(Protocol))  # no default here
+    defaults = section_defaults("measurement")
+    paper = Protocol.of()
+    assert all(getattr(paper, f.name) == defaults[f.name] for f in fields(Protocol))
+    assert (paper.warmup_batches, paper.repeats, paper.min_window_s) == (20, 3, 5.0)  # the paper's protocol
+    assert Protocol.of(repeats=1).repeats == 1
+    with pytest.raises(TypeError, match="not a protocol key: watts_per_core"):
+        Protocol.of(watts_per_core=1.0)
+    # The decoding settings a backend falls back to are the schema's too.
+
+    class Bare(Backend):
+        def load(self):
+            pass
+
+        def run(self, prompts, output_len):
+            pass
+
+        def describe(self):
+            return {}
+
+    assert Bare("m", variant="transformers-eager").options == section_defaults("decoding")

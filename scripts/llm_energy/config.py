@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import jsonschema
@@ -38,6 +39,18 @@ _Validator = _fill_defaults(jsonschema.Draft202012Validator)
 def load_schema() -> dict:
     """The config schema (``workflow/schemas/config.schema.yaml``)."""
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return load_schema()
+
+
+def section_defaults(section: str) -> dict:
+    """The schema's default of every key of a top-level section that has one (``measurement``,
+    ``decoding``, ...): the one place a default is written."""
+    props = _schema()["properties"][section]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

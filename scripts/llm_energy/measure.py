@@ -23,12 +23,13 @@ batch size, padded or not); both are off in the paper's protocol (the schema's d
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,56 +83,63 @@ def padded_lengths(input_len: int, batch_size: int) -> list[int]:
     return [max(1, round(input_len * (k + 1) / batch_size)) for k in range(batch_size)]
 
 
+# The paper's larger example count (examples_per_point_large_batch) is for batches above 256.
+LARGE_BATCH_FROM = 257
+
+
 @dataclass
 class Protocol:
-    """How each point is measured (the config's ``measurement`` section)."""
+    """How each point is measured: the keys of the config's ``measurement`` section that the
+    measurement reads, by the schema's names, with no default of its own (:meth:`of` fills the
+    schema's; :meth:`from_config` takes a validated section)."""
 
-    meter: str = "auto"
-    watts_per_core: float = 4.0
-    require_measured: bool = False
-    allow_shared_gpu: bool = False
-    warmup_batches: int = 1
-    warmup_output_tokens: int | None = None
-    prefill_per_shape: bool = False
-    warmup_per_shape: bool = False
-    repeats: int = 3
-    pause_s: float = 0.0
-    idle_s: float = 1.0
-    min_window_s: float = 0.0
-    examples_per_point: int = 0
-    examples_per_point_large_batch: int = 0
-    large_batch_from: int = 257
-    sample_interval_s: float = 0.1
-    max_batch_probe: list[int] = field(default_factory=list)
-    seed: int = 0
-    counter_probe_s: float = 1.0
-    cooldown_temp_c: float | None = None
-    cooldown_max_s: float = 60.0
+    meter: str
+    cpu_watts_per_core: float
+    require_measured_energy: bool
+    allow_shared_gpu: bool
+    warmup_batches: int
+    warmup_output_tokens: int | None
+    prefill_per_shape: bool
+    warmup_per_shape: bool
+    repeats: int
+    pause_s: float
+    idle_s: float
+    min_window_s: float
+    examples_per_point: int
+    examples_per_point_large_batch: int
+    power_sample_interval_s: float
+    max_batch_probe: list[int]
+    seed: int
+    nvml_counter_probe_s: float
+    cooldown_temp_c: float | None
+    cooldown_max_s: float
 
     @classmethod
     def from_config(cls, m: dict) -> Protocol:
-        return cls(meter=m["meter"], watts_per_core=m["cpu_watts_per_core"],
-                   require_measured=m["require_measured_energy"], allow_shared_gpu=m["allow_shared_gpu"],
-                   warmup_batches=m["warmup_batches"], warmup_output_tokens=m["warmup_output_tokens"],
-                   prefill_per_shape=m["prefill_per_shape"], warmup_per_shape=m["warmup_per_shape"],
-                   repeats=m["repeats"], pause_s=m["pause_s"],
-                   idle_s=m["idle_s"], min_window_s=m["min_window_s"],
-                   examples_per_point=m["examples_per_point"],
-                   examples_per_point_large_batch=m["examples_per_point_large_batch"],
-                   sample_interval_s=m["power_sample_interval_s"], max_batch_probe=list(m["max_batch_probe"]),
-                   seed=m["seed"], counter_probe_s=m["nvml_counter_probe_s"],
-                   cooldown_temp_c=m["cooldown_temp_c"], cooldown_max_s=m["cooldown_max_s"])
+        """From a ``measurement`` section (validated: every key there); keys it does not read are ignored."""
+        return cls(**{f.name: copy.deepcopy(m[f.name]) for f in fields(cls)})
+
+    @classmethod
+    def of(cls, **keys) -> Protocol:
+        """The schema's protocol (the paper's) with ``keys`` set, e.g. ``Protocol.of(repeats=1)``."""
+        from .config import section_defaults
+
+        unknown = set(keys) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"not a protocol key: {', '.join(sorted(unknown))}")
+        return cls.from_config({**section_defaults("measurement"), **keys})
 
     def make_meter(self, n_gpus: int | None = None):
         """The meter this protocol asks for (see :func:`llm_energy.meters.make_meter`); ``n_gpus``: the
         GPUs the cell's engine uses (its tensor-parallel size), the ones an NVML meter meters."""
-        return make_meter(self.meter, watts_per_core=self.watts_per_core, require_measured=self.require_measured,
-                          allow_shared_gpu=self.allow_shared_gpu, sample_interval_s=self.sample_interval_s,
-                          n_gpus=n_gpus, counter_probe_s=self.counter_probe_s)
+        return make_meter(self.meter, watts_per_core=self.cpu_watts_per_core,
+                          require_measured=self.require_measured_energy, allow_shared_gpu=self.allow_shared_gpu,
+                          sample_interval_s=self.power_sample_interval_s, n_gpus=n_gpus,
+                          counter_probe_s=self.nvml_counter_probe_s)
 
     def batches_per_window(self, batch_size: int) -> int:
         """At least enough batches to cover the point's examples (the paper's 1,024 / 4,096)."""
-        examples = self.examples_per_point_large_batch if batch_size >= self.large_batch_from \
+        examples = self.examples_per_point_large_batch if batch_size >= LARGE_BATCH_FROM \
             else self.examples_per_point
         return max(1, math.ceil(examples / batch_size)) if examples else 1
 
@@ -485,7 +493,7 @@ def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = 
              partial_out: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every point of one cell with a constructed (not yet loaded) backend: :func:`run_job` in a
     :class:`~llm_energy.job.MeteredJob` of ``backend`` and ``protocol``."""
-    return run_job(MeteredJob(backend, protocol or Protocol()), points, labels=labels, prompts=prompts,
+    return run_job(MeteredJob(backend, protocol or Protocol.of()), points, labels=labels, prompts=prompts,
                    partial_out=partial_out)
 
 

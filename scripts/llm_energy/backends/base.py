@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ..cells import DECODINGS, Variant
+from ..config import section_defaults
 
-DECODING_DEFAULTS = {"beam_width": 4, "temperature": 0.7, "top_p": 0.9, "num_speculative_tokens": 4}
 # Speculative decoding: with a draft model, or with n-gram proposals looked up in the prompt (no draft).
 SPECULATIVE = ("speculative", "prompt-lookup")
 # Prompt lookup's n-gram sizes (vLLM's ngram proposer; transformers matches up to the larger one).
@@ -51,7 +51,7 @@ class Backend(ABC):
         self.seed = seed
         self.max_model_len = max_model_len
         self.max_batch_size = max_batch_size
-        self.options = {**DECODING_DEFAULTS, **(decoding_options or {})}
+        self.options = {**section_defaults("decoding"), **(decoding_options or {})}
         self.draft_dir = str(draft_dir) if draft_dir else None
         self.tensor_parallel = self.variant.tensor_parallel
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from llm_energy.energy_model import (
+from llm_energy.modelling.energy_model import (
     DECODE_TERMS,
     DEFAULT_TERMS,
     PADDED_TERMS,

@@ -17,10 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from llm_energy import UserError  # noqa: E402
-from llm_energy.backends import make_backend  # noqa: E402
-from llm_energy.hardware import detect, nvml_gpus  # noqa: E402
-from llm_energy.measure import Point, Protocol, run_cell  # noqa: E402
-from llm_energy.models import build_model  # noqa: E402
+from llm_energy.measurement.backends import make_backend  # noqa: E402
+from llm_energy.measurement.loop import Point, Protocol, run_cell  # noqa: E402
+from llm_energy.models.build import build_model  # noqa: E402
+from llm_energy.pipeline.hardware import detect, nvml_gpus  # noqa: E402
 
 # Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads, 8 KV heads), random weights.
 ARCH_1B = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,

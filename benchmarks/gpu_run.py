@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import pandas as pd  # noqa: E402
 
-from llm_energy.backends import make_backend  # noqa: E402
-from llm_energy.hardware import detect, nvml_gpus  # noqa: E402
-from llm_energy.measure import Point, Protocol, run_cell  # noqa: E402
-from llm_energy.models import build_model, model_facts, read_architecture_file  # noqa: E402
+from llm_energy.measurement.backends import make_backend  # noqa: E402
+from llm_energy.measurement.loop import Point, Protocol, run_cell  # noqa: E402
+from llm_energy.models.build import build_model, model_facts  # noqa: E402
+from llm_energy.pipeline.architectures import read_architecture_file  # noqa: E402
+from llm_energy.pipeline.hardware import detect, nvml_gpus  # noqa: E402
 
 DRAFT = {"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 2, "num_attention_heads": 8,
          "num_key_value_heads": 2, "vocab_size": 128256, "max_position_embeddings": 4096}
@@ -168,8 +169,8 @@ def main() -> int:
         return pd.concat(frames, ignore_index=True)
 
     def part_f():
-        from llm_energy.config import load_schema
-        from llm_energy.validation import check_measurements
+        from llm_energy.measurement.validation import check_measurements
+        from llm_energy.pipeline.config import load_schema
 
         full = Protocol.of(meter=args.meter, warmup_batches=5, repeats=3, pause_s=1.0, idle_s=5.0,
                         min_window_s=1.0 if args.small else 5.0, examples_per_point=0, examples_per_point_large_batch=0)

@@ -18,8 +18,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from llm_energy.binning import bin_requests  # noqa: E402
-from llm_energy.workloads import load_trace, stats  # noqa: E402
+from llm_energy.workloads.binning import bin_requests  # noqa: E402
+from llm_energy.workloads.profile import load_trace, stats  # noqa: E402
 
 
 def main() -> None:

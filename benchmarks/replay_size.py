@@ -41,11 +41,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from llm_energy import config as config_mod
-    from llm_energy.cell import cell_job
-    from llm_energy.energy_model import context_length
-    from llm_energy.estimate import grid_batch_size
-    from llm_energy.replay import replay, replay_rows, sample_requests, validate
+    from llm_energy.estimates.estimate import grid_batch_size
+    from llm_energy.estimates.replay import replay, replay_rows, sample_requests, validate
+    from llm_energy.measurement.cell import cell_job
+    from llm_energy.modelling.energy_model import context_length
+    from llm_energy.pipeline import config as config_mod
 
     torch.set_num_threads(args.threads)
     os.chdir(args.run)

@@ -37,8 +37,8 @@ main(parser.parse_args(sys.argv[1:]))
 CELL = """
 import json, sys
 sys.path.insert(0, {scripts!r})
-from llm_energy.backends import make_backend
-from llm_energy.measure import Point, Protocol, run_cell
+from llm_energy.measurement.backends import make_backend
+from llm_energy.measurement.loop import Point, Protocol, run_cell
 a = json.loads(sys.argv[1])
 backend = make_backend("vllm-eager", a["model"], decoding="temperature", max_model_len=a["max_model_len"],
                        max_batch_size=a["batch"], decoding_options={{"temperature": 1.0}})

@@ -20,7 +20,7 @@ def run_config(root: Path) -> dict:
     import yaml
     from snakemake.utils import update_config
 
-    from llm_energy.config import validate
+    from llm_energy.pipeline.config import validate
 
     cfg = yaml.safe_load((root / "config.yaml").read_text()) or {}
     for overlay in _OVERLAYS:
@@ -57,7 +57,7 @@ def check(root: str | Path, configfiles: tuple[str | Path, ...] = ()) -> dict:
 def check_findings(root: Path, est: pd.DataFrame) -> dict[str, str]:
     """One row per finding of the paper, each with a verdict; a tested one has its value, an untested
     one names the cells that would test it; the Markdown page and the LaTeX table list the same rows."""
-    from llm_energy.findings import FINDINGS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
+    from llm_energy.paper.findings import FINDINGS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
     f = pd.read_csv(root / "paper/findings.csv")
     assert set(f["finding"]) == {x.name for x in FINDINGS}
@@ -252,7 +252,7 @@ def check_replay(root: Path, n_expected: int) -> dict[str, float]:
 def check_tables(root: Path, seen: dict) -> None:
     """Every table of the registry is written (LaTeX with a caption, CSV); Tables 1-3 hold the traces,
     the tasks and the bins of the run."""
-    from llm_energy.paper import TABLES
+    from llm_energy.paper.registry import TABLES
 
     for name in TABLES:
         assert "\\caption{" in (root / f"paper/tables/{name}.tex").read_text(), name
@@ -326,8 +326,8 @@ def check_request_figure(root: Path) -> None:
 
 
 def _figures(root: Path) -> list[str]:
-    """The figures the run's config makes (the registry: llm_energy.paper)."""
-    from llm_energy.paper import FIGURES, enabled
+    """The figures the run's config makes (the registry: llm_energy.paper.registry)."""
+    from llm_energy.paper.registry import FIGURES, enabled
 
     return enabled(FIGURES, run_config(root))
 

@@ -87,7 +87,7 @@ def vllm_engines_in_processes():
     engine of the same process closes. Jobs that tests start (Snakemake) still run theirs in-process;
     ``test_vllm_engine_in_process`` runs one on its own."""
     try:
-        from llm_energy.backends import vllm as vllm_backend
+        from llm_energy.measurement.backends import vllm as vllm_backend
     except ImportError:
         yield
         return
@@ -127,7 +127,7 @@ def merged_run(tmp_path_factory, one_cell_run):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A one-layer Llama (head_dim 64) with the real Mistral tokenizer, built once per session."""
-    from llm_energy.models import build_model
+    from llm_energy.models.build import build_model
 
     return build_model(tmp_path_factory.mktemp("models") / "tiny", TINY_ARCH, seed=0)
 
@@ -136,7 +136,7 @@ def tiny_model(tmp_path_factory) -> Path:
 def vllm_backend(tiny_model):
     """One vLLM engine for the whole session (engine start costs 15-30 s on CPU)."""
     pytest.importorskip("vllm")
-    from llm_energy.backends import make_backend
+    from llm_energy.measurement.backends import make_backend
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     backend = make_backend("vllm-eager", str(tiny_model), dtype="bfloat16", max_model_len=1024,
@@ -153,7 +153,7 @@ DRAFT_ARCH = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers":
 @pytest.fixture(scope="session")
 def draft_model(tmp_path_factory) -> Path:
     """A smaller model with the same tokenizer: the draft of speculative decoding."""
-    from llm_energy.models import build_model
+    from llm_energy.models.build import build_model
 
     return build_model(tmp_path_factory.mktemp("models") / "draft", DRAFT_ARCH, seed=1)
 

@@ -457,7 +457,8 @@ def c_busy_lock(d):
 
 
 def c_umask(d):
-    code = ("import os; os.umask(0o002); from llm_energy.io import write_text; write_text('x', 'results/u.txt'); "
+    code = ("import os; os.umask(0o002); from llm_energy.pipeline.io import write_text; "
+            "write_text('x', 'results/u.txt'); "
             "print(oct(os.stat('results/u.txt').st_mode & 0o777))")
     return run([sys.executable, "-c", code], d)
 

@@ -7,16 +7,15 @@ import json
 import pytest
 
 from llm_energy import UserError
-from llm_energy import config as cfgmod
-from llm_energy.flops import Arch
-from llm_energy.models import (
+from llm_energy.models.build import (
     build_model,
     download_model,
     hf_config,
     model_facts,
-    read_architecture_file,
-    shipped_architectures,
 )
+from llm_energy.models.flops import Arch
+from llm_energy.pipeline import config as cfgmod
+from llm_energy.pipeline.architectures import read_architecture_file, shipped_architectures
 
 PAPER = {"llama-3.1-8b": 8.03e9, "llama-3.2-1b": 1.24e9, "olmo-1b": 1.18e9, "olmo-7b": 6.89e9,
          "olmoe-1b-7b": 6.92e9, "qwen1.5-32b": 32.5e9, "deepseek-r1-distill-qwen-32b": 32.8e9}

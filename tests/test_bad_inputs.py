@@ -131,7 +131,7 @@ def test_merged_measurement_of_random_bytes_is_one_line(tmp_path):
     import os
 
     from llm_energy import UserError
-    from llm_energy.validation import read_measurements
+    from llm_energy.measurement.validation import read_measurements
 
     path = _cell_file(tmp_path, raw=os.urandom(2000))
     with pytest.raises(UserError) as err:
@@ -147,7 +147,7 @@ def test_merged_measurement_of_random_bytes_is_one_line(tmp_path):
 @pytest.mark.parametrize("drop", [["energy_j"], ["energy_j", "duration_s"], ["status"], ["hardware"], ["repeat"]])
 def test_merged_measurement_without_contract_columns_names_them(tmp_path, drop):
     from llm_energy import UserError
-    from llm_energy.validation import read_measurements
+    from llm_energy.measurement.validation import read_measurements
 
     path = _cell_file(tmp_path, _measurement_table().drop(columns=drop))
     with pytest.raises(UserError) as err:
@@ -163,7 +163,7 @@ def test_merged_measurement_without_contract_columns_names_them(tmp_path, drop):
 ])
 def test_merged_measurement_with_wrong_values_is_one_line(tmp_path, change, named):
     from llm_energy import UserError
-    from llm_energy.validation import read_measurements
+    from llm_energy.measurement.validation import read_measurements
 
     path = _cell_file(tmp_path, _measurement_table(**change))
     with pytest.raises(UserError) as err:
@@ -173,7 +173,7 @@ def test_merged_measurement_with_wrong_values_is_one_line(tmp_path, change, name
 
 def test_merged_measurement_empty_table_is_one_line(tmp_path):
     from llm_energy import UserError
-    from llm_energy.validation import read_measurements
+    from llm_energy.measurement.validation import read_measurements
 
     path = _cell_file(tmp_path, _measurement_table().iloc[:0])
     with pytest.raises(UserError) as err:
@@ -184,7 +184,7 @@ def test_merged_measurement_empty_table_is_one_line(tmp_path):
 def test_measurement_whose_every_point_ran_out_of_memory_is_read_and_checked(tmp_path):
     import pandas as pd
 
-    from llm_energy.validation import check_measurements, read_measurements, unusable
+    from llm_energy.measurement.validation import check_measurements, read_measurements, unusable
 
     oom = pd.DataFrame([{"input_len": 64, "output_len": 8, "batch_size": 2, "repeat": 0, "status": "oom",
                          "role": "grid", "output_tokens": 0, "energy_source": "nvml", **CELL}])
@@ -212,7 +212,7 @@ def _model_dir(tmp_path, config='{"model_type": "llama", "hidden_size": 64, "num
 
 
 def test_good_model_folder_passes(tmp_path):
-    from llm_energy.models import check_model_dir, model_facts
+    from llm_energy.models.build import check_model_dir, model_facts
 
     d = _model_dir(tmp_path)
     assert check_model_dir(d) == d and model_facts(d)["model_type"] == "llama"
@@ -229,7 +229,7 @@ def test_good_model_folder_passes(tmp_path):
 ])
 def test_bad_model_folder_is_one_line(tmp_path, make, named):
     from llm_energy import UserError
-    from llm_energy.models import check_model_dir
+    from llm_energy.models.build import check_model_dir
 
     d = make(tmp_path)
     with pytest.raises(UserError) as err:
@@ -239,7 +239,7 @@ def test_bad_model_folder_is_one_line(tmp_path, make, named):
 
 def test_model_folder_with_cut_or_damaged_files_is_one_line(tmp_path):
     from llm_energy import UserError
-    from llm_energy.models import check_model_dir
+    from llm_energy.models.build import check_model_dir
 
     d = _model_dir(tmp_path)
     weights = d / "model.safetensors"
@@ -265,8 +265,8 @@ def test_model_folder_with_cut_or_damaged_files_is_one_line(tmp_path):
 
 def test_corrupted_config_json_is_one_line_for_flops_and_measurement_facts(tmp_path):
     from llm_energy import UserError
-    from llm_energy.flops import Arch
-    from llm_energy.models import model_facts
+    from llm_energy.models.build import model_facts
+    from llm_energy.models.flops import Arch
 
     d = _model_dir(tmp_path, config='{"model_type": "llama",\n "hidden_size": 64,\n "num_hidden_')
     for read in (lambda: Arch.from_file(d / "config.json"), lambda: model_facts(d)):
@@ -296,7 +296,7 @@ TRACE_SPEC = {"input_column": "ContextTokens", "output_column": "GeneratedTokens
 ])
 def test_bad_token_counts_name_column_row_and_value(tmp_path, content, named):
     from llm_energy import UserError
-    from llm_energy.workloads import load_trace
+    from llm_energy.workloads.profile import load_trace
 
     p = tmp_path / "trace.csv"
     p.write_text(content)
@@ -307,7 +307,7 @@ def test_bad_token_counts_name_column_row_and_value(tmp_path, content, named):
 
 def test_trace_cut_inside_a_column_that_is_not_read_is_one_line(tmp_path):
     from llm_energy import UserError
-    from llm_energy.workloads import load_trace
+    from llm_energy.workloads.profile import load_trace
 
     p = tmp_path / "burst.csv"
     p.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
@@ -319,7 +319,7 @@ def test_trace_cut_inside_a_column_that_is_not_read_is_one_line(tmp_path):
 
 
 def test_trace_without_final_line_break_but_whole_rows_is_read_and_zero_outputs_follow_the_config(tmp_path, caplog):
-    from llm_energy.workloads import load_trace
+    from llm_energy.workloads.profile import load_trace
 
     p = tmp_path / "trace.csv"
     p.write_text(TRACE_HEADER + "10,3\n12,0\n7,4")  # the published Azure files end like this
@@ -334,7 +334,7 @@ def test_trace_of_binary_data_is_one_line(tmp_path):
     import os
 
     from llm_energy import UserError
-    from llm_energy.workloads import load_trace
+    from llm_energy.workloads.profile import load_trace
 
     p = tmp_path / "trace.csv"
     p.write_bytes(os.urandom(4000))
@@ -359,7 +359,7 @@ def test_trace_of_binary_data_is_one_line(tmp_path):
 ])
 def test_bad_task_text_is_one_line(tmp_path, task, name, content, named):
     from llm_energy import UserError
-    from llm_energy.tasks import read_texts
+    from llm_energy.workloads.tasks import read_texts
 
     p = tmp_path / name
     p.write_bytes(content) if isinstance(content, bytes) else p.write_text(content)
@@ -370,7 +370,7 @@ def test_bad_task_text_is_one_line(tmp_path, task, name, content, named):
 
 def test_bad_imdb_folder_is_one_line(tmp_path):
     from llm_energy import UserError
-    from llm_energy.tasks import read_texts
+    from llm_energy.workloads.tasks import read_texts
 
     d = tmp_path / "aclImdb"
     (d / "test" / "pos").mkdir(parents=True)
@@ -394,7 +394,7 @@ def test_bad_imdb_folder_is_one_line(tmp_path):
     _one_line(err, str(f), "is a file, not the aclImdb folder")
 
 
-# The PG-19 book of the measurement prompts (measurement.prompt_file, prompts.py).
+# The PG-19 book of the measurement prompts (measurement.prompt_file, measurement/prompts.py).
 
 class _CharTokenizer:
     """One token per character: enough to measure a book's length."""
@@ -415,7 +415,7 @@ class _CharTokenizer:
 ])
 def test_bad_prompt_book_is_one_line(tmp_path, name, content, named):
     from llm_energy import UserError
-    from llm_energy.prompts import BookPrompts
+    from llm_energy.measurement.prompts import BookPrompts
 
     p = tmp_path / name
     p.write_bytes(content) if isinstance(content, bytes) else p.write_text(content)
@@ -426,7 +426,7 @@ def test_bad_prompt_book_is_one_line(tmp_path, name, content, named):
 
 def test_prompt_book_shorter_than_the_longest_prompt_is_one_line(tmp_path):
     from llm_energy import UserError
-    from llm_energy.prompts import BookPrompts
+    from llm_energy.measurement.prompts import BookPrompts
 
     p = tmp_path / "book.txt"
     p.write_text("x" * 10)

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from llm_energy.binning import bin_edges_ceiling, bin_requests
+from llm_energy.workloads.binning import bin_edges_ceiling, bin_requests
 
 
 def test_ceiling_edges_at_below_and_above():

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from llm_energy import UserError
-from llm_energy import carbon as C
-from llm_energy import config as cfgmod
+from llm_energy.estimates import carbon as C
+from llm_energy.pipeline import config as cfgmod
 
 REPO = Path(__file__).resolve().parents[1]
 CELL = {"hardware": "hw", "model": "m", "variant": "vllm-eager", "decoding": "greedy"}

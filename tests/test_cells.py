@@ -1,4 +1,4 @@
-"""Variant names parsed in one place (llm_energy.cells), and the files of a cell at every stage."""
+"""Variant names parsed in one place (llm_energy.pipeline.cells), and the files of a cell at every stage."""
 
 import inspect
 import itertools
@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from llm_energy import UserError
-from llm_energy import config as cfgmod
-from llm_energy.cells import Cell, Variant, compose, merged_cells, split_tensor_parallel
+from llm_energy.pipeline import config as cfgmod
+from llm_energy.pipeline.cells import Cell, Variant, compose, merged_cells, split_tensor_parallel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,8 +203,10 @@ def test_merged_cells_are_the_configured_cells_found_under_other_hardware(cfg, t
 # --- the backend declares what the measurement loop asks -----------------------------------------------
 
 def test_backend_declares_what_the_loop_uses_and_the_loop_does_not_probe():
-    from llm_energy import cell, measure, replay
-    from llm_energy.backends import Backend, make_backend
+    from llm_energy.estimates import replay
+    from llm_energy.measurement import cell
+    from llm_energy.measurement import loop as measure
+    from llm_energy.measurement.backends import Backend, make_backend
 
     assert Backend.prefix_caching is False
     b = make_backend("transformers-compile", "m")
@@ -219,17 +221,17 @@ def test_backend_declares_what_the_loop_uses_and_the_loop_does_not_probe():
 @pytest.mark.parametrize("name, eager", [("vllm-eager", True), ("vllm-cudagraph-tp4", False),
                                          ("vllm-online-tp2", True)])
 def test_vllm_engine_settings_come_from_the_variant(name, eager):
-    from llm_energy.backends import make_backend
-    from llm_energy.backends.vllm import engine_args
+    from llm_energy.measurement.backends import make_backend
+    from llm_energy.measurement.backends.vllm import engine_args
 
     args = engine_args(make_backend(name, "m"))
     assert args["enforce_eager"] is eager and args["tensor_parallel_size"] == Variant.parse(name).tensor_parallel
 
 
 def test_the_decoding_names_have_one_home_the_schema_agrees_and_figures_order_by_it():
-    from llm_energy.backends import DECODINGS as backend_decodings
-    from llm_energy.cells import DECODINGS
-    from llm_energy.figures.data import decoding_order
+    from llm_energy.measurement.backends import DECODINGS as backend_decodings
+    from llm_energy.paper.figures.data import decoding_order
+    from llm_energy.pipeline.cells import DECODINGS
 
     items = cfgmod.load_schema()["properties"]["cells"]["items"]
     assert items["properties"]["decoding"]["items"]["enum"] == list(DECODINGS)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from llm_energy import UserError
-from llm_energy import config as cfgmod
+from llm_energy.pipeline import config as cfgmod
 
 REPO = Path(__file__).resolve().parents[1]
 

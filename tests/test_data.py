@@ -2,8 +2,9 @@
 import pytest
 
 from llm_energy import UserError
-from llm_energy.data import fetch, sha256_of
-from llm_energy.workloads import load_trace, stats
+from llm_energy.pipeline.io import sha256_of
+from llm_energy.workloads.profile import load_trace, stats
+from llm_energy.workloads.sources import fetch
 
 AZURE = {"input_column": "ContextTokens", "output_column": "GeneratedTokens"}
 BURST = {"input_column": "Request tokens", "output_column": "Response tokens"}
@@ -65,7 +66,7 @@ def test_failed_download_says_what_to_place_where_and_leaves_nothing(tmp_path):
 def test_task_profile_counts_templated_tokens_of_a_seeded_sample(shared, tiny_model):
     from transformers import AutoTokenizer
 
-    from llm_energy.tasks import profile_task
+    from llm_energy.workloads.tasks import profile_task
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     path = shared / "wmt14/data_de_validation.txt"
@@ -81,7 +82,7 @@ def test_task_profile_counts_templated_tokens_of_a_seeded_sample(shared, tiny_mo
 
 
 def test_task_reader_errors_are_one_line(tmp_path):
-    from llm_energy.tasks import read_texts
+    from llm_energy.workloads.tasks import read_texts
 
     with pytest.raises(UserError, match="is missing: place the imdb data there"):
         read_texts("imdb", tmp_path / "aclImdb")
@@ -92,7 +93,7 @@ def test_task_reader_errors_are_one_line(tmp_path):
 
 
 def test_imdb_and_wikitext_readers(shared):
-    from llm_energy.tasks import read_texts
+    from llm_energy.workloads.tasks import read_texts
 
     reviews = read_texts("imdb", shared / "imdb/aclImdb")
     assert len(reviews) == 1000 and all(r.strip() for r in reviews)
@@ -117,8 +118,8 @@ def _tarball(tmp_path):
 
 
 def test_archive_folder_is_extracted_in_part_and_read_as_a_task(tmp_path):
-    from llm_energy.data import fetch_archive
-    from llm_energy.tasks import read_texts
+    from llm_energy.workloads.sources import fetch_archive
+    from llm_energy.workloads.tasks import read_texts
 
     archive = _tarball(tmp_path)
     dest = tmp_path / "raw" / "aclImdb"

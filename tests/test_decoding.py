@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from conftest import Loaded
 
-from llm_energy.backends import DECODINGS, Unsupported, make_backend
-from llm_energy.measure import Point, Protocol, run_cell, synthetic_prompts
+from llm_energy.measurement.backends import DECODINGS, Unsupported, make_backend
+from llm_energy.measurement.loop import Point, Protocol, run_cell, synthetic_prompts
 
 SAMPLERS = ("greedy", "temperature", "top-p")
 
@@ -111,7 +111,7 @@ def test_vllm_sampling_strategies_exact_lengths(vllm_backend):
 
 
 def test_vllm_sampling_parameters():
-    from llm_energy.backends.vllm import sampling_kwargs
+    from llm_energy.measurement.backends.vllm import sampling_kwargs
 
     b = make_backend("vllm-eager", "m", decoding="top-p", decoding_options={"top_p": 0.8})
     assert sampling_kwargs(b, 5) == {"max_tokens": 5, "min_tokens": 5, "ignore_eos": True, "temperature": 1.0,
@@ -184,7 +184,7 @@ def vllm_server(tiny_model):
                      decoding_options={"beam_width": 2}, startup_timeout_s=300)
     b.load()
     yield b
-    from llm_energy.backends.vllm_online import group_alive
+    from llm_energy.measurement.backends.vllm_online import group_alive
 
     pid = b.proc.pid
     assert group_alive(pid)
@@ -198,8 +198,8 @@ def test_online_rate_sweep_on_a_real_server_records_latency_and_energy(vllm_serv
     exact length, every rate has latency percentiles and a metered window, per-request shares add up."""
     import pandas as pd
 
-    from llm_energy.meters import make_meter
-    from llm_energy.online_sweep import sweep
+    from llm_energy.measurement.meters import make_meter
+    from llm_energy.online.sweep import sweep
 
     sample = pd.DataFrame({"input_tokens": [30, 12, 50, 8, 20, 40, 16, 24], "output_tokens": [6, 3, 9, 2, 5, 7, 4, 8]})
     prompts = [[5 + k] * n for k, n in enumerate(sample["input_tokens"])]
@@ -276,8 +276,8 @@ def test_poisson_arrivals_are_spaced(tiny_model):
 
 
 def test_server_command_carries_the_engine_settings(tiny_model, draft_model):
-    from llm_energy.backends.vllm import engine_args
-    from llm_energy.backends.vllm_online import server_command
+    from llm_energy.measurement.backends.vllm import engine_args
+    from llm_energy.measurement.backends.vllm_online import server_command
 
     b = make_backend("vllm-online-tp2", str(tiny_model), decoding="speculative", draft_dir=str(draft_model),
                      max_model_len=512, max_batch_size=8)
@@ -320,7 +320,7 @@ def test_transformers_prompt_lookup_proposes_from_the_prompt_and_counts(tiny_mod
 
 
 def test_acceptance_of_a_window_is_unknown_not_zero_without_counters():
-    from llm_energy.measure import acceptance
+    from llm_energy.measurement.loop import acceptance
 
     assert acceptance((10, 4), (30, 14), "prompt-lookup")["acceptance_rate"] == pytest.approx(0.5)
     unknown = acceptance(None, None, "speculative")
@@ -333,7 +333,7 @@ def test_acceptance_of_a_window_is_unknown_not_zero_without_counters():
 def test_vllm_spec_counters_are_read_from_the_engine_metrics():
     from types import SimpleNamespace as M
 
-    from llm_energy.backends.vllm import spec_counters
+    from llm_energy.measurement.backends.vllm import spec_counters
 
     metrics = [M(name="vllm:spec_decode_num_draft_tokens", value=236), M(name="vllm:num_requests", value=3),
                M(name="vllm:spec_decode_num_accepted_tokens", value=102)]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_energy.energy_model import (
+from llm_energy.modelling.energy_model import (
     DEFAULT_TERMS,
     EnergyModel,
     ModelNotFittable,
@@ -16,7 +16,7 @@ from llm_energy.energy_model import (
     min_points,
     nnls,
 )
-from llm_energy.serving import admission_steps, occupancy, serve, static_batches
+from llm_energy.modelling.serving import admission_steps, occupancy, serve, static_batches
 
 # A made-up cell: 2 J per prefill step, 0.01 J per prompt token, attention 1e-6 J per token^2;
 # 0.5 J per decode step, 0.05 J per sequence-step, 1e-5 J per context token attended.
@@ -74,7 +74,7 @@ def test_nnls_keeps_coefficients_non_negative_and_finds_the_optimum():
 
 
 def test_each_cell_takes_the_form_that_predicts_its_points_best():
-    from llm_energy.energy_model import PER_SEQUENCE_TERMS
+    from llm_energy.modelling.energy_model import PER_SEQUENCE_TERMS
 
     per_seq = EnergyModel({**TRUE.coef, "prefill_seq": 0.3})
     assert fit_cell(synthetic(per_seq)).terms == PER_SEQUENCE_TERMS
@@ -247,7 +247,7 @@ def _sample(n=24, seed=5):
 
 def _replays(sample, energies, variant="vllm-eager", workload="w"):
     """A replay file's rows: one per metered run, each with the sample's requests."""
-    from llm_energy.replay import replay_rows
+    from llm_energy.estimates.replay import replay_rows
 
     runs = [{"run": k, "n_requests": len(sample), "replay_energy_j": e, "replay_duration_s": 1.0 + k,
              "replay_tokens_generated": int(sample["output_tokens"].sum()),
@@ -259,7 +259,7 @@ def _replays(sample, energies, variant="vllm-eager", workload="w"):
 
 @pytest.mark.parametrize("variant", ["vllm-eager", "transformers-eager"])
 def test_validation_compares_both_estimates_with_the_mean_of_two_metered_runs(tmp_path, variant):
-    from llm_energy.replay import compare, validate
+    from llm_energy.estimates.replay import compare, validate
 
     sample = _sample()
     served = serve(TRUE, sample["input_tokens"], sample["output_tokens"], 8, variant.split("-")[0]).energy_j
@@ -279,7 +279,7 @@ def test_validation_compares_both_estimates_with_the_mean_of_two_metered_runs(tm
 
 
 def test_control_points_spread_over_the_grid_energies_at_the_grid_batch():
-    from llm_energy.replay import control_points
+    from llm_energy.estimates.replay import control_points
 
     m = synthetic()
     m.loc[m.index[:2], "status"] = "failed"  # a failed row never picks a shape
@@ -292,7 +292,7 @@ def test_control_points_spread_over_the_grid_energies_at_the_grid_batch():
 
 
 def test_meter_drift_is_the_control_points_level_in_the_replay_job_against_the_grid_job(tmp_path):
-    from llm_energy.replay import validate
+    from llm_energy.estimates.replay import validate
 
     sample = _sample()
     m = synthetic()
@@ -319,7 +319,7 @@ def test_meter_drift_is_the_control_points_level_in_the_replay_job_against_the_g
 
 
 def test_validation_of_a_cell_too_small_for_the_model_flags_it():
-    from llm_energy.replay import validate
+    from llm_energy.estimates.replay import validate
 
     sample = _sample(n=6)
     sample["input_tokens"] = np.minimum(sample["input_tokens"], 64)
@@ -330,7 +330,7 @@ def test_validation_of_a_cell_too_small_for_the_model_flags_it():
 
 
 def test_validation_without_a_binned_estimate_says_why_and_still_has_the_model():
-    from llm_energy.replay import validate
+    from llm_energy.estimates.replay import validate
 
     m = synthetic()
     m.loc[(m["input_len"] == 4096) & (m["output_len"] == 512), "valid"] = False  # a bin that failed validation
@@ -343,10 +343,10 @@ def test_validation_without_a_binned_estimate_says_why_and_still_has_the_model()
 # --- the estimates: two methods, one contract -------------------------------------------------------------
 
 def _estimate(validation=None, cells=None):
-    from llm_energy.binning import bin_requests
-    from llm_energy.estimate import estimate_cells
-    from llm_energy.flops import Arch
-    from llm_energy.specs import load_specs
+    from llm_energy.estimates.estimate import estimate_cells
+    from llm_energy.estimates.specs import load_specs
+    from llm_energy.models.flops import Arch
+    from llm_energy.workloads.binning import bin_requests
 
     profile = _sample(n=200)
     profile.loc[0, ["input_tokens", "output_tokens"]] = [6000, 100]  # beyond the top edge: binning drops it
@@ -395,7 +395,7 @@ def test_systematic_error_is_the_largest_error_of_the_method_in_the_replays():
 
 
 def test_savings_and_existing_readers_see_one_binned_row_per_stack():
-    from llm_energy.estimate import savings
+    from llm_energy.estimates.estimate import savings
 
     est, _, _ = _estimate()
     sav = savings(est, [{"baseline": "transformers-eager", "optimized": "vllm-eager"}])
@@ -415,8 +415,8 @@ def test_a_cell_too_small_for_the_model_is_a_flagged_row_not_a_silent_nan():
 
 
 def test_request_flops_match_the_flops_module():
-    from llm_energy.estimate import request_flops
-    from llm_energy.flops import Arch, generation_flops
+    from llm_energy.estimates.estimate import request_flops
+    from llm_energy.models.flops import Arch, generation_flops
 
     arch = Arch(hidden=4096, layers=32, heads=32, kv_heads=8, head_dim=128, vocab=128256, intermediate=14336)
     inputs, outputs = [1, 300, 2048], [1, 64, 513]

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from llm_energy import UserError
-from llm_energy.estimate import binned_estimate, workload_estimate
+from llm_energy.estimates.estimate import binned_estimate, workload_estimate
 
 
 def _row(i, o, b, r, e, role="grid", status="ok"):
@@ -49,9 +49,9 @@ def test_each_bin_uses_its_own_largest_batch():
 
 
 def test_ideal_energy_is_tdp_over_peak_times_flops_both_peaks():
-    from llm_energy.estimate import add_ideal_columns, ideal_energy
-    from llm_energy.flops import Arch, generation_flops
-    from llm_energy.specs import load_specs, spec_for
+    from llm_energy.estimates.estimate import add_ideal_columns, ideal_energy
+    from llm_energy.estimates.specs import load_specs, spec_for
+    from llm_energy.models.flops import Arch, generation_flops
 
     arch = Arch(hidden=4096, layers=32, heads=32, kv_heads=8, head_dim=128, vocab=128256, intermediate=14336)
     bins = pd.DataFrame({"input_bin": [256, 1024], "output_bin": [8, 64], "n_requests": [100, 7]})
@@ -68,7 +68,7 @@ def test_ideal_energy_is_tdp_over_peak_times_flops_both_peaks():
 
 
 def test_config_specs_extend_the_datasheet_table():
-    from llm_energy.specs import load_specs, spec_for
+    from llm_energy.estimates.specs import load_specs, spec_for
 
     specs = load_specs({"cpu-x": {"tdp_w": 8, "bf16_dense_tflops": 0.5}})
     assert spec_for("cpu-x", specs)["tdp_w"] == 8 and spec_for("h100-80gb-hbm3", specs)["tdp_w"] == 700
@@ -76,7 +76,7 @@ def test_config_specs_extend_the_datasheet_table():
 
 
 def test_savings_of_optimized_over_baseline():
-    from llm_energy.estimate import savings
+    from llm_energy.estimates.estimate import savings
 
     est = pd.DataFrame([
         {"workload": "w", "hardware": "h", "model": "m", "decoding": "greedy", "variant": "transformers-eager",
@@ -90,9 +90,9 @@ def test_savings_of_optimized_over_baseline():
 
 
 def test_without_profiles_the_estimates_are_the_binned_ones_with_the_method_columns():
-    from llm_energy.estimate import estimate_cells
-    from llm_energy.flops import Arch
-    from llm_energy.specs import load_specs
+    from llm_energy.estimates.estimate import estimate_cells
+    from llm_energy.estimates.specs import load_specs
+    from llm_energy.models.flops import Arch
 
     bins = pd.DataFrame({"input_bin": [64, 256], "output_bin": [8, 32], "n_requests": [10, 3]})
     m = _measurements({(64, 8): 2.0, (256, 32): 7.0}).assign(hardware="h", model="m", variant="vllm-eager",
@@ -106,7 +106,7 @@ def test_without_profiles_the_estimates_are_the_binned_ones_with_the_method_colu
 
 
 def test_savings_compare_binned_estimates_only():
-    from llm_energy.estimate import savings
+    from llm_energy.estimates.estimate import savings
 
     rows = [{"workload": "w", "hardware": "h", "model": "m", "decoding": "greedy", "variant": v, "method": k,
              "energy_j": e} for v, k, e in [("transformers-eager", "binned", 200.0), ("vllm-eager", "binned", 54.0),

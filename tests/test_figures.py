@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_energy import figures as F
-from llm_energy.figures.batch import fig_energy_latency_frontier
+from llm_energy.paper import figures as F
+from llm_energy.paper.figures.batch import fig_energy_latency_frontier
 
 FI, FO = 64, 8
 BATCHES = [1, 2, 4]
@@ -354,7 +354,7 @@ def test_request_energy_from_estimated_energy_says_so(tmp_path):
 
 
 def test_request_energy_without_per_request_tables_says_no_data(tmp_path):
-    from llm_energy import paper
+    from llm_energy.paper import registry as paper
 
     # Through the registry: no rate sweep gives no files, the loader an empty table.
     paper.write("fig_request_energy", {"requests": []}, {}, files(tmp_path, "fig_request_energy"))
@@ -370,7 +370,7 @@ def test_request_energy_without_per_request_tables_says_no_data(tmp_path):
 
 
 def test_latency_targets_table(tmp_path):
-    from llm_energy.tables import TableFiles, table_latency_targets
+    from llm_energy.paper.tables import TableFiles, table_latency_targets
 
     out = TableFiles(tmp_path / "t.tex", tmp_path / "t.csv")
     targets = {"tpot_p90_s": 0.05, "ttft_p90_s": 0.2, "e2e_p90_s": 5}
@@ -390,7 +390,7 @@ def test_latency_targets_table(tmp_path):
 
 
 def test_latency_targets_table_without_sweep_or_targets(tmp_path):
-    from llm_energy.tables import TableFiles, table_latency_targets
+    from llm_energy.paper.tables import TableFiles, table_latency_targets
 
     out = TableFiles(tmp_path / "t.tex", tmp_path / "t.csv")
     table_latency_targets(pd.DataFrame(), {"tpot_p90_s": 0.05}, out)
@@ -543,7 +543,7 @@ def test_fig8_per_request_of_each_method(tmp_path):
 
 
 def test_table4_both_methods_savings_and_carbon(tmp_path):
-    from llm_energy.tables import TableFiles, table_estimates
+    from llm_energy.paper.tables import TableFiles, table_estimates
 
     est, _ = both_methods()
     sav = pd.DataFrame([{"workload": w, "hardware": "hw-a", "model": "m", "decoding": "greedy",
@@ -593,7 +593,7 @@ def test_captions_escape_latex(tmp_path):
 def test_registry_names_each_output_once_and_its_function_takes_what_it_names():
     import inspect
 
-    from llm_energy import paper
+    from llm_energy.paper import registry as paper
 
     assert not set(paper.FIGURES) & set(paper.TABLES)
     for name, out in {**paper.FIGURES, **paper.TABLES}.items():
@@ -609,7 +609,7 @@ def test_registry_names_each_output_once_and_its_function_takes_what_it_names():
 
 
 def test_replay_figure_only_when_replay_is_enabled():
-    from llm_energy import paper
+    from llm_energy.paper import registry as paper
 
     on = paper.enabled(paper.FIGURES, {"replay": {"enabled": True}})
     off = paper.enabled(paper.FIGURES, {"replay": {"enabled": False}})
@@ -619,7 +619,7 @@ def test_replay_figure_only_when_replay_is_enabled():
 
 def test_write_takes_the_paths_it_is_given(tmp_path):
     """A job writes exactly the four files Snakemake names, wherever they are, with the CSV a direct call writes."""
-    from llm_energy import paper
+    from llm_energy.paper import registry as paper
 
     m = pd.concat([cell("vllm-eager"), cell("vllm-eager", "beam", scale=1.4, seed=1)], ignore_index=True)
     table = tmp_path / "in" / "checked.parquet"
@@ -640,8 +640,8 @@ def test_tables_read_only_their_workloads(tmp_path):
     written to its own .tex and .csv."""
     import json
 
-    from llm_energy import paper
-    from llm_energy.tables import TableFiles
+    from llm_energy.paper import registry as paper
+    from llm_energy.paper.tables import TableFiles
 
     stat = {"n_requests": 3, "input_tokens": {"mean": 2.0, "std": 1.0, "median": 2, "p99": 3, "max": 3},
             "output_tokens": {"mean": 4.0, "std": 0.0, "median": 4, "p99": 4, "max": 4}}
@@ -659,7 +659,7 @@ def test_tables_read_only_their_workloads(tmp_path):
 def test_check_serving_accepts_the_written_outputs_and_catches_a_wrong_front_flag(tmp_path):
     from check_outputs import check_serving
 
-    from llm_energy.tables import TableFiles, table_latency_targets
+    from llm_energy.paper.tables import TableFiles, table_latency_targets
 
     data = pd.concat([serving(), serving(batch=4, scale=0.8)], ignore_index=True)
     (tmp_path / "results/serving/hw-a").mkdir(parents=True)

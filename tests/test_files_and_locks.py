@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from llm_energy import UserError
-from llm_energy import io as io_mod
-from llm_energy.locks import device_locks, lock_dir
+from llm_energy.measurement.locks import device_locks, lock_dir
+from llm_energy.pipeline import io as io_mod
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ WRITE_ALL = """
 import json, os, stat, sys
 os.umask(int(sys.argv[1], 8))
 import pandas as pd
-from llm_energy.io import atomic_path, current_umask, temp_dir_beside, write_json, write_parquet, write_text
+from llm_energy.pipeline.io import atomic_path, current_umask, temp_dir_beside, write_json, write_parquet, write_text
 d = sys.argv[2]
 write_text("x\\n", d + "/a.txt")
 write_json({"a": 1}, d + "/sub/b.json")
@@ -114,7 +114,7 @@ def test_lock_file_that_cannot_be_opened_is_one_line(tmp_path, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)
-    monkeypatch.setattr("llm_energy.locks.time.sleep", lambda s: None)
+    monkeypatch.setattr("llm_energy.measurement.locks.time.sleep", lambda s: None)
     with pytest.raises(UserError) as err:
         with device_locks(["GPU-a"]):
             pass
@@ -260,7 +260,7 @@ def _config(tmp_path, model_path) -> dict:
 
 
 def test_measure_refuses_to_overwrite_the_pipelines_file(tmp_path):
-    from llm_energy.hardware import detect
+    from llm_energy.pipeline.hardware import detect
 
     _config(tmp_path, tmp_path / "no-such-model")  # were the model loaded, the error would be another
     rel = f"results/measurements/{detect()}/m/transformers-eager/greedy.parquet"
@@ -296,9 +296,9 @@ def test_measure_refuses_an_unreadable_out_too(tmp_path):
 def test_result_written_by_another_during_the_sweep_is_kept(tiny_model, tmp_path, monkeypatch):
     """The check before the load cannot see a file that appears while the cell is measured: then this
     measurement goes beside it, and one line says where."""
-    from llm_energy import cell
-    from llm_energy import config as config_mod
-    from llm_energy.hardware import detect
+    from llm_energy.measurement import cell
+    from llm_energy.pipeline import config as config_mod
+    from llm_energy.pipeline.hardware import detect
 
     cfg = config_mod.validate(_config(tmp_path, tiny_model))
     out = tmp_path / "cell.parquet"

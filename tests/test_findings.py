@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from llm_energy.findings import (
+from llm_energy.paper.findings import (
     FINDINGS,
     NOT_REPRODUCED,
     NOT_TESTABLE,

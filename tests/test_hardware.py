@@ -1,4 +1,4 @@
-from llm_energy.hardware import GpuInfo, cpu_slug, select_visible, slugify
+from llm_energy.pipeline.hardware import GpuInfo, cpu_slug, select_visible, slugify
 
 
 def test_slugs():

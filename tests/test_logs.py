@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_energy import config as config_mod
-from llm_energy.measure import Point, Protocol, estimate_remaining_s, point_cost
-from llm_energy.rulekit import run_rule, setup_logging
+from llm_energy.measurement.loop import Point, Protocol, estimate_remaining_s, point_cost
+from llm_energy.pipeline import config as config_mod
+from llm_energy.pipeline.rulekit import run_rule, setup_logging
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_log_file_is_fresh_and_survives_a_dictconfig(tmp_path, restore_logging):
 
 
 def test_server_output_goes_to_the_log_with_its_levels(caplog):
-    from llm_energy.backends.vllm_online import OutputPump
+    from llm_energy.measurement.backends.vllm_online import OutputPump
 
     script = ("import sys\n"
               "print('(APIServer pid=1) INFO 11-26 12:00:00 [api.py:1] Starting vLLM API server')\n"
@@ -120,8 +120,8 @@ def test_server_output_goes_to_the_log_with_its_levels(caplog):
               "print('Traceback (most recent call last):', file=sys.stderr)\n"
               "print('OSError: no such model', file=sys.stderr)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    with caplog.at_level(logging.INFO, logger="llm_energy.backends.vllm_online.server"):
-        pump = OutputPump(proc.stdout, logging.getLogger("llm_energy.backends.vllm_online.server"))
+    with caplog.at_level(logging.INFO, logger="llm_energy.measurement.backends.vllm_online.server"):
+        pump = OutputPump(proc.stdout, logging.getLogger("llm_energy.measurement.backends.vllm_online.server"))
         proc.wait(timeout=30)
         pump.join(timeout=10)
     levels = {r.getMessage().split(" ")[0]: r.levelno for r in caplog.records}
@@ -138,8 +138,8 @@ def test_vllm_cell_log_holds_engine_start_progress_and_summary(tiny_model, tmp_p
     vLLM's lines from the engine process, every point's progress, and the cell's summary; stderr
     still shows the progress. This starts an engine of its own: the engine start is what is tested."""
     pytest.importorskip("vllm")
-    from llm_energy.cell import measure_cell
-    from llm_energy.hardware import detect
+    from llm_energy.measurement.cell import measure_cell
+    from llm_energy.pipeline.hardware import detect
 
     cfg = config_mod.validate({
         "models": {"m": {"source": "local", "path": str(tiny_model), "dtype": "bfloat16"}},

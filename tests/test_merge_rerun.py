@@ -21,8 +21,8 @@ import pytest
 import yaml
 from pipeline_configs import ONE_CELL, jobs_planned, snakemake_cores
 
-from llm_energy.config import load as load_config
-from llm_energy.manifest import build_manifest, config_hash, file_sha256, package_versions
+from llm_energy.pipeline.config import load as load_config
+from llm_energy.pipeline.manifest import build_manifest, config_hash, file_sha256, package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_manifest_of_a_measurement_file(tmp_path):
 
 @pytest.mark.slow
 def test_manifest_records_the_run(small_run):
-    from llm_energy.hardware import detect
+    from llm_energy.pipeline.hardware import detect
 
     m = json.loads((small_run / "results/manifest.json").read_text())
     assert m["config_sha256"] == config_hash(load_config(small_run / "config.yaml"))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from llm_energy import UserError
-from llm_energy.meters import CpuEstimateMeter, RaplMeter, make_meter, rapl_domains
+from llm_energy.measurement.meters import CpuEstimateMeter, RaplMeter, make_meter, rapl_domains
 
 
 def _busy(seconds):
@@ -77,8 +77,8 @@ def test_rapl_sums_package_and_dram_and_handles_wraparound(tmp_path):
 
 
 def test_require_measured_refuses_the_estimate(monkeypatch):
-    monkeypatch.setattr("llm_energy.meters.rapl_domains", lambda root=None: [])
-    monkeypatch.setattr("llm_energy.hardware.nvml_gpus", lambda nvml=None: [])
+    monkeypatch.setattr("llm_energy.measurement.meters.rapl_domains", lambda root=None: [])
+    monkeypatch.setattr("llm_energy.pipeline.hardware.nvml_gpus", lambda nvml=None: [])
     with pytest.raises(UserError, match="only the CPU-time estimate"):
         make_meter("auto", require_measured=True)
     with pytest.raises(UserError, match="meter 'rapl' is not available"):
@@ -89,7 +89,7 @@ def test_require_measured_refuses_the_estimate(monkeypatch):
 # NVML: a stand-in module (tests/fake_nvml.py) behaves like the real one; no GPU here.
 from fake_nvml import FakeDevice, FakeNvml  # noqa: E402
 
-from llm_energy.meters import NvmlMeter, integrate  # noqa: E402
+from llm_energy.measurement.meters import NvmlMeter, integrate  # noqa: E402
 
 
 def test_integrate_trapezoid_and_edges():

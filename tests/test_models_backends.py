@@ -6,9 +6,9 @@ import os
 import pytest
 
 from llm_energy import UserError
-from llm_energy.backends import make_backend
-from llm_energy.measure import Point, Protocol, run_cell, synthetic_prompts
-from llm_energy.models import VOCAB_SIZE, check_model_dir, weights_kind
+from llm_energy.measurement.backends import make_backend
+from llm_energy.measurement.loop import Point, Protocol, run_cell, synthetic_prompts
+from llm_energy.models.build import VOCAB_SIZE, check_model_dir, weights_kind
 
 
 def test_built_model_has_real_tokenizer_and_random_weights(tiny_model):
@@ -29,7 +29,7 @@ def test_built_model_has_real_tokenizer_and_random_weights(tiny_model):
 def test_same_seed_same_weights(tiny_model, tmp_path):
     from conftest import TINY_ARCH
 
-    from llm_energy.models import build_model
+    from llm_energy.models.build import build_model
 
     again = build_model(tmp_path / "again", TINY_ARCH, seed=0)
     other = build_model(tmp_path / "other", TINY_ARCH, seed=1)
@@ -90,7 +90,7 @@ def test_transformers_serves_static_padded_batches(tiny_model):
 def test_padded_point_is_a_left_padded_batch_of_different_lengths(tiny_model):
     """A point of role ``padded`` runs batches of the lengths ``padded_lengths`` gives (longest = its
     input length) through the backend's padded path, warm-up, full and prefill windows alike."""
-    from llm_energy.measure import padded_lengths
+    from llm_energy.measurement.loop import padded_lengths
 
     backend = make_backend("transformers-eager", str(tiny_model), dtype="float32")
     seen = []
@@ -118,7 +118,7 @@ def test_vllm_serves_each_request_its_own_length(vllm_backend):
 def test_replay_sample_is_seeded_and_within_the_top_edges():
     import pandas as pd
 
-    from llm_energy.replay import sample_requests
+    from llm_energy.estimates.replay import sample_requests
 
     profile = pd.DataFrame({"input_tokens": range(1, 201), "output_tokens": [5, 900] * 100})
     a = sample_requests(profile, 20, seed=3, max_input=150, max_output=512)
@@ -132,7 +132,7 @@ def test_replay_sample_is_seeded_and_within_the_top_edges():
 IN_PROCESS_SCRIPT = """
 import json, os, sys
 import psutil
-from llm_energy.backends import make_backend
+from llm_energy.measurement.backends import make_backend
 
 if __name__ == "__main__":
     b = make_backend("vllm-eager", sys.argv[1], dtype="bfloat16", max_model_len=256, max_batch_size=2)
@@ -168,7 +168,7 @@ def test_vllm_engine_in_process_on_cpu(tiny_model, tmp_path):
 def test_cpu_engines_use_vllms_standard_compile_cache_unless_the_environment_chose(monkeypatch):
     """vLLM 0.32's AOT compile cache does not load back on CPU (every compiled engine compiled again);
     its standard cache does. A user's own choice stays."""
-    from llm_energy.backends.vllm import _SCHEDULER_THREAD_VARS, AOT_COMPILE_VAR, prepare_cpu_environment
+    from llm_energy.measurement.backends.vllm import _SCHEDULER_THREAD_VARS, AOT_COMPILE_VAR, prepare_cpu_environment
 
     for var in (*_SCHEDULER_THREAD_VARS, "VLLM_CPU_KVCACHE_SPACE"):  # which it clears or sets: restored after
         if var in os.environ:

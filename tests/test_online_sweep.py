@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from llm_energy.online_sweep import (
+from llm_energy.online.sweep import (
     Timing,
     latency_columns,
     poisson_arrivals,
@@ -82,7 +82,7 @@ def test_attribution_recovers_a_known_prefill_decode_split():
     requests' energies are far off; weighted by the cell's measured ratio, exact."""
     import pandas as pd
 
-    from llm_energy.online_sweep import prompt_token_weight
+    from llm_energy.online.sweep import prompt_token_weight
 
     rng = np.random.default_rng(0)
     timings = []
@@ -113,7 +113,7 @@ def test_a_steady_window_without_a_streamed_token_falls_back_to_the_whole_run():
     then has no token to go to, so the rate is metered over the whole run, and the shares add up."""
     import time
 
-    from llm_energy.online_sweep import EMPTY_WINDOW, sweep_rate
+    from llm_energy.online.sweep import EMPTY_WINDOW, sweep_rate
 
     class QueuedServer:
         """Every request's tokens stream 0.3 s after it is sent, all at once."""

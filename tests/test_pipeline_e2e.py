@@ -42,7 +42,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, shared):
-    from llm_energy.hardware import detect
+    from llm_energy.pipeline.hardware import detect
 
     d = tmp_path_factory.mktemp("run")
     # A spec for this machine, so that the ideal energy is computed and checked too.
@@ -74,7 +74,7 @@ def test_outputs_hold_the_right_numbers(run_dir, shared):
 
 
 def detect_slug() -> str:
-    from llm_energy.hardware import detect
+    from llm_energy.pipeline.hardware import detect
 
     return detect()
 

@@ -1,4 +1,4 @@
-"""What the workflow settles before any job (llm_energy.plan): each check on its own."""
+"""What the workflow settles before any job (llm_energy.pipeline.plan): each check on its own."""
 
 import os
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from llm_energy import UserError
-from llm_energy.plan import absent_raw, is_dry_run, package_code, refuse_other_hardware_targets
+from llm_energy.pipeline.plan import absent_raw, is_dry_run, package_code, refuse_other_hardware_targets
 
 
 @pytest.mark.parametrize("argv, dry", [(["-n"], True), (["--cores", "2", "-np"], True), (["--dry-run"], True),
@@ -38,9 +38,9 @@ def test_a_link_to_nothing_is_one_line(tmp_path):
 
 def test_package_code_is_relative_and_a_folder_means_its_modules(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (estimate,) = package_code("estimate")
+    (estimate,) = package_code("estimates.estimate")
     assert not os.path.isabs(estimate) and Path(estimate).resolve().name == "estimate.py"
-    figures = package_code("figures")
+    figures = package_code("paper.figures")
     assert len(figures) > 3 and all(Path(f).resolve().parent.name == "figures" for f in figures)
 
 

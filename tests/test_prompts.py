@@ -5,7 +5,7 @@ import json
 import pytest
 
 from llm_energy import UserError
-from llm_energy.prompts import BookPrompts, RandomPrompts, read_book
+from llm_energy.measurement.prompts import BookPrompts, RandomPrompts, read_book
 
 
 def test_book_prompts_have_exact_lengths_and_come_from_the_book():
@@ -50,7 +50,7 @@ def test_random_prompts_avoid_special_tokens():
 def test_task_prompts_are_real_text_of_exact_length_ending_in_the_template(tiny_model):
     from transformers import AutoTokenizer
 
-    from llm_energy.prompts import TaskPrompts
+    from llm_energy.measurement.prompts import TaskPrompts
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     texts = ["The quick brown fox jumps over the lazy dog. " * 3, "A short one.", "Another article about cats."]

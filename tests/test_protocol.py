@@ -5,10 +5,10 @@ import time
 import pytest
 
 from llm_energy import UserError
-from llm_energy.backends.base import Backend, BatchResult
-from llm_energy.cells import Variant
-from llm_energy.locks import device_locks
-from llm_energy.measure import Point, Protocol, run_cell
+from llm_energy.measurement.backends.base import Backend, BatchResult
+from llm_energy.measurement.locks import device_locks
+from llm_energy.measurement.loop import Point, Protocol, run_cell
+from llm_energy.pipeline.cells import Variant
 
 
 class OutOfMemoryError(RuntimeError):
@@ -191,7 +191,7 @@ def test_device_lock_keeps_a_second_measurement_out(tmp_path, monkeypatch):
 
 
 def test_replay_control_points_meter_full_windows_only():
-    from llm_energy.replay import measure_controls
+    from llm_energy.estimates.replay import measure_controls
 
     backend = FakeBackend()
     protocol = _protocol(warmup_batches=1)
@@ -206,8 +206,8 @@ def test_replay_control_points_meter_full_windows_only():
 def test_the_protocol_has_the_schemas_names_and_only_the_schemas_defaults():
     from dataclasses import MISSING, fields
 
-    from llm_energy.backends.base import Backend
-    from llm_energy.config import load_schema, section_defaults
+    from llm_energy.measurement.backends.base import Backend
+    from llm_energy.pipeline.config import load_schema, section_defaults
 
     keys = load_schema()["properties"]["measurement"]["properties"]
     assert {f.name for f in fields(Protocol)} <= set(keys)  # the schema's names, no renaming

@@ -33,9 +33,9 @@ EXPENSIVE = {"measure_cell", "replay_cell", "build_model", "profile_workload"}
 
 
 @pytest.mark.parametrize("module, replanned", [
-    ("scripts/llm_energy/estimate.py", {"estimate", "manifest"}),
-    ("scripts/llm_energy/validation.py", {"check_cell", "estimate"}),
-    ("scripts/llm_energy/figures/batch.py", set()),
+    ("scripts/llm_energy/estimates/estimate.py", {"estimate", "manifest"}),
+    ("scripts/llm_energy/measurement/validation.py", {"check_cell", "estimate"}),
+    ("scripts/llm_energy/paper/figures/batch.py", set()),
 ])
 def test_editing_a_package_module_replans_what_it_makes_and_never_a_measurement(finished, tmp_path, module,
                                                                                  replanned):

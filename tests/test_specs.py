@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from llm_energy.specs import cpu_spec, load_specs, specs_for_run
+from llm_energy.estimates.specs import cpu_spec, load_specs, specs_for_run
 
 ZEN4 = """processor\t: 0
 vendor_id\t: AuthenticAMD

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from llm_energy import UserError
-from llm_energy.estimate import workload_estimate
-from llm_energy.validation import check_measurements, enforce, summary
+from llm_energy.estimates.estimate import workload_estimate
+from llm_energy.measurement.validation import check_measurements, enforce, summary
 
 
 def _rows():
@@ -66,13 +66,13 @@ def _cell(hardware, energy=10.0, duration=1.0, points=((64, 8),)):
 
 
 def _specs():
-    from llm_energy.specs import load_specs
+    from llm_energy.estimates.specs import load_specs
 
     return load_specs()
 
 
 def _arch():
-    from llm_energy.flops import Arch
+    from llm_energy.models.flops import Arch
 
     return {"m": Arch(hidden=64, layers=1, heads=1, kv_heads=1, head_dim=64, vocab=10, intermediate=64)}
 
@@ -82,7 +82,7 @@ SUMMARY = {"n_requests": 4, "n_included": 4, "n_excluded": 0}
 
 
 def test_cell_whose_every_row_is_invalid_is_left_out_and_the_others_estimated(caplog):
-    from llm_energy.estimate import estimate_cells
+    from llm_energy.estimates.estimate import estimate_cells
 
     cells = [("results/checked/here/m/vllm-eager/greedy.parquet", _cell("here")),
              ("results/checked/copied/m/vllm-eager/greedy.parquet", _cell("copied", duration=0.1))]  # all too short
@@ -98,7 +98,7 @@ def test_cell_whose_every_row_is_invalid_is_left_out_and_the_others_estimated(ca
 
 
 def test_cell_with_one_bin_invalid_or_measured_with_other_bins_is_left_out():
-    from llm_energy.estimate import estimate_cells
+    from llm_energy.estimates.estimate import estimate_cells
 
     bins = pd.DataFrame({"input_bin": [64, 256], "output_bin": [8, 8], "n_requests": [4, 2]})
     good = _cell("here", points=((64, 8), (256, 8)))
@@ -117,7 +117,7 @@ def test_cell_with_one_bin_invalid_or_measured_with_other_bins_is_left_out():
 
 
 def test_only_bins_no_cell_measured_or_no_cell_left_stop():
-    from llm_energy.estimate import estimate_cells
+    from llm_energy.estimates.estimate import estimate_cells
 
     bins = pd.DataFrame({"input_bin": [64, 4096], "output_bin": [8, 8], "n_requests": [4, 1]})
     with pytest.raises(UserError, match=r"no cell has a grid measurement for bin\(s\) \(in=4096, out=8\) of "

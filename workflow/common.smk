@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 from llm_energy import UserError
-from llm_energy import config as config_check
-from llm_energy.cells import is_cpu_hardware
-from llm_energy.plan import make_plan, package_code
+from llm_energy.pipeline import config as config_check
+from llm_energy.pipeline.cells import is_cpu_hardware
+from llm_energy.pipeline.plan import make_plan, package_code
 
-# Everything checked before any job (llm_energy.plan): the config against the schema (our own check,
+# Everything checked before any job (llm_energy.pipeline.plan): the config against the schema (our own check,
 # not snakemake.utils.validate: the same defaults, plus cross-field rules and one-line errors), the
 # hardware this run measures, targets of another hardware, tensor-parallel cells this machine cannot
 # run, and which raw files the fetch rules may make (only absent ones: a placed file is never a rule
@@ -122,7 +122,7 @@ def cell_online(wildcards):
 
 
 def replay_params(wildcards):
-    """What a replay job reads besides its inputs (llm_energy.config.job_params): a change re-runs it."""
+    """What a replay job reads besides its inputs (llm_energy.pipeline.config.job_params): a change re-runs it."""
     return config_check.job_params(config, cell_of(wildcards), "replay")
 
 
@@ -157,7 +157,7 @@ def model_dir(wildcards):
 
 
 def model_folder(model):
-    """llm_energy.config.model_dir_of, spelled with MODELS_DIR as the model rules' output patterns are."""
+    """llm_energy.pipeline.config.model_dir_of, spelled with MODELS_DIR as the model rules' output patterns are."""
     spec = config["models"][model]
     return spec["path"] if spec["source"] == "local" else f"{MODELS_DIR}/{model}"
 
@@ -244,8 +244,8 @@ def validation_files():
     return [c.validation for c in HERE_CELLS if c.has_grid]
 
 
-# The paper's figures and tables: named, with their inputs and captions, in scripts/llm_energy/paper.py.
-from llm_energy import paper as paper_registry
+# The paper's figures and tables: named, with their inputs and captions, in scripts/llm_energy/paper/registry.py.
+from llm_energy.paper import registry as paper_registry
 
 FIGURES = paper_registry.enabled(paper_registry.FIGURES, config)
 TABLES = paper_registry.enabled(paper_registry.TABLES, config)
@@ -287,11 +287,11 @@ def paper_inputs(wildcards):
             files[kind] = expand(PAPER_FILES[kind], workload=workloads)
         else:
             files[kind] = PAPER_FILES[kind]
-    # The package code that writes it (figures/ or tables.py), the registry that names it, and the
-    # Pareto front and latency targets of the rate sweep (frontier.py) where it reads the sweep.
-    extra = ["frontier"] if "serving" in out.inputs else []
+    # The package code that writes it (paper/figures/ or paper/tables.py), the registry that names it, and the
+    # Pareto front and latency targets of the rate sweep (online/frontier.py) where it reads the sweep.
+    extra = ["online.frontier"] if "serving" in out.inputs else []
     files["code"] = package_code(
-        out.function.split(".")[0].split(":")[0], "paper", *extra
+        "paper." + out.function.split(".")[0].split(":")[0], "paper.registry", *extra
     )
     return files
 

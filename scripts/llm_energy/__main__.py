@@ -9,23 +9,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import UserError
+from llm_energy import UserError
 
 
 def _detect(args) -> None:
-    from .hardware import detect
+    from llm_energy.pipeline.hardware import detect
 
     print(detect())
 
 
 def _check_config(args) -> None:
-    from . import config
-    from .cells import Cell
-    from .plan import on_slurm
+    from llm_energy.pipeline import config
+    from llm_energy.pipeline.cells import Cell
+    from llm_energy.pipeline.plan import on_slurm
 
     cfg = config.load(args.config)
     if not on_slurm([]):  # as the workflow: inside a SLURM job the nodes' GPUs count
-        from .hardware import detect, visible_gpu_count
+        from llm_energy.pipeline.hardware import detect, visible_gpu_count
 
         here = detect()
         config.check_gpus_suffice(cfg, here, visible_gpu_count(), lambda m, v, d: not Path(
@@ -39,7 +39,7 @@ def _check_config(args) -> None:
 def _lock_state(args) -> None:
     """Exit 0 when the working directory's Snakemake lock is stale (a killed run), 1 when there is
     none, 2 (with one line) when a Snakemake or one of its jobs still runs there."""
-    from .rerun import lock_state
+    from llm_energy.pipeline.rerun import lock_state
 
     state, detail = lock_state(args.workdir)
     if state == "busy":
@@ -52,8 +52,8 @@ def _lock_state(args) -> None:
 
 
 def _build_model(args) -> None:
-    from . import config
-    from .models import build_model
+    from llm_energy.models.build import build_model
+    from llm_energy.pipeline import config
 
     cfg = config.load(args.config)
     spec = cfg["models"].get(args.model)
@@ -64,10 +64,10 @@ def _build_model(args) -> None:
 
 
 def _measure(args) -> None:
-    from . import config
-    from .cell import CellParams, measure_cell, refuse_existing
-    from .cells import Cell
-    from .hardware import detect
+    from llm_energy.measurement.cell import CellParams, measure_cell, refuse_existing
+    from llm_energy.pipeline import config
+    from llm_energy.pipeline.cells import Cell
+    from llm_energy.pipeline.hardware import detect
 
     hw = args.hardware or detect()
     out = args.out or Cell.of(hw, args.model, args.variant, args.decoding).measurement
@@ -85,8 +85,8 @@ def _measure(args) -> None:
 def _profile(args) -> None:
     import json
 
-    from . import config
-    from .workloads import load_trace, stats
+    from llm_energy.pipeline import config
+    from llm_energy.workloads.profile import load_trace, stats
 
     cfg = config.load(args.config)
     if args.workload not in cfg["workloads"]:
@@ -102,7 +102,7 @@ def _profile(args) -> None:
 
 
 def _flops(args) -> None:
-    from .flops import Arch, decode_flops, generation_flops, prefill_flops
+    from llm_energy.models.flops import Arch, decode_flops, generation_flops, prefill_flops
 
     for flag, value in (("--input-len", args.input_len), ("--output-len", args.output_len), ("--batch", args.batch)):
         if value < 1:
@@ -120,8 +120,8 @@ def _flops(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user mistakes print one line and return 1."""
-    from .hardware import detect
-    from .rulekit import setup_logging
+    from llm_energy.pipeline.hardware import detect
+    from llm_energy.pipeline.rulekit import setup_logging
 
     p = argparse.ArgumentParser(prog="python -m llm_energy", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from llm_energy.binning import bin_requests
-from llm_energy.figures import fig_distortion
-from llm_energy.io import write_json, write_parquet
-from llm_energy.rulekit import run_rule
+from llm_energy.paper.figures import fig_distortion
+from llm_energy.pipeline.io import write_json, write_parquet
+from llm_energy.pipeline.rulekit import run_rule
+from llm_energy.workloads.binning import bin_requests
 
 
 def main(sm):

@@ -1,7 +1,7 @@
 """Rule build_model: a random-weight model of the configured architecture with a real tokenizer."""
 
-from llm_energy.models import build_model
-from llm_energy.rulekit import run_rule
+from llm_energy.models.build import build_model
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

@@ -2,9 +2,7 @@
 
 import logging
 
-from llm_energy.io import write_json, write_parquet
-from llm_energy.rulekit import run_rule
-from llm_energy.validation import (
+from llm_energy.measurement.validation import (
     CELL_KEYS,
     check_measurements,
     enforce,
@@ -13,6 +11,8 @@ from llm_energy.validation import (
     summary,
     unusable,
 )
+from llm_energy.pipeline.io import write_json, write_parquet
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

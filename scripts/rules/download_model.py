@@ -1,7 +1,7 @@
 """Rule download_model: a hub model into models_dir (offline: one line says what to place where)."""
 
-from llm_energy.models import download_model
-from llm_energy.rulekit import run_rule
+from llm_energy.models.build import download_model
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

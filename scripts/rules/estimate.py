@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_energy.carbon import CarbonSettings, add_carbon_columns, cell_intensities
-from llm_energy.energy_model import context_length
-from llm_energy.estimate import estimate_cells, savings
-from llm_energy.flops import Arch
-from llm_energy.io import write_parquet, write_text
-from llm_energy.rulekit import run_rule
-from llm_energy.specs import specs_for_run
+from llm_energy.estimates.carbon import CarbonSettings, add_carbon_columns, cell_intensities
+from llm_energy.estimates.estimate import estimate_cells, savings
+from llm_energy.estimates.specs import specs_for_run
+from llm_energy.modelling.energy_model import context_length
+from llm_energy.models.flops import Arch
+from llm_energy.pipeline.io import write_parquet, write_text
+from llm_energy.pipeline.rulekit import run_rule
 
 log = logging.getLogger("estimate")
 

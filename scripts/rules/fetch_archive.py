@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from llm_energy import UserError
-from llm_energy.data import fetch_archive
-from llm_energy.rulekit import run_rule
+from llm_energy.pipeline.rulekit import run_rule
+from llm_energy.workloads.sources import fetch_archive
 
 
 def main(sm):

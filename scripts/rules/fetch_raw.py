@@ -1,7 +1,7 @@
 """Rule fetch_raw: keep the raw file when present, else download it (complete or absent)."""
 
-from llm_energy.data import fetch
-from llm_energy.rulekit import run_rule
+from llm_energy.pipeline.rulekit import run_rule
+from llm_energy.workloads.sources import fetch
 
 
 def main(sm):

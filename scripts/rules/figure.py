@@ -1,8 +1,8 @@
 """Rule figure: one figure of the paper (the wildcard names it), from the inputs its registry entry names."""
 
-from llm_energy.figures import FigureFiles
-from llm_energy.paper import write
-from llm_energy.rulekit import run_rule
+from llm_energy.paper.figures import FigureFiles
+from llm_energy.paper.registry import write
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

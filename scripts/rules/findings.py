@@ -1,15 +1,15 @@
 """Rule findings: every finding of the paper against this run, with a computed verdict
-(paper/findings.{md,csv,tex}; criteria and verdict rules: llm_energy/findings.py)."""
+(paper/findings.{md,csv,tex}; criteria and verdict rules: llm_energy/paper/findings.py)."""
 
 import logging
 
 import pandas as pd
 
-from llm_energy.findings import findings_markdown, findings_table, findings_tex
-from llm_energy.io import atomic_path, write_text
-from llm_energy.rulekit import run_rule
+from llm_energy.paper.findings import findings_markdown, findings_table, findings_tex
+from llm_energy.pipeline.io import atomic_path, write_text
+from llm_energy.pipeline.rulekit import run_rule
 
-log = logging.getLogger("llm_energy.findings")
+log = logging.getLogger("llm_energy.paper.findings")
 
 
 def main(sm):

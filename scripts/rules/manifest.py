@@ -2,9 +2,9 @@
 
 import logging
 
-from llm_energy.io import write_json
-from llm_energy.manifest import build_manifest
-from llm_energy.rulekit import run_rule
+from llm_energy.pipeline.io import write_json
+from llm_energy.pipeline.manifest import build_manifest
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

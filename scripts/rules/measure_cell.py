@@ -3,8 +3,8 @@
 The body runs under the ``__main__`` guard because vLLM starts worker processes.
 """
 
-from llm_energy.cell import CellParams, measure_cell
-from llm_energy.rulekit import run_rule
+from llm_energy.measurement.cell import CellParams, measure_cell
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

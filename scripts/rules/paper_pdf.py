@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 
 from llm_energy import UserError
-from llm_energy.io import atomic_path, write_text
-from llm_energy.rulekit import run_rule
+from llm_energy.pipeline.io import atomic_path, write_text
+from llm_energy.pipeline.rulekit import run_rule
 
-log = logging.getLogger("llm_energy.paper")
+log = logging.getLogger("llm_energy.paper.registry")
 
 HOW = ("install a TeX distribution with latexmk (Debian/Ubuntu: apt-get install latexmk texlive-latex-base "
        "texlive-latex-recommended; macOS: MacTeX), then run `cd paper && latexmk -pdf main.tex`, or rebuild "

@@ -2,10 +2,10 @@
 
 import logging
 
-from llm_energy.data import check_sha256
-from llm_energy.io import write_json, write_parquet
-from llm_energy.rulekit import run_rule
-from llm_energy.workloads import load_trace, stats
+from llm_energy.pipeline.io import write_json, write_parquet
+from llm_energy.pipeline.rulekit import run_rule
+from llm_energy.workloads.profile import load_trace, stats
+from llm_energy.workloads.sources import check_sha256
 
 
 def main(sm):
@@ -13,8 +13,8 @@ def main(sm):
     if spec["kind"] == "task":
         from transformers import AutoTokenizer
 
-        from llm_energy.models import check_model_dir
-        from llm_energy.tasks import profile_task
+        from llm_energy.models.build import check_model_dir
+        from llm_energy.workloads.tasks import profile_task
 
         tokenizer = AutoTokenizer.from_pretrained(check_model_dir(sm.input.tokenizer))
         df, info = profile_task(spec["task"], sm.params.raw_path, tokenizer, spec["template"], spec["output_tokens"],

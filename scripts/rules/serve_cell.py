@@ -4,12 +4,12 @@ sent at each Poisson rate; a row per rate (latency percentiles, steady-state ene
 The body runs under the ``__main__`` guard because vLLM starts worker processes.
 """
 
-from llm_energy.online_sweep import serve_cell
-from llm_energy.rulekit import run_rule
+from llm_energy.online.sweep import serve_cell
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):
-    # What the job reads is its params (llm_energy.config.job_params); sm.config, validated by the
+    # What the job reads is its params (llm_energy.pipeline.config.job_params); sm.config, validated by the
     # Snakefile, gives the model only.
     w = sm.wildcards
     serve_cell(sm.config, params=sm.params.job, hardware=w.hardware, model=w.model, variant=w.variant,

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_energy.energy_model import context_length
-from llm_energy.io import write_parquet
-from llm_energy.replay import validate
-from llm_energy.rulekit import run_rule
+from llm_energy.estimates.replay import validate
+from llm_energy.modelling.energy_model import context_length
+from llm_energy.pipeline.io import write_parquet
+from llm_energy.pipeline.rulekit import run_rule
 
 
 def main(sm):

@@ -20,7 +20,13 @@ rule estimate:
         # hourly carbon intensity (config carbon.intensity_file), when one is given
         intensity=config["carbon"]["intensity_file"] or [],
         code=package_code(
-            "estimate", "flops", "specs", "energy_model", "serving", "replay", "carbon"
+            "estimates.estimate",
+            "models.flops",
+            "estimates.specs",
+            "modelling.energy_model",
+            "modelling.serving",
+            "estimates.replay",
+            "estimates.carbon",
         ),
     output:
         estimates="results/estimates/estimates.parquet",
@@ -41,7 +47,7 @@ rule estimate:
         hardware=HARDWARE,
         cpu_watts_per_core=config["measurement"]["cpu_watts_per_core"],
         comparisons=config["comparisons"],
-        # kWh x PUE, kgCO2e and cost of each estimate (llm_energy.carbon)
+        # kWh x PUE, kgCO2e and cost of each estimate (llm_energy.estimates.carbon)
         carbon=config["carbon"],
     script:
         "../../scripts/rules/estimate.py"

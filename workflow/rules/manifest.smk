@@ -11,7 +11,7 @@ rule manifest:
         estimates="results/estimates/estimates.parquet",
         # the raw measurement file behind each checked one (merged hardware included)
         measurements=all_measurement_files(),
-        code=package_code("manifest"),
+        code=package_code("pipeline.manifest"),
     output:
         "results/manifest.json",
     log:

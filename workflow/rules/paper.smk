@@ -1,5 +1,5 @@
 # Figures and tables of the paper, from whatever cells exist, and the paper itself.
-# One job per figure and per table; scripts/llm_energy/paper.py names each, with the function that
+# One job per figure and per table; scripts/llm_energy/paper/registry.py names each, with the function that
 # writes it, the inputs it reads (paper_inputs) and its report caption. A figure is a PDF (for the
 # paper), a PNG (for the report), its plotted data (CSV) and its caption (.tex); a table is LaTeX and CSV.
 
@@ -65,13 +65,13 @@ rule table:
         "../../scripts/rules/table.py"
 
 
-# Every finding of the paper with a verdict computed from this run (criteria: llm_energy/findings.py).
+# Every finding of the paper with a verdict computed from this run (criteria: llm_energy/paper/findings.py).
 rule findings:
     input:
         measurements=checked_files(),
         estimates="results/estimates/estimates.parquet",
         savings="results/estimates/savings.parquet",
-        code=package_code("findings", "figures"),
+        code=package_code("paper.findings", "paper.figures"),
     output:
         md="paper/findings.md",
         csv=report(

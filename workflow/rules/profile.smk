@@ -29,7 +29,7 @@ rule profile_workload:
 rule bin_workload:
     input:
         profile="results/profile/{workload}.parquet",
-        code=package_code("binning"),
+        code=package_code("workloads.binning"),
     output:
         table="results/bins/{workload}.parquet",
         summary="results/bins/{workload}.summary.json",

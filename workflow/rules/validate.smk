@@ -8,7 +8,7 @@ localrules:
 rule check_cell:
     input:
         table="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
-        code=package_code("validation"),
+        code=package_code("measurement.validation"),
     output:
         table="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
         summary="results/checked/{hardware}/{model}/{variant}/{decoding}.json",
@@ -75,7 +75,13 @@ rule validate_cell:
         replay="results/replay/{hardware}/{model}/{variant}/{decoding}.parquet",
         measurements="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
         model=model_dir,
-        code=package_code("replay", "energy_model", "serving", "estimate", "binning"),
+        code=package_code(
+            "estimates.replay",
+            "modelling.energy_model",
+            "modelling.serving",
+            "estimates.estimate",
+            "workloads.binning",
+        ),
     output:
         "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
     log:

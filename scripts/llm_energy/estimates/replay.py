@@ -1,0 +1,303 @@
+"""Replay validation, in two stages so that the estimates can be improved without metering again.
+
+1. :func:`replay_cell` (rule ``replay_cell``, metered, on the cell's hardware): serve a seeded sample of
+   every workload with its true lengths on the cell's stack, ``runs`` times after a warm-up, each run
+   one metered window. It writes only what it metered: ``results/replay/...parquet``, one row per
+   (workload, run) with the sample's requests in serving order (``input_tokens``, ``output_tokens``
+   lists) and the run's energy.
+   Before and after the replays it measures ``control_points`` of the cell's grid points again, with
+   the grid's protocol (``control_*`` columns): the meter's level in this job against the grid job's.
+2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
+   of the very same requests, from the cell's checked measurements, against the mean of the runs; and
+   ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job
+   (with the lowest and highest of their ratios). A CPU's time-based estimate moves from job to job
+   and from batch to batch with what else the host runs: these say how far the meter itself repeats
+   across the two jobs, the scale below which a model error is not the model's.
+
+The binned estimate rounds every request up to its bin and divides batches fractionally; a real server
+pads static batches to their longest request (transformers) or schedules continuously (vLLM); the
+energy model serves the requests as the stack does (``llm_energy.modelling.serving``). The errors say how far
+each method is from serving the trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llm_energy.estimates.estimate import CellNotEstimable, binned_estimate, grid_batch_size
+from llm_energy.measurement.loop import FIRST_TEXT_TOKEN, VOCAB_SIZE
+from llm_energy.pipeline.cells import CELL_KEYS
+from llm_energy.pipeline.roles import GRID, is_grid
+from llm_energy.workloads.binning import bin_requests
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNS = 2  # metered runs per workload (at least 2): their spread (replay_cv) is the replay's own noise
+WARMUP_TOKENS = 8  # output tokens per request of the unmetered warm-up batch
+
+
+def sample_requests(profile: pd.DataFrame, n: int, seed: int, max_input: int, max_output: int) -> pd.DataFrame:
+    """A seeded sample (in trace order) of the requests the binning includes (within the top edges)."""
+    inside = profile[(profile["input_tokens"] <= max_input) & (profile["output_tokens"] <= max_output)
+                     & (profile["input_tokens"] > 0)]
+    n = min(n, len(inside))
+    picked = np.sort(np.random.default_rng(seed).choice(len(inside), size=n, replace=False))
+    return inside.iloc[picked].reset_index(drop=True)
+
+
+def prompts_for(sample: pd.DataFrame, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng([seed, 7])
+    return [rng.integers(FIRST_TEXT_TOKEN, VOCAB_SIZE, size=int(i)).tolist() for i in sample["input_tokens"]]
+
+
+def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, runs: int = 1,
+           warmup: bool = True) -> list[dict]:
+    """Serve the sample ``runs`` times (after one warm-up batch), each run inside its own metered window."""
+    prompts = prompts_for(sample, seed)
+    outs = sample["output_tokens"].astype(int).tolist()
+    if warmup:  # the first batch's prompts (their shapes), a few tokens each: the decode steps are alike
+        t0 = time.perf_counter()
+        backend.serve(prompts[:batch_size], [min(o, WARMUP_TOKENS) for o in outs[:batch_size]], batch_size)
+        log.info("replay: warm-up of %d requests in %.1f s; serving %d requests (%d output tokens) at batch %d, "
+                 "%d run(s)", min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs),
+                 batch_size, runs)
+    rows = []
+    for run in range(runs):
+        with meter.window() as w:
+            tokens = backend.serve(prompts, outs, batch_size)
+        log.info("replay run %d: served %d requests, %d tokens in %.1f s, %.1f J (%s)", run, len(prompts),
+                 sum(tokens), w.duration_s, w.energy_j, w.energy_source)
+        short = [(t, o) for t, o in zip(tokens, outs) if t < o]
+        if short:
+            raise RuntimeError(f"replay: {len(short)} request(s) generated fewer tokens than their true length")
+        rows.append({"run": run, "n_requests": len(sample), "replay_energy_j": w.energy_j,
+                     "replay_duration_s": w.duration_s, "replay_tokens_generated": int(sum(tokens)),
+                     "replay_tokens_requested": int(sum(outs)), "energy_source": w.energy_source,
+                     "batch_size": batch_size})
+    return rows
+
+
+def replay_rows(workload: str, sample: pd.DataFrame, runs: list[dict], labels: dict, seed: int) -> list[dict]:
+    """The replay file's rows of one workload: each run with the sample's requests beside it."""
+    inputs = sample["input_tokens"].astype("int64").tolist()
+    outputs = sample["output_tokens"].astype("int64").tolist()
+    return [{"workload": workload, **labels, **r, "sample_seed": seed, "input_tokens": inputs,
+             "output_tokens": outputs} for r in runs]
+
+
+def control_points(measurements: pd.DataFrame, k: int, batch_size: int) -> list[tuple[int, int]]:
+    """``k`` of the cell's measured grid shapes (input, output) at ``batch_size``, spread over their
+    energies (at the quantiles 1/(k+1) ... k/(k+1)), for the replay job to measure again."""
+    m = measurements
+    if k <= 0 or m.empty or "role" not in m:
+        return []
+    grid = m[is_grid(m["role"]) & (m["batch_size"] == batch_size) & (m["status"] == "ok")]
+    shapes = grid.groupby(["input_len", "output_len"])["energy_j"].mean().sort_values()
+    if shapes.empty:
+        return []
+    n = len(shapes)
+    picks = sorted({min(n - 1, max(0, round((j + 1) * n / (k + 1)) - 1)) for j in range(k)})
+    return [(int(i), int(o)) for i, o in shapes.index[picks]]
+
+
+def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int) -> dict:
+    """The control points measured in this job with the grid's protocol (warm-up, repeats, windows):
+    list columns of the replay file (the mean energy per batch of each point's ok repeats). Only the
+    full windows: a control point's prefill window would be measured and never read."""
+    from llm_energy.measurement.loop import CellRun, Point
+
+    run = CellRun(backend, protocol, meter, prefill_windows=False)
+    energies = []
+    for i, o in shapes:
+        rows = [r for r in run.measure_point(Point(i, o, batch_size, GRID), math.nan) if r["status"] == "ok"]
+        energies.append(float(np.mean([r["energy_j"] for r in rows])) if rows else math.nan)
+        log.info("control point in=%d out=%d batch=%d: %.3g J per batch", i, o, batch_size, energies[-1])
+    return {"control_input_len": [i for i, _ in shapes], "control_output_len": [o for _, o in shapes],
+            "control_batch_size": batch_size, "control_energy_j": energies}
+
+
+def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir: str | Path,
+                profiles: dict[str, str | Path], measurements: str | Path, out: str | Path | None = None,
+                draft_dir: str | Path | None = None, runs: int | None = None,
+                params: dict | None = None) -> pd.DataFrame:
+    """Meter ``runs`` replays of a seeded sample of every workload with this cell's stack (the metered
+    stage only: no estimate is made here); write ``out`` (results/replay/...) when given.
+
+    ``params``: what the job reads (the rule's params, :func:`llm_energy.pipeline.config.job_params`; default:
+    from ``cfg``, which gives the model only)."""
+    from llm_energy.measurement.cell import CellParams, cell_job
+    from llm_energy.pipeline.config import cell_of, job_params
+    from llm_energy.pipeline.io import write_parquet
+
+    cell = cell_of(cfg, hardware, model, variant, decoding)
+    p = params or job_params(cfg, cell, "replay")
+    r, (top_in, top_out) = p["replay"], p["top_edges"]
+    runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 2)  # at least two: their spread is replay_cv
+    grid = pd.read_parquet(measurements)
+    batch_size = grid_batch_size(grid)
+    shapes = control_points(grid, int(r.get("control_points", 0)), batch_size)
+    job = cell_job(cfg, cell, CellParams((), p["measurement"], p["decoding"], p["online"]), model_dir=model_dir,
+                   longest=top_in + top_out, batch_size=batch_size, draft_dir=draft_dir)
+    labels = dict(zip(CELL_KEYS, (hardware, model, variant, decoding)))
+    rows = []
+    with job:
+        backend, protocol, meter = job.backend, job.protocol, job.meter
+        controls = measure_controls(backend, protocol, meter, shapes, batch_size)
+        for workload, path in profiles.items():
+            sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], top_in, top_out)
+            metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs)
+            rows += [{**row, **controls} for row in replay_rows(workload, sample, metered, labels, r["seed"])]
+            energies = [m["replay_energy_j"] for m in metered]
+            log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
+                     _cv(energies))
+        # The same points once more after the replays: the meter's drift within this job (a host that
+        # slows down under minutes of load shows here, not in the points measured first).
+        end = measure_controls(backend, protocol, meter, shapes, batch_size)
+        rows = [{**row, "control_end_energy_j": end["control_energy_j"]} for row in rows]
+    df = pd.DataFrame(rows)
+    if out is not None:
+        write_parquet(df, out)
+    return df
+
+
+def _cv(values) -> float:
+    """Coefficient of variation (sample std / mean); 0 for one value."""
+    v = np.asarray(values, dtype=float)
+    return float(v.std(ddof=1) / v.mean()) if len(v) > 1 and v.mean() else 0.0
+
+
+def compare(sample: pd.DataFrame, measurements: pd.DataFrame, input_edges, output_edges) -> dict:
+    """The binned estimate of the same sample, from the cell's grid measurements."""
+    bins, summary = bin_requests(sample, input_edges, output_edges)
+    per_bin = binned_estimate(bins, measurements)
+    return {"estimate_energy_j": float(per_bin["energy_j"].sum()),
+            "estimate_whole_batches_energy_j": float(per_bin["energy_whole_batches_j"].sum()),
+            "n_bins": len(per_bin), "n_excluded": summary["n_excluded"]}
+
+
+def model_compare(sample: pd.DataFrame, model, framework: str, decoding: str, batch_size: int,
+                  context_len: int | None) -> dict:
+    """The energy model's estimate of the same sample, served as the stack serves it."""
+    from llm_energy.modelling.serving import serve
+
+    s = serve(model, sample["input_tokens"], sample["output_tokens"], batch_size, framework, decoding, context_len)
+    return {"model_estimate_energy_j": s.energy_j, "model_prefill_energy_j": s.prefill_energy_j,
+            "model_decode_energy_j": s.decode_energy_j, "model_n_extrapolated": s.n_extrapolated,
+            "model_n_excluded": s.n_excluded}
+
+
+def pct_error(estimate: float, measured: float) -> float:
+    """100 x (estimate / measured - 1): positive when the estimate is higher."""
+    return 100.0 * (estimate / measured - 1.0) if measured and not math.isnan(measured) else math.nan
+
+
+def fitted_model(measurements: pd.DataFrame, name: str):
+    """The cell's energy model, or (None, the one-line reason) when it has too few points."""
+    from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
+
+    try:
+        return fit_cell(measurements, name=name), ""
+    except ModelNotFittable as error:
+        log.warning("%s", error)
+        return None, str(error)
+
+
+def _runs_summary(runs: pd.DataFrame) -> dict:
+    """One workload's metered runs: their mean (what the estimates are compared with) and spread."""
+    first = runs.iloc[0]
+    e = runs["replay_energy_j"].to_numpy(dtype=float)
+    return {"n_requests": int(first["n_requests"]), "n_replay_runs": len(runs), "replay_energy_j": float(e.mean()),
+            "replay_energy_std_j": float(e.std(ddof=1)) if len(e) > 1 else 0.0, "replay_cv": _cv(e),
+            "replay_duration_s": float(runs["replay_duration_s"].mean()),
+            "replay_tokens_requested": int(first["replay_tokens_requested"]),
+            "replay_tokens_generated": int(runs["replay_tokens_generated"].min()),
+            "batch_size": int(first["batch_size"]), "energy_source": str(first["energy_source"])}
+
+
+def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, output_edges,
+             context_len: int | None = None, name: str = "the cell") -> pd.DataFrame:
+    """One row per workload: the metered replay (mean of its runs) against the binned estimate
+    (``estimate_energy_j``, ``error_pct``) and the energy model's (``model_estimate_energy_j``,
+    ``model_error_pct``) of the same requests."""
+    model, note = fitted_model(measurements, name)
+    drift = meter_drift(replays, measurements)
+    rows = []
+    for workload, runs in replays.groupby("workload", sort=False):
+        first = runs.iloc[0]
+        labels = {k: first[k] for k in CELL_KEYS}
+        sample = pd.DataFrame({"input_tokens": np.asarray(first["input_tokens"], dtype=np.int64),
+                               "output_tokens": np.asarray(first["output_tokens"], dtype=np.int64)})
+        row = {"workload": workload, **labels, **_runs_summary(runs)}
+        try:
+            row.update(compare(sample, measurements, input_edges, output_edges), estimate_note="")
+        except CellNotEstimable as error:
+            log.warning("%s, %s: no binned estimate: %s", name, workload, error)
+            row.update(estimate_energy_j=math.nan, estimate_whole_batches_energy_j=math.nan, n_bins=0,
+                       n_excluded=0, estimate_note=str(error))
+        row["error_pct"] = pct_error(row["estimate_energy_j"], row["replay_energy_j"])
+        row["whole_batches_error_pct"] = pct_error(row["estimate_whole_batches_energy_j"], row["replay_energy_j"])
+        row.update(_model_columns(model, note, sample, labels, row["batch_size"], context_len))
+        row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])
+        row.update(drift)
+        log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
+                 "from the grid job's, %+.1f … %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
+                 row["error_pct"], row["model_error_pct"], drift["meter_drift_pct"], drift["control_ratio_min_pct"],
+                 drift["control_ratio_max_pct"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
+    """How much more the control points cost in the replay job than in the grid job, in percent (the
+    geometric mean of their ratios; NaN without control points): ``meter_drift_pct``, the lowest and
+    highest ratio (``control_ratio_min_pct``, ``control_ratio_max_pct``, in % above the grid job's),
+    ``n_control_points``; and ``meter_drift_end_pct``, the same points measured again after the replays
+    (NaN in replay files without them). The grid side is the mean of the point's valid repeats."""
+    none = {"meter_drift_pct": math.nan, "control_ratio_min_pct": math.nan, "control_ratio_max_pct": math.nan,
+            "n_control_points": 0, "meter_drift_end_pct": math.nan}
+    if replays.empty or "control_energy_j" not in replays:
+        return none
+    first = replays.iloc[0]
+    m = measurements[measurements["status"] == "ok"]
+    if "valid" in m:
+        m = m[m["valid"].fillna(False).astype(bool)]
+    m = m[is_grid(m["role"])] if "role" in m else m
+    grid = m.groupby(["input_len", "output_len", "batch_size"])["energy_j"].mean()
+    b = int(first["control_batch_size"])
+
+    def ratios_of(column: str) -> list[float]:
+        if column not in first.index:
+            return []
+        return [e / grid[(int(i), int(o), b)] for i, o, e in zip(first["control_input_len"],
+                                                                  first["control_output_len"], first[column])
+                if (int(i), int(o), b) in grid.index and np.isfinite(e) and e > 0 and grid[(int(i), int(o), b)] > 0]
+
+    def geomean_pct(ratios: list[float]) -> float:
+        return float(100 * (np.exp(np.mean(np.log(ratios))) - 1)) if ratios else math.nan
+
+    ratios = ratios_of("control_energy_j")
+    if not ratios:
+        return none
+    return {"meter_drift_pct": geomean_pct(ratios),
+            "control_ratio_min_pct": float(100 * (min(ratios) - 1)),
+            "control_ratio_max_pct": float(100 * (max(ratios) - 1)),
+            "n_control_points": len(ratios), "meter_drift_end_pct": geomean_pct(ratios_of("control_end_energy_j"))}
+
+
+def _model_columns(model, note: str, sample: pd.DataFrame, labels: dict, batch_size: int,
+                   context_len: int | None) -> dict:
+    from llm_energy.modelling.serving import framework_of
+
+    if model is None:
+        return {"model_estimate_energy_j": math.nan, "model_prefill_energy_j": math.nan,
+                "model_decode_energy_j": math.nan, "model_n_extrapolated": 0, "model_n_excluded": 0,
+                "loo_median_error_pct": math.nan, "loo_max_error_pct": math.nan, "model_note": note}
+    out = model_compare(sample, model, framework_of(labels["variant"]), labels["decoding"], batch_size, context_len)
+    return {**out, "loo_median_error_pct": model.loo_median_error_pct, "loo_max_error_pct": model.loo_max_error_pct,
+            "model_note": ""}

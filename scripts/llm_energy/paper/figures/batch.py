@@ -1,0 +1,819 @@
+"""Figures against batch size at the sweep's fixed shape (input ``sweep_fixed_input``, output
+``sweep_fixed_output``): decoding strategies (3), dense vs MoE (4), torch.compile and CUDA graphs (5),
+tensor parallelism (6), online vs offline serving (9).
+
+Each plots mean +- standard deviation over the valid repeats of every batch size measured; a batch
+size that did not run (``oom``, ``unsupported``) is marked with a cross at the bottom of its panel and
+kept in the CSV with its status. A comparison with nothing to compare says so in the CSV (``note``)
+and the caption instead of failing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import transforms
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+from llm_energy.paper.figures.data import (
+    CELL,
+    architecture_label,
+    base_variant,
+    batch_table,
+    decoding_order,
+    is_online,
+    model_info,
+    model_label,
+    single_device_offline,
+    tensor_parallel,
+    usable,
+)
+from llm_energy.paper.figures.style import (
+    ESTIMATED,
+    PANEL_H_IN,
+    PANEL_W_IN,
+    FigureFiles,
+    cells_note,
+    colours,
+    errorbar,
+    estimated_handle,
+    no_data_figure,
+    no_data_panel,
+    plain_log_labels,
+    plain_number,
+    plt,
+    save,
+    setup_style,
+    shared_legend,
+    source_note,
+    tex_escape,
+)
+
+MAX_COLS = 2
+COMPILE = ("torch.compile", "transformers-eager", "transformers-compile")
+CUDA_GRAPHS = ("CUDA graphs", "vllm-eager", "vllm-cudagraph")
+
+
+def _note_row(columns, note: str, **values) -> dict:
+    return {**{c: np.nan for c in columns}, **values, "note": note}
+
+
+INTEGER_COLUMNS = ("batch_size", "n_repeats", "max_batch_fit", "tensor_parallel", "online_n_repeats",
+                   "offline_n_repeats")
+
+
+def _with_notes(data: pd.DataFrame, notes: list[dict]) -> pd.DataFrame:
+    """The plotted rows, then one row per note (its other columns empty); counts stay integers."""
+    data = data.assign(note="") if "note" not in data else data
+    if notes:
+        data = pd.concat([data, pd.DataFrame(notes)], ignore_index=True)
+    for c in INTEGER_COLUMNS:
+        if c in data:
+            data[c] = pd.to_numeric(data[c], errors="coerce").round().astype("Int64")
+    return data
+
+
+def _batch_ticks(ax, sizes) -> None:
+    sizes = sorted({int(s) for s in sizes})
+    if len(sizes) > 6:
+        sizes = sizes[::2] if sizes[-1] in sizes[::2] else sizes[::2] + [sizes[-1]]
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def batch_grid(data: pd.DataFrame, facets: list, hue_order: list, metrics: list[tuple], *,
+               hue_colours: dict | None = None, hue_labels: dict | None = None, marker_of: dict | None = None,
+               style_of: dict | None = None, mark_largest: bool = False, legend_extra: list | None = None,
+               zero_line: bool | str = False, banner: str = ""):
+    """Panels against batch size: one row per facet with its metrics side by side (one metric: facets
+    wrapped after ``MAX_COLS`` columns).
+
+    ``data`` has ``facet``, ``hue``, ``batch_size``, ``status``, ``energy_source`` and, for each metric
+    ``(mean_col, std_col, ylabel, log_y)``, its columns. ``mark_largest`` rings the largest batch that ran.
+    """
+    hue_colours = hue_colours or dict(zip(hue_order, colours(len(hue_order))))
+    hue_labels = hue_labels or {h: str(h) for h in hue_order}
+    if len(metrics) > 1:  # one row per facet, its metrics side by side
+        ncols, nrows = len(metrics), len(facets)
+        slots = {(k, r): (k, r) for k in range(len(facets)) for r in range(len(metrics))}
+    else:  # one metric: facets wrapped
+        ncols = min(len(facets), MAX_COLS)
+        nrows = -(-len(facets) // ncols)
+        slots = {(k, 0): (k // ncols, k % ncols) for k in range(len(facets))}
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W_IN * ncols + 0.4, PANEL_H_IN * nrows + 0.2),
+                             squeeze=False)
+    handles: dict = {}
+    failed_seen = False
+    style = {"colours": hue_colours, "labels": hue_labels, "markers": marker_of or {}, "lines": style_of or {}}
+    for k, facet in enumerate(facets):
+        sub = data[data["facet"] == facet]
+        for r, metric in enumerate(metrics):
+            ax = axes[slots[(k, r)][0]][slots[(k, r)][1]]
+            failed_seen |= _batch_panel(ax, sub, facet, metric, hue_order, style, handles, mark_largest, zero_line)
+    for k in range(len(slots), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    fig.tight_layout()
+    legend = _batch_legend([handles[h] for h in hue_order if h in handles], data, failed_seen, mark_largest,
+                           legend_extra)
+    shared_legend(fig, legend, ncol=min(len(legend), 3))
+    if banner:  # what is missing from the comparison, said in the figure itself
+        import textwrap
+
+        fig.suptitle(textwrap.fill(banner, width=int(fig.get_figwidth() * 14)), fontsize="small", y=1.0,
+                     va="bottom", color="dimgrey")
+    return fig
+
+
+def _greedy_batch_data(measurements: pd.DataFrame, fixed_input: int, fixed_output: int):
+    """Single-device offline greedy rows, their batch table at the fixed shape, and the invalid count."""
+    m = single_device_offline(measurements)
+    m = m[m["decoding"] == "greedy"] if not m.empty else m
+    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
+    return m, batch_table(m, fixed_input, fixed_output), n_invalid
+
+
+def _batch_panel(ax, sub: pd.DataFrame, facet, metric: tuple, hue_order: list, style: dict, handles: dict,
+                 mark_largest: bool, zero_line: bool | str) -> bool:
+    """One panel of :func:`batch_grid`: a line per hue against batch size, x marks for points that did
+    not run; returns whether any point did not run."""
+    mean, std, ylabel, log_y = metric
+    okm = sub[sub["status"] == "ok"].dropna(subset=[mean])
+    if okm.empty:
+        no_data_panel(ax, f"{facet}:\nno data")
+        return False
+    for hue in hue_order:
+        grp = okm[okm["hue"] == hue].sort_values("batch_size")
+        if grp.empty:
+            continue
+        colour = style["colours"][hue]
+        est = bool((grp["energy_source"] == ESTIMATED).any())
+        h = errorbar(ax, grp["batch_size"], grp[mean], grp[std], colour, est, label=style["labels"][hue],
+                     marker=style["markers"].get(hue, "o"), linestyle=style["lines"].get(hue, "-"))
+        handles.setdefault(hue, h)
+        if mark_largest:
+            last = grp.iloc[-1]
+            ax.plot(last["batch_size"], last[mean], marker="o", markersize=10, markerfacecolor="none",
+                    markeredgecolor=colour, linestyle="", zorder=1)
+    bottom = transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    failed = sub[sub["status"] != "ok"]
+    for row in failed.itertuples():
+        ax.plot(row.batch_size, 0.04, marker="x", color=style["colours"].get(row.hue, "black"), markersize=5,
+                transform=bottom, clip_on=False, linestyle="")
+    if zero_line:
+        ax.axhline(0, color="black", linewidth=0.8)
+        if isinstance(zero_line, str):
+            ax.text(0.02, 0.97, zero_line, transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
+    _batch_ticks(ax, sub["batch_size"])
+    if log_y:
+        ax.set_yscale("log")
+        plain_log_labels(ax)
+    ax.set_ylabel(ylabel, fontsize="small")
+    ax.set_xlabel("batch size", fontsize="small")
+    ax.tick_params(labelsize="x-small")
+    ax.set_title(str(facet), fontsize="small")
+    return not failed.empty
+
+
+def _batch_legend(legend: list, data: pd.DataFrame, failed_seen: bool, mark_largest: bool,
+                  legend_extra: list | None) -> list:
+    """The hues' handles, then what the marks mean (estimated energy, did not run, largest batch)."""
+    if (data["energy_source"] == ESTIMATED).any():
+        legend.append(estimated_handle())
+    if failed_seen:
+        legend.append(Line2D([], [], color="grey", marker="x", linestyle="",
+                             label="x: did not run (oom / unsupported)"))
+    if mark_largest:
+        legend.append(Line2D([], [], color="grey", marker="o", markersize=10, markerfacecolor="none", linestyle="",
+                             label="ring: largest batch that ran"))
+    return legend + (legend_extra or [])
+
+
+def _banner(notes: list[dict]) -> str:
+    return " ".join(n["note"][0].upper() + n["note"][1:] + "." for n in notes)
+
+
+def save_no_data(files: FigureFiles, columns: list[str], why: str, title: str, context: pd.DataFrame):
+    data = pd.DataFrame([_note_row(columns, f"no data: {why}")])
+    fig = no_data_figure(f"No data: {why}.")
+    caption = f"{title}: no data; {tex_escape(why)}. " + cells_note(context)
+    return save(fig, data, files, caption)
+
+
+def _context(measurements: pd.DataFrame) -> pd.DataFrame:
+    return measurements[["hardware", "model"]] if not measurements.empty else pd.DataFrame()
+
+
+def _shape_note(fixed_input: int, fixed_output: int) -> str:
+    return (f"Points at input {fixed_input} and output {fixed_output} tokens, every batch size measured; mean over "
+            "valid repeats with their standard deviation.")
+
+
+def _invalid_note(n: int) -> str:
+    return f" {n} measurement row(s) failed validation and are left out." if n else ""
+
+
+def _pct_vs(data: pd.DataFrame, ref_mask: pd.Series, keys: list[str], value: str) -> pd.Series:
+    """100 x (value / value of the reference row with the same keys - 1)."""
+    ref = data[ref_mask].set_index(keys)[value]
+    ref = ref[~ref.index.duplicated()]
+    idx = pd.MultiIndex.from_frame(data[keys])
+    return pd.Series(100.0 * (data[value].to_numpy() / ref.reindex(idx).to_numpy() - 1.0), index=data.index)
+
+
+# Figure 3 -----------------------------------------------------------------------------------------------
+
+
+def fig_decoding(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles) -> list[Path]:
+    """Figure 3: each decoding strategy's energy per batch and per output token against batch size,
+    one panel per (hardware, model, variant); ``vs_greedy_pct`` compares with greedy at the same batch."""
+    setup_style()
+    _, n_invalid = usable(at_fixed_shape_or_empty(measurements, fixed_input, fixed_output))
+    data = batch_table(single_device_offline(measurements), fixed_input, fixed_output)
+    title = "Decoding strategies against batch size (Figure 3)"
+    if data.empty:
+        return save_no_data(files, list(data.columns) + ["vs_greedy_pct"],
+                             f"no cell has points at input {fixed_input} and output {fixed_output}", title,
+                             _context(measurements))
+    cell = ["hardware", "model", "variant"]
+    n_dec = data.groupby(cell)["decoding"].nunique()
+    notes = []
+    if (n_dec > 1).any():
+        keep = n_dec[n_dec > 1].index
+        data = data.set_index(cell).loc[keep].reset_index()
+    else:
+        notes.append(_note_row(data.columns, "only one decoding strategy measured ("
+                               + ", ".join(sorted(data["decoding"].unique()))
+                               + "): add decoding strategies to the cells to compare them"))
+    data["vs_greedy_pct"] = _pct_vs(data, data["decoding"] == "greedy", cell + ["batch_size"], "energy_mean_j")
+    order = decoding_order(data["decoding"])
+    data["facet"] = [f"{v}\n{h}, {m}" for h, m, v in zip(data["hardware"], data["model"], data["variant"])]
+    data["hue"] = data["decoding"]
+    data["energy_per_token_mean_mj"] = 1e3 * data["energy_per_token_mean_j"]
+    data["energy_per_token_std_mj"] = 1e3 * data["energy_per_token_std_j"]
+    facets = list(dict.fromkeys(data.sort_values(cell)["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("energy_per_token_mean_mj", "energy_per_token_std_mj",
+                                            "energy per output token (mJ)", True)], banner=_banner(notes))
+    unsupported = data[data["status"] != "ok"]
+    fail_note = ("" if unsupported.empty else " Crosses mark batch sizes that did not run ("
+                 + ", ".join(sorted(f"{tex_escape(d)} at batch {int(b)}: {s}" for d, b, s in
+                                    unsupported[["decoding", "batch_size", "status"]].itertuples(index=False)))
+                 + ").")
+    caption = (f"{title}: energy per batch and per output token (energy per batch / (batch size $\\times$ output "
+               "length)) of each decoding strategy, one row of panels per framework variant, hardware and model. "
+               + _shape_note(fixed_input, fixed_output) + fail_note
+               + (" Only one decoding strategy was measured: add strategies to the cells to compare them."
+                  if notes else "")
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue", "energy_per_token_mean_mj", "energy_per_token_std_mj"]),
+                      notes)
+    return save(fig, out, files, caption)
+
+
+def at_fixed_shape_or_empty(m: pd.DataFrame, fixed_input: int, fixed_output: int) -> pd.DataFrame:
+    if m.empty:
+        return m
+    return m[(m["input_len"] == fixed_input) & (m["output_len"] == fixed_output)]
+
+
+# Figure 4 -----------------------------------------------------------------------------------------------
+
+
+def fig_moe(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles) -> list[Path]:
+    """Figure 4: dense against mixture-of-experts models: energy and latency per batch against batch size,
+    one panel per (hardware, variant), greedy decoding; models told apart by the ``moe``, ``model_type``,
+    ``n_parameters`` and ``n_active_parameters`` columns (unknown where a table lacks them)."""
+    setup_style()
+    m, data, n_invalid = _greedy_batch_data(measurements, fixed_input, fixed_output)
+    title = "Dense and mixture-of-experts models against batch size (Figure 4)"
+    info = model_info(measurements) if not measurements.empty else pd.DataFrame(columns=["model"])
+    if data.empty:
+        return save_no_data(files, list(data.columns) + list(info.columns[1:]) + ["architecture"],
+                             f"no greedy cell has points at input {fixed_input} and output {fixed_output}", title,
+                             _context(measurements))
+    info["architecture"] = [architecture_label(r) for r in info.to_dict("records")]
+    info["label"] = [model_label(r) for r in info.to_dict("records")]
+    data = data.merge(info, on="model", how="left")
+    notes = []
+    archs = set(info["architecture"])
+    if archs == {"unknown"}:
+        notes.append(_note_row(data.columns, "architecture unknown for every model (no moe or model_type column in "
+                               "the measurements): models told apart by name only"))
+    elif "MoE" not in archs:
+        notes.append(_note_row(data.columns, "no mixture-of-experts model measured: add one (e.g. OLMoE) to the cells"))
+    elif "dense" not in archs:
+        notes.append(_note_row(data.columns, "no dense model measured: add one (e.g. OLMo-1B) to the cells"))
+    if "MoE" in archs:
+        # Only the (hardware, variant) panels that hold a mixture-of-experts model: the comparison.
+        with_moe = data.groupby(["hardware", "variant"])["architecture"].transform(lambda a: (a == "MoE").any())
+        data = data[with_moe.astype(bool)]
+    data["facet"] = [f"{v}\n{h}" for h, v in zip(data["hardware"], data["variant"])]
+    data["hue"] = data["label"]
+    order = list(dict.fromkeys(data.sort_values(["architecture", "model"])["label"]))
+    markers = {lab: {"MoE": "s", "dense": "o"}.get(arch, "^")
+               for lab, arch in zip(data["label"], data["architecture"])}
+    facets = list(dict.fromkeys(data.sort_values(["hardware", "variant"])["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("duration_mean_s", "duration_std_s", "latency per batch (s)", True)],
+                     marker_of=markers, banner=_banner(notes))
+    caption = (f"{title}: energy and latency per batch of each model (square markers: MoE; circles: dense; "
+               "triangles: unknown), one row of panels per framework variant and hardware, greedy decoding. "
+               + _shape_note(fixed_input, fixed_output)
+               + "".join(" " + tex_escape(n["note"][0].upper() + n["note"][1:]) + "." for n in notes)
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
+    return save(fig, out, files, caption)
+
+
+# Figure 5 -----------------------------------------------------------------------------------------------
+
+
+def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_output: int,
+                       files: FigureFiles) -> list[Path]:
+    """Figure 5: torch.compile off/on (transformers-eager, transformers-compile) and CUDA graphs off/on
+    (vllm-eager, vllm-cudagraph): energy per batch and throughput against batch size per hardware and
+    model, the largest batch that ran ringed and batch sizes out of memory crossed."""
+    setup_style()
+    m, data, n_invalid = _greedy_batch_data(measurements, fixed_input, fixed_output)
+    title = "torch.compile and CUDA graphs against batch size (Figure 5)"
+    extra = ["optimization", "setting", "max_batch_fit", "vs_off_energy_pct", "vs_off_throughput_pct"]
+    pairs = {v: (opt, "off" if v == off else "on") for opt, off, on in (COMPILE, CUDA_GRAPHS) for v in (off, on)}
+    data = data[data["variant"].isin(pairs)] if not data.empty else data
+    if data.empty:
+        return save_no_data(files, list(data.columns) + extra,
+                             "none of transformers-eager, transformers-compile, vllm-eager, vllm-cudagraph has "
+                             f"greedy points at input {fixed_input} and output {fixed_output}", title,
+                             _context(measurements))
+    data = data.assign(optimization=data["variant"].map(lambda v: pairs[v][0]),
+                       setting=data["variant"].map(lambda v: pairs[v][1]))
+    fit = data[data["status"] == "ok"].groupby(CELL)["batch_size"].max().rename("max_batch_fit")
+    data = data.merge(fit, left_on=CELL, right_index=True, how="left")
+    keys = ["hardware", "model", "decoding", "optimization", "batch_size"]
+    off = data["setting"] == "off"
+    data["vs_off_energy_pct"] = _pct_vs(data, off, keys, "energy_mean_j").where(~off)
+    data["vs_off_throughput_pct"] = _pct_vs(data, off, keys, "throughput_mean_tok_s").where(~off)
+    data, notes = _unpaired(data)
+    data["facet"] = [f"{o}\n{h}, {m}" for h, m, o in zip(data["hardware"], data["model"], data["optimization"])]
+    data["hue"] = data["variant"]
+    order = [v for _, a, b in (COMPILE, CUDA_GRAPHS) for v in (a, b) if v in set(data["variant"])]
+    palette = colours(4)
+    hue_colours = {COMPILE[1]: palette[0], COMPILE[2]: palette[1], CUDA_GRAPHS[1]: palette[2],
+                   CUDA_GRAPHS[2]: palette[3]}
+    styles = {v: "--" if pairs[v][1] == "off" else "-" for v in order}
+    facets = list(dict.fromkeys(data.sort_values(["optimization", "hardware", "model"], ascending=[False, True, True])
+                                ["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("throughput_mean_tok_s", "throughput_std_tok_s", "throughput (tok/s)",
+                                            True)],
+                     hue_colours=hue_colours, style_of=styles, mark_largest=True,
+                     banner="Not measured: " + "; ".join(f"{n['variant']} on {n['hardware']} / {n['model']}"
+                                                          for n in notes) + "." if notes else "")
+    fits = "; ".join(f"{tex_escape(v)} on {tex_escape(h)} / {tex_escape(mo)}: {int(b)}"
+                     for (h, mo, v, _), b in fit.items())
+    missing = "; ".join(f"{tex_escape(n['variant'])} on {tex_escape(n['hardware'])} / {tex_escape(n['model'])}"
+                        for n in notes)
+    caption = (f"{title}: energy per batch and generation throughput with each optimization off (dashed) and on "
+               f"(solid), one row per optimization, hardware and model, greedy decoding. "
+               f"{_shape_note(fixed_input, fixed_output)} The ring marks the largest batch that ran ({fits}); "
+               "crosses mark batch sizes that ran out of memory."
+               + (f" Not measured, so without a comparison: {missing}." if notes else "")
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
+    return save(fig, out, files, caption)
+
+
+def _unpaired(data: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Figure 5's rows without the panels of an optimization measured for other models only, and a note
+    for each (hardware, model) that has one setting of an optimization but not the other."""
+    notes, without_on = [], []
+    for (hw, model, opt), grp in data.groupby(["hardware", "model", "optimization"]):
+        for o, a, b in (COMPILE, CUDA_GRAPHS):
+            if o == opt:
+                if b not in set(grp["variant"]) and (data["variant"] == b).any():
+                    # The optimization was measured, just not for this model: no panel of its own.
+                    without_on.append((hw, model, opt))
+                    continue
+                for v in (a, b):
+                    if v not in set(grp["variant"]):
+                        notes.append(_note_row(data.columns, f"not measured: nothing to compare {opt} with",
+                                               hardware=hw, model=model, variant=v, optimization=opt))
+    if without_on:
+        drop = pd.Series(list(zip(data["hardware"], data["model"], data["optimization"]))).isin(without_on).to_numpy()
+        data = data[~drop]
+    return data, notes
+
+
+# Figure 6 -----------------------------------------------------------------------------------------------
+
+
+def fig_tensor_parallel(measurements: pd.DataFrame, fixed_input: int, fixed_output: int,
+                        files: FigureFiles) -> list[Path]:
+    """Figure 6: tensor parallel 1/2/4: energy and latency per batch against batch size, for each variant
+    measured at more than one tensor-parallel size (``-tpN`` suffix or ``tensor_parallel`` column)."""
+    setup_style()
+    m = measurements
+    if not m.empty:
+        m = m[(m["decoding"] == "greedy") & ~m["variant"].astype(str).map(is_online)]
+        m = m.assign(tensor_parallel=tensor_parallel(m), base_variant=m["variant"].map(base_variant))
+    _, n_invalid = usable(at_fixed_shape_or_empty(m, fixed_input, fixed_output))
+    data = batch_table(m, fixed_input, fixed_output)
+    title = "Tensor parallelism against batch size (Figure 6)"
+    extra = ["base_variant", "tensor_parallel", "vs_tp1_energy_pct", "vs_tp1_latency_pct"]
+    if not data.empty:
+        tp = m.drop_duplicates("variant").set_index("variant")[["tensor_parallel", "base_variant"]]
+        data = data.join(tp, on="variant")
+        sizes = data.groupby(["hardware", "model", "base_variant"])["tensor_parallel"].agg(["nunique", "max"])
+        keep = sizes[(sizes["max"] > 1)].index
+        data = data.set_index(["hardware", "model", "base_variant"]).loc[keep].reset_index() if len(keep) else \
+            data.iloc[0:0]
+    if data.empty:
+        return save_no_data(files, list(batch_table(pd.DataFrame(), 0, 0).columns) + extra,
+                             "no tensor-parallel cells (variants such as vllm-eager-tp2, vllm-cudagraph-tp4) were "
+                             "measured; they need a machine with 2 or 4 GPUs", title, _context(measurements))
+    keys = ["hardware", "model", "base_variant", "decoding", "batch_size"]
+    tp1 = data["tensor_parallel"] == 1
+    data["vs_tp1_energy_pct"] = _pct_vs(data, tp1, keys, "energy_mean_j").where(~tp1)
+    data["vs_tp1_latency_pct"] = _pct_vs(data, tp1, keys, "duration_mean_s").where(~tp1)
+    notes = [_note_row(data.columns, "tensor parallel 1 not measured: no baseline", hardware=h, model=mo,
+                       base_variant=b)
+             for (h, mo, b), g in data.groupby(["hardware", "model", "base_variant"])
+             if not (g["tensor_parallel"] == 1).any()]
+    data["facet"] = [f"{b}\n{h}, {mo}" for h, mo, b in zip(data["hardware"], data["model"], data["base_variant"])]
+    data["hue"] = data["tensor_parallel"]
+    order = sorted(data["tensor_parallel"].unique())
+    facets = list(dict.fromkeys(data.sort_values(["hardware", "model", "base_variant"])["facet"]))
+    fig = batch_grid(data, facets, order, [("energy_mean_j", "energy_std_j", "energy per batch (J)", True),
+                                           ("duration_mean_s", "duration_std_s", "latency per batch (s)", True)],
+                     hue_labels={t: f"tensor parallel {t}" for t in order})
+    caption = (f"{title}: energy (all GPUs of the cell) and latency per batch at tensor-parallel sizes "
+               f"{', '.join(str(t) for t in order)}, greedy decoding. {_shape_note(fixed_input, fixed_output)}"
+               + (" Tensor parallel 1 was not measured for some variants: no baseline there." if notes else "")
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
+    out = _with_notes(data.drop(columns=["facet", "hue"]), notes)
+    return save(fig, out, files, caption)
+
+
+# Figure 9 -----------------------------------------------------------------------------------------------
+
+ONLINE_TITLE = "Online against offline serving (Figure 9)"
+BATCH_COLS = ["hardware", "model", "decoding", "online_variant", "offline_variant", "batch_size", "energy_source",
+              "online_energy_mean_j", "online_energy_std_j", "online_n_repeats", "offline_energy_mean_j",
+              "offline_energy_std_j", "offline_n_repeats", "reduction_pct", "reduction_std_pct", "status"]
+# The rate sweep's rows beside the offline replay of the same requests (panel "rate" of the CSV).
+RATE_COLS = ["hardware", "model", "decoding", "online_variant", "offline_variant", "workload", "rate_per_s",
+             "batch_size", "status", "energy_source", "n_requests", "online_energy_per_request_j",
+             "offline_energy_per_request_j", "offline_energy_per_request_std_j", "offline_n_runs",
+             "offline_n_requests", "offline_batch_size", "reduction_pct", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
+             "e2e_p50_s", "e2e_p99_s"]
+RATE_LATENCIES = (("e2e_p50_s", "e2e p50", "-"), ("e2e_p99_s", "e2e p99", "--"), ("ttft_p50_s", "TTFT p50", ":"))
+RATE_MARKERS = {"ok": "o", "saturated": "s", "timeout": "x"}
+NO_SERVING = "no serving rate sweep was measured (vllm-online cells with config online.rates)"
+REPLAY_KEYS = ["hardware", "model", "variant", "decoding", "workload"]
+
+
+def offline_of(online: str) -> str:
+    """The offline variant an online one is compared with: same engine settings, static batches."""
+    return str(online).replace("online", "eager")
+
+
+def _online_batch(measurements: pd.DataFrame, fixed_input: int, fixed_output: int):
+    """Figure 9's batch panel: the reduction per batch size at the fixed shape (``BATCH_COLS``), its
+    notes, and why nothing can be drawn ("" when something can)."""
+    data = batch_table(measurements, fixed_input, fixed_output)
+    ok = data[data["status"] == "ok"] if not data.empty else data
+    online = ok[ok["variant"].astype(str).map(is_online)] if not ok.empty else ok
+    if online.empty:
+        measured = not measurements.empty and measurements["variant"].astype(str).map(is_online).any()
+        why = ("the online cells have no valid row at the fixed shape (see their invalid_reason)" if measured
+               else "no online cell (vllm-online) was measured")
+        return pd.DataFrame(columns=BATCH_COLS), [], why
+    online = online.assign(offline_variant=online["variant"].map(offline_of))
+    keys = ["hardware", "model", "decoding", "batch_size"]
+    offline = ok.rename(columns={"variant": "offline_variant"})
+    merged = online.merge(offline, on=keys + ["offline_variant"], how="left", suffixes=("_on", "_off"))
+    r = merged["energy_mean_j_on"] / merged["energy_mean_j_off"]
+    rel = np.sqrt((merged["energy_std_j_on"] / merged["energy_mean_j_on"]) ** 2
+                  + (merged["energy_std_j_off"] / merged["energy_mean_j_off"]) ** 2)
+    either_estimated = (merged["energy_source_on"] == ESTIMATED) | (merged["energy_source_off"] == ESTIMATED)
+    out = pd.DataFrame({
+        "hardware": merged["hardware"], "model": merged["model"], "decoding": merged["decoding"],
+        "online_variant": merged["variant"], "offline_variant": merged["offline_variant"],
+        "batch_size": merged["batch_size"], "energy_source": merged["energy_source_on"].where(~either_estimated,
+                                                                                              ESTIMATED),
+        "online_energy_mean_j": merged["energy_mean_j_on"], "online_energy_std_j": merged["energy_std_j_on"],
+        "online_n_repeats": merged["n_repeats_on"], "offline_energy_mean_j": merged["energy_mean_j_off"],
+        "offline_energy_std_j": merged["energy_std_j_off"], "offline_n_repeats": merged["n_repeats_off"],
+        "reduction_pct": 100.0 * (1.0 - r), "reduction_std_pct": 100.0 * r * rel,
+        "status": np.where(merged["energy_mean_j_off"].isna(), "no offline point", "ok"),
+    })[BATCH_COLS]
+    notes = [_note_row(BATCH_COLS, f"{v} not measured: no offline baseline", offline_variant=v)
+             for v in sorted(set(out["offline_variant"]) - set(ok["variant"]))]
+    why = "" if (out["status"] == "ok").any() else ("online cells were measured but no offline cell (vllm-eager) at "
+                                                    "the same batch sizes")
+    return out, notes, why
+
+
+def offline_per_request(replay: pd.DataFrame | None) -> pd.DataFrame:
+    """Energy per request of the offline replay of each workload and stack: replay_energy_j / n_requests,
+    mean and sample std over its metered runs."""
+    cols = REPLAY_KEYS + ["offline_energy_per_request_j", "offline_energy_per_request_std_j", "offline_n_runs",
+                          "offline_n_requests", "offline_batch_size", "offline_energy_source"]
+    if replay is None or replay.empty or not set(REPLAY_KEYS + ["replay_energy_j", "n_requests"]) <= set(replay):
+        return pd.DataFrame(columns=cols)
+    r = replay.assign(per_request=replay["replay_energy_j"] / replay["n_requests"])
+    for c in ("batch_size", "energy_source"):
+        r[c] = r[c] if c in r else np.nan
+    out = r.groupby(REPLAY_KEYS).agg(
+        offline_energy_per_request_j=("per_request", "mean"), offline_energy_per_request_std_j=("per_request", "std"),
+        offline_n_runs=("per_request", "size"), offline_n_requests=("n_requests", "first"),
+        offline_batch_size=("batch_size", "first"), offline_energy_source=("energy_source", "first")).reset_index()
+    out["offline_energy_per_request_std_j"] = out["offline_energy_per_request_std_j"].fillna(0.0)
+    return out[cols]
+
+
+def _rate_note(r) -> str:
+    notes = []
+    if pd.isna(r.offline_energy_per_request_j):
+        notes.append(f"no offline replay of {r.workload} with {r.offline_variant} (replay.enabled and a grid cell "
+                     f"{r.offline_variant})")
+    elif pd.notna(r.n_requests) and r.offline_n_requests != r.n_requests:
+        notes.append(f"offline replay served {r.offline_n_requests:.0f} requests, online {r.n_requests:.0f}")
+    if r.status == "timeout":
+        notes.append("timeout: the window hit its time limit, values partial")
+    return "; ".join(notes)
+
+
+def serving_vs_offline(serving: pd.DataFrame | None, replay: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
+    """Figure 9's rate panels: each serving row (``RATE_COLS``) beside the offline replay's energy per
+    request of the same workload and stack (:func:`offline_of`), and why nothing can be drawn ("" when
+    something can). ``note`` says what was not measured."""
+    if serving is None or serving.empty:
+        return pd.DataFrame(columns=RATE_COLS + ["note"]), NO_SERVING
+    s = serving.assign(offline_variant=serving["variant"].map(offline_of))
+    for c in set(RATE_COLS) - {"online_variant", "online_energy_per_request_j"} - set(s):
+        s[c] = np.nan
+    off = offline_per_request(replay).rename(columns={"variant": "offline_variant"})
+    m = s.drop(columns=[c for c in off if c.startswith("offline_") and c != "offline_variant"], errors="ignore")
+    m = m.merge(off, on=["hardware", "model", "decoding", "workload", "offline_variant"], how="left")
+    m["online_variant"], m["online_energy_per_request_j"] = m["variant"], m["energy_per_request_j"]
+    estimated = (m["energy_source"] == ESTIMATED) | (m["offline_energy_source"] == ESTIMATED)
+    m["energy_source"] = m["energy_source"].where(~estimated, ESTIMATED)
+    m["reduction_pct"] = 100.0 * (1.0 - m["online_energy_per_request_j"] / m["offline_energy_per_request_j"])
+    out = m[RATE_COLS].sort_values(["hardware", "model", "online_variant", "decoding", "workload", "rate_per_s"])
+    out = out.reset_index(drop=True)
+    out["note"] = [_rate_note(r) for r in out.itertuples()]
+    return out, ""
+
+
+def _rate_axis(ax, rates) -> None:
+    """Request rate on x: log when the rates span 4x or more, a tick at each rate swept."""
+    rates = sorted(set(pd.Series(rates, dtype=float).dropna()))
+    if rates and rates[0] > 0 and rates[-1] / rates[0] >= 4:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if rates:
+        ax.xaxis.set_major_locator(FixedLocator(rates))
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: plain_number(v)))
+    ax.set_xlabel("request rate (requests/s)", fontsize="small")
+    ax.tick_params(labelsize="x-small")
+
+
+def _status_marks(ax, grp: pd.DataFrame, x: str, y: str, colour, estimated: bool) -> None:
+    """Points by status: circles ok, squares saturated, crosses timeout; hollow when estimated or not ok."""
+    for status, sub in grp.groupby("status", dropna=False):
+        ax.plot(sub[x], sub[y], linestyle="", marker=RATE_MARKERS.get(status, "^"), markersize=4,
+                color=colour, markerfacecolor="white" if estimated or status != "ok" else colour)
+
+
+def _energy_rate_panel(ax, grp: pd.DataFrame, title: str, handles: dict) -> None:
+    """Online energy per request against rate, the offline replay's as a dashed line."""
+    on_colour, off_colour = colours(1)[0], "dimgrey"
+    pts = grp.dropna(subset=["online_energy_per_request_j"])
+    estimated = bool((grp["energy_source"] == ESTIMATED).any())
+    variant = grp["online_variant"].iloc[0]
+    whole = pts[pts["status"] != "timeout"]  # a timed-out window's partial value is marked, not joined
+    h = ax.plot(whole["rate_per_s"], whole["online_energy_per_request_j"], color=on_colour, linewidth=1.2,
+                label=f"online ({variant}), per rate")[0]
+    handles.setdefault(h.get_label(), h)
+    _status_marks(ax, pts, "rate_per_s", "online_energy_per_request_j", on_colour, estimated)
+    off = grp.dropna(subset=["offline_energy_per_request_j"])
+    if not off.empty:
+        r = off.iloc[0]
+        h = ax.axhline(r["offline_energy_per_request_j"], color=off_colour, linestyle="--", linewidth=1.0,
+                       label=f"offline replay ({r['offline_variant']}), same requests")
+        handles.setdefault(h.get_label(), h)
+    else:
+        ax.text(0.02, 0.97, "no offline replay", transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
+    _rate_axis(ax, grp["rate_per_s"])
+    ax.set_ylabel("energy per request (J)", fontsize="small")
+    ax.set_title(title, fontsize="small")
+
+
+def _latency_rate_panel(ax, grp: pd.DataFrame, title: str, handles: dict) -> None:
+    """End-to-end p50 and p99 and TTFT p50 against rate."""
+    for (col, label, style), colour in zip(RATE_LATENCIES, colours(len(RATE_LATENCIES) + 1)[1:]):
+        pts = grp.dropna(subset=[col])
+        if pts.empty:
+            continue
+        whole = pts[pts["status"] != "timeout"]
+        h = ax.plot(whole["rate_per_s"], whole[col], color=colour, linestyle=style, linewidth=1.2, label=label)[0]
+        handles.setdefault(label, h)
+        _status_marks(ax, pts, "rate_per_s", col, colour, False)
+    if not ax.lines:
+        no_data_panel(ax, f"{title}:\nno latency recorded")
+        return
+    ax.set_yscale("log")
+    plain_log_labels(ax)
+    _rate_axis(ax, grp["rate_per_s"])
+    ax.set_ylabel("latency (s)", fontsize="small")
+    ax.set_title(title, fontsize="small")
+
+
+def _rate_title(hardware, model, variant, decoding, workload) -> str:
+    return f"{workload}: {hardware}, {model}" + ("" if decoding == "greedy" else f", {decoding}")
+
+
+def _online_panels(batch: pd.DataFrame, batch_why: str, rate: pd.DataFrame, rate_why: str) -> list[tuple]:
+    """What each panel of Figure 9 draws: ("batch", facet), ("energy"/"latency", serving key) or
+    ("none", why)."""
+    specs = [("batch", f) for f in dict.fromkeys(batch["facet"])] if not batch_why else [("none", batch_why)]
+    keys = ["hardware", "model", "online_variant", "decoding", "workload"]
+    if rate_why:
+        return specs + [("none", rate_why)]
+    for key in dict.fromkeys(map(tuple, rate[keys].itertuples(index=False))):
+        specs += [("energy", key), ("latency", key)]
+    return specs
+
+
+def _online_figure(batch: pd.DataFrame, batch_why: str, rate: pd.DataFrame, rate_why: str):
+    """Figure 9: the batch panels (reduction against batch size), then per serving cell and workload
+    energy per request and latency against rate; a part without data is one panel that says why."""
+    specs = _online_panels(batch, batch_why, rate, rate_why)
+    ncols = min(len(specs), 3)
+    nrows = -(-len(specs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W_IN * ncols + 0.4, PANEL_H_IN * nrows + 0.2),
+                             squeeze=False)
+    handles: dict = {}
+    order = sorted(batch["hue"].unique()) if not batch_why else []
+    style = {"colours": dict(zip(order, colours(len(order)))), "labels": {h: h for h in order}, "markers": {},
+             "lines": {}}
+    keys = ["hardware", "model", "online_variant", "decoding", "workload"]
+    for (kind, what), ax in zip(specs, axes.flat):
+        if kind == "none":
+            no_data_panel(ax, f"No data: {what}.")
+        elif kind == "batch":
+            _batch_panel(ax, batch[batch["facet"] == what], what, ("reduction_pct", "reduction_std_pct",
+                         "energy reduction (%)", False), order, style, handles, False,
+                         "above 0: online uses less energy")
+        else:
+            grp = rate[(rate[keys] == pd.Series(what, index=keys)).all(axis=1)]
+            draw = _energy_rate_panel if kind == "energy" else _latency_rate_panel
+            draw(ax, grp, _rate_title(*what), handles)
+    for ax in list(axes.flat)[len(specs):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    legend = list(handles.values())
+    if not rate_why and (rate["status"] != "ok").any():
+        legend += [Line2D([], [], color="grey", marker=RATE_MARKERS[s], markerfacecolor="white", linestyle="",
+                          label=lab) for s, lab in (("saturated", "square: saturated (requests queued)"),
+                                                    ("timeout", "x: timeout (values partial)"))
+                   if (rate["status"] == s).any()]
+    shared_legend(fig, legend, ncol=min(len(legend), 3))
+    return fig
+
+
+def _online_caption(batch: pd.DataFrame, batch_why: str, rate: pd.DataFrame, rate_why: str, fixed_input: int,
+                    fixed_output: int) -> str:
+    parts = [f"{ONLINE_TITLE}: online serving with continuous batching against offline static batches on the "
+             "same engine."]
+    if batch_why:
+        parts.append(f"Against batch size: no data; {tex_escape(batch_why)}.")
+    else:
+        parts.append("Against batch size (online: the most requests in flight): energy saved, 100 $\\times$ (1 "
+                     "$-$ online / offline energy per batch); above zero online saves energy; error bars propagate "
+                     f"the standard deviations of both means. {_shape_note(fixed_input, fixed_output)}")
+    if rate_why:
+        parts.append(f"Against request rate: no data; {tex_escape(rate_why)}.")
+    else:
+        workloads = ", ".join(tex_escape(w) for w in sorted(rate["workload"].astype(str).unique()))
+        parts.append(f"Against request rate (Poisson arrivals of a seeded sample of {workloads}): energy per "
+                     "request of the steady-state window, with the offline replay of the same sample (dashed: "
+                     "energy per run / requests, mean over runs), and end-to-end p50 and p99 and time-to-first-"
+                     "token p50 latency; squares: arrivals outpaced the server (saturated); crosses: the window "
+                     "timed out (partial values).")
+        if rate["note"].str.contains("no offline replay").any():
+            parts.append("Some workloads have no offline replay (the note column of the data says which).")
+    both = pd.concat([batch, rate], ignore_index=True)
+    return " ".join(parts) + " " + cells_note(both) + " " + source_note(both["energy_source"])
+
+
+def fig_online(measurements: pd.DataFrame, fixed_input: int, fixed_output: int, files: FigureFiles,
+               serving: pd.DataFrame | None = None, replay: pd.DataFrame | None = None) -> list[Path]:
+    """Figure 9: online serving (continuous batching; ``vllm-online``) against offline batches with the
+    same engine settings (``vllm-eager``). Against batch size: the energy reduction 100 x (1 - online /
+    offline) at the fixed shape, its spread propagated from both means' standard deviations to first
+    order. Against request rate (the serving rate sweep): energy per request beside the offline
+    replay's of the same requests, and latency. The CSV's ``panel`` says which rows are which."""
+    setup_style()
+    batch, notes, batch_why = _online_batch(measurements, fixed_input, fixed_output)
+    rate, rate_why = serving_vs_offline(serving, replay)
+    if batch_why and rate_why:
+        return save_no_data(files, ["panel"] + BATCH_COLS + [c for c in RATE_COLS if c not in BATCH_COLS],
+                             f"{batch_why}; {rate_why}", ONLINE_TITLE, _context(measurements))
+    plot = batch[batch["status"] == "ok"]
+    plot = plot.assign(facet=[f"{h}, {m}" + ("" if d == "greedy" else f", {d}")
+                              for h, m, d in zip(plot["hardware"], plot["model"], plot["decoding"])],
+                       hue=plot["online_variant"] + " vs " + plot["offline_variant"])
+    fig = _online_figure(plot, batch_why, rate, rate_why)
+    caption = _online_caption(plot, batch_why, rate, rate_why, fixed_input, fixed_output)
+    batch_rows = _with_notes(batch, notes + ([_note_row(BATCH_COLS, f"no data: {batch_why}")] if batch_why else []))
+    rate_rows = rate if not rate_why else pd.DataFrame([_note_row(RATE_COLS, f"no data: {rate_why}")])
+    out = pd.concat([batch_rows.assign(panel="batch"), rate_rows.assign(panel="rate")], ignore_index=True)
+    for c in ("n_requests", "offline_n_runs", "offline_n_requests", "offline_batch_size", "batch_size"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").round().astype("Int64")
+    return save(fig, out[["panel"] + [c for c in out if c != "panel"]], files, caption)
+
+
+# Energy against latency of the rate sweep ---------------------------------------------------------------
+
+FRONT_TITLE = "Energy per request against p90 latency of online serving"
+FRONT_LABELS = {"tpot_p90_s": "time per output token p90 (s)", "e2e_p90_s": "end-to-end latency p90 (s)"}
+
+
+def _setting_label(r) -> str:
+    batch = "" if pd.isna(r["batch_size"]) else f", batch {int(r['batch_size'])}"
+    return f"{r['hardware']}, {r['model']}, {r['variant']}{batch}"
+
+
+def _front_panel(ax, part: pd.DataFrame, hue_colours: dict, title: str, xlabel: str, handles: dict) -> None:
+    """Every setting's points (rate written beside each), the Pareto front as a step line."""
+    pts = part.dropna(subset=["latency_s", "energy_per_request_j"])
+    if pts.empty:
+        no_data_panel(ax, f"{title}:\nno data")
+        return
+    for label, grp in pts.groupby("setting", sort=True):
+        estimated = bool((grp["energy_source"] == ESTIMATED).any())
+        _status_marks(ax, grp, "latency_s", "energy_per_request_j", hue_colours[label], estimated)
+        handles.setdefault(label, Line2D([], [], color=hue_colours[label], marker="o", linestyle="", label=label))
+        for r in grp.itertuples():
+            ax.annotate(f"{r.rate_per_s:g}/s", (r.latency_s, r.energy_per_request_j), fontsize=5,
+                        xytext=(3, 2), textcoords="offset points", color="dimgrey")
+    front = pts[pts["on_front"].astype(bool)].sort_values("latency_s")
+    if not front.empty:
+        h = ax.step(front["latency_s"], front["energy_per_request_j"], where="post", color="black", linewidth=1.0,
+                    label="Pareto front (least energy for a latency)")[0]
+        handles.setdefault(h.get_label(), h)
+    for axis, col in (("x", "latency_s"), ("y", "energy_per_request_j")):
+        v = pts[col]
+        if v.min() > 0 and v.max() / v.min() >= 4:
+            (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+            plain_log_labels(ax, axis)
+    ax.set_xlabel(xlabel, fontsize="small")
+    ax.set_ylabel("energy per request (J)", fontsize="small")
+    ax.tick_params(labelsize="x-small")
+    ax.set_title(title, fontsize="small")
+
+
+def fig_energy_latency_frontier(serving: pd.DataFrame, files: FigureFiles) -> list[Path]:
+    """Energy per request against p90 latency (time per output token; end to end) of every setting of
+    the serving rate sweep (rate, stack, batch limit), one row of panels per workload, with the Pareto
+    front (least energy for a given latency) as a step line; the CSV marks ``on_front``."""
+    from llm_energy.online.frontier import FRONT_METRICS, front_table
+
+    setup_style()
+    data = front_table(serving, FRONT_METRICS)
+    if data.empty:
+        return save_no_data(files, list(data.columns), NO_SERVING, FRONT_TITLE, pd.DataFrame())
+    data["setting"] = [_setting_label(r) for r in data.to_dict("records")]
+    settings = sorted(data["setting"].unique())
+    hue_colours = dict(zip(settings, colours(len(settings))))
+    workloads = list(dict.fromkeys(data["workload"]))
+    fig, axes = plt.subplots(len(workloads), len(FRONT_METRICS), squeeze=False,
+                             figsize=(PANEL_W_IN * len(FRONT_METRICS) + 0.4, PANEL_H_IN * len(workloads) + 0.2))
+    handles: dict = {}
+    for i, w in enumerate(workloads):
+        for j, metric in enumerate(FRONT_METRICS):
+            part = data[(data["workload"] == w) & (data["metric"] == metric)]
+            _front_panel(axes[i][j], part, hue_colours, str(w), FRONT_LABELS[metric], handles)
+    fig.tight_layout()
+    legend = list(handles.values())
+    if (data["status"] != "ok").any():
+        legend += [Line2D([], [], color="grey", marker=RATE_MARKERS[s], markerfacecolor="white", linestyle="",
+                          label=f"{s}") for s in ("saturated", "timeout") if (data["status"] == s).any()]
+    shared_legend(fig, legend, ncol=min(len(legend), 2))
+    n_off = int((data["note"] != "").sum())
+    caption = (f"{FRONT_TITLE}: each point is one setting of the serving rate sweep (stack, server batch limit "
+               "and request rate, written beside it), Poisson arrivals of a seeded sample of the trace; left "
+               "time per output token p90, right end-to-end p90. The step line is the Pareto front: the least "
+               "energy per request reachable at or below a latency. Squares: arrivals outpaced the server "
+               "(saturated, still measured); crosses: the window timed out (partial values, never on the front)."
+               + (f" {n_off} row(s) of the data cannot be on the front (see its note column)." if n_off else "")
+               + " " + cells_note(data) + " " + source_note(data["energy_source"]))
+    return save(fig, data.drop(columns=["setting"]), files, caption)

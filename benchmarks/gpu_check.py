@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from llm_energy import UserError  # noqa: E402
 from llm_energy.measurement.backends import make_backend  # noqa: E402
-from llm_energy.measurement.loop import Point, Protocol, run_cell  # noqa: E402
+from llm_energy.measurement.loop import run_cell
+from llm_energy.measurement.protocol import Point, Protocol  # noqa: E402
 from llm_energy.models.build import build_model  # noqa: E402
 from llm_energy.pipeline.hardware import detect, nvml_gpus  # noqa: E402
 

@@ -19,8 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from llm_energy.measurement.backends import make_backend  # noqa: E402
-from llm_energy.measurement.loop import Point, Protocol, run_cell, synthetic_prompts  # noqa: E402
+from llm_energy.measurement.loop import run_cell, synthetic_prompts
 from llm_energy.measurement.meters import PowerSampler  # noqa: E402
+from llm_energy.measurement.protocol import Point, Protocol  # noqa: E402
 
 
 def _reader():

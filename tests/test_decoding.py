@@ -10,7 +10,8 @@ import pytest
 from conftest import Loaded
 
 from llm_energy.measurement.backends import DECODINGS, Unsupported, make_backend
-from llm_energy.measurement.loop import Point, Protocol, run_cell, synthetic_prompts
+from llm_energy.measurement.loop import run_cell, synthetic_prompts
+from llm_energy.measurement.protocol import Point, Protocol
 
 SAMPLERS = ("greedy", "temperature", "top-p")
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from llm_energy.paper import figures as F
-from llm_energy.paper.figures.batch import fig_energy_latency_frontier
+from llm_energy.paper.figures.frontier import fig_energy_latency_frontier
 
 FI, FO = 64, 8
 BATCHES = [1, 2, 4]

@@ -5,6 +5,7 @@ import math
 import pandas as pd
 import pytest
 
+from llm_energy.paper.criteria import within_2x
 from llm_energy.paper.findings import (
     FINDINGS,
     NOT_REPRODUCED,
@@ -13,7 +14,6 @@ from llm_energy.paper.findings import (
     findings_markdown,
     findings_table,
     findings_tex,
-    within_2x,
 )
 
 FI, FO = 64, 8

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_energy.measurement.loop import Point, Protocol, estimate_remaining_s, point_cost
+from llm_energy.measurement.eta import estimate_remaining_s, point_cost
+from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.pipeline import config as config_mod
 from llm_energy.pipeline.rulekit import run_rule, setup_logging
 

@@ -7,7 +7,8 @@ import pytest
 
 from llm_energy import UserError
 from llm_energy.measurement.backends import make_backend
-from llm_energy.measurement.loop import Point, Protocol, run_cell, synthetic_prompts
+from llm_energy.measurement.loop import run_cell, synthetic_prompts
+from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.models.build import VOCAB_SIZE, check_model_dir, weights_kind
 
 
@@ -90,7 +91,7 @@ def test_transformers_serves_static_padded_batches(tiny_model):
 def test_padded_point_is_a_left_padded_batch_of_different_lengths(tiny_model):
     """A point of role ``padded`` runs batches of the lengths ``padded_lengths`` gives (longest = its
     input length) through the backend's padded path, warm-up, full and prefill windows alike."""
-    from llm_energy.measurement.loop import padded_lengths
+    from llm_energy.measurement.protocol import padded_lengths
 
     backend = make_backend("transformers-eager", str(tiny_model), dtype="float32")
     seen = []

@@ -7,7 +7,8 @@ import pytest
 from llm_energy import UserError
 from llm_energy.measurement.backends.base import Backend, BatchResult
 from llm_energy.measurement.locks import device_locks
-from llm_energy.measurement.loop import Point, Protocol, run_cell
+from llm_energy.measurement.loop import run_cell
+from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.pipeline.cells import Variant
 
 

@@ -291,7 +291,7 @@ def paper_inputs(wildcards):
     # Pareto front and latency targets of the rate sweep (online/frontier.py) where it reads the sweep.
     extra = ["online.frontier"] if "serving" in out.inputs else []
     files["code"] = package_code(
-        "paper." + out.function.split(".")[0].split(":")[0], "paper.registry", *extra
+        f"paper.{out.function.split('.')[0].split(':')[0]}", "paper.registry", *extra
     )
     return files
 

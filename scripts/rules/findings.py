@@ -1,5 +1,5 @@
 """Rule findings: every finding of the paper against this run, with a computed verdict
-(paper/findings.{md,csv,tex}; criteria and verdict rules: llm_energy/paper/findings.py)."""
+(paper/findings.{md,csv,tex}; criteria and verdict rules: llm_energy/paper/criteria.py)."""
 
 import logging
 

@@ -65,13 +65,13 @@ rule table:
         "../../scripts/rules/table.py"
 
 
-# Every finding of the paper with a verdict computed from this run (criteria: llm_energy/paper/findings.py).
+# Every finding of the paper with a verdict computed from this run (criteria: llm_energy/paper/criteria.py).
 rule findings:
     input:
         measurements=checked_files(),
         estimates="results/estimates/estimates.parquet",
         savings="results/estimates/savings.parquet",
-        code=package_code("paper.findings", "paper.figures"),
+        code=package_code("paper.findings", "paper.criteria", "paper.figures"),
     output:
         md="paper/findings.md",
         csv=report(

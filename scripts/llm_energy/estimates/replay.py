@@ -110,7 +110,8 @@ def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], ba
     """The control points measured in this job with the grid's protocol (warm-up, repeats, windows):
     list columns of the replay file (the mean energy per batch of each point's ok repeats). Only the
     full windows: a control point's prefill window would be measured and never read."""
-    from llm_energy.measurement.loop import CellRun, Point
+    from llm_energy.measurement.loop import CellRun
+    from llm_energy.measurement.protocol import Point
 
     run = CellRun(backend, protocol, meter, prefill_windows=False)
     energies = []

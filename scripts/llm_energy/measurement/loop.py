@@ -23,12 +23,11 @@ batch size, padded or not); both are off in the paper's protocol (the schema's d
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,11 +35,12 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.measurement.backends import Backend, Unsupported
+from llm_energy.measurement.eta import estimate_remaining_s, point_cost
 from llm_energy.measurement.job import MeteredJob
-from llm_energy.measurement.meters import DeviceLost, make_meter
+from llm_energy.measurement.meters import DeviceLost
 from llm_energy.measurement.prompts import RandomPrompts
+from llm_energy.measurement.protocol import Point, Protocol, padded_lengths
 from llm_energy.pipeline.manifest import git_commit
-from llm_energy.pipeline.roles import PADDED
 
 log = logging.getLogger(__name__)
 
@@ -54,93 +54,6 @@ PROBE_STREAM = 2_000_000
 FRESH_STREAM = 3_000_000
 PREFILL_STREAM = 4_000_000
 
-
-@dataclass(frozen=True)
-class Point:
-    """One shape to measure. ``role`` says why: ``grid`` (a workload bin) and/or ``sweep`` (Figure 2), or
-    ``padded`` (a batch of different prompt lengths padded to ``input_len``, for the energy model)."""
-
-    input_len: int
-    output_len: int
-    batch_size: int
-    role: str = "grid"
-
-    @property
-    def padded(self) -> bool:
-        return self.role == PADDED
-
-    @property
-    def shape(self) -> tuple[int, int, bool]:
-        """What the point's prefill run and its eager kernels depend on: all but the output length."""
-        return self.input_len, self.batch_size, self.padded
-
-
-def padded_lengths(input_len: int, batch_size: int) -> list[int]:
-    """Prompt lengths of a padded point's batch: evenly up to ``input_len`` (the longest, which the batch
-    is padded to), e.g. 64 at batch 4 -> [16, 32, 48, 64]: about half of the batch is padding, as in a
-    batch of trace requests in arrival order."""
-    return [max(1, round(input_len * (k + 1) / batch_size)) for k in range(batch_size)]
-
-
-# The paper's larger example count (examples_per_point_large_batch) is for batches above 256.
-LARGE_BATCH_FROM = 257
-
-
-@dataclass
-class Protocol:
-    """How each point is measured: the keys of the config's ``measurement`` section that the
-    measurement reads, by the schema's names, with no default of its own (:meth:`of` fills the
-    schema's; :meth:`from_config` takes a validated section)."""
-
-    meter: str
-    cpu_watts_per_core: float
-    require_measured_energy: bool
-    allow_shared_gpu: bool
-    warmup_batches: int
-    warmup_output_tokens: int | None
-    prefill_per_shape: bool
-    warmup_per_shape: bool
-    repeats: int
-    pause_s: float
-    idle_s: float
-    min_window_s: float
-    examples_per_point: int
-    examples_per_point_large_batch: int
-    power_sample_interval_s: float
-    max_batch_probe: list[int]
-    seed: int
-    nvml_counter_probe_s: float
-    cooldown_temp_c: float | None
-    cooldown_max_s: float
-
-    @classmethod
-    def from_config(cls, m: dict) -> Protocol:
-        """From a ``measurement`` section (validated: every key there); keys it does not read are ignored."""
-        return cls(**{f.name: copy.deepcopy(m[f.name]) for f in fields(cls)})
-
-    @classmethod
-    def of(cls, **keys) -> Protocol:
-        """The schema's protocol (the paper's) with ``keys`` set, e.g. ``Protocol.of(repeats=1)``."""
-        from llm_energy.pipeline.config import section_defaults
-
-        unknown = set(keys) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"not a protocol key: {', '.join(sorted(unknown))}")
-        return cls.from_config({**section_defaults("measurement"), **keys})
-
-    def make_meter(self, n_gpus: int | None = None):
-        """The meter this protocol asks for (see :func:`llm_energy.measurement.meters.make_meter`); ``n_gpus``: the
-        GPUs the cell's engine uses (its tensor-parallel size), the ones an NVML meter meters."""
-        return make_meter(self.meter, watts_per_core=self.cpu_watts_per_core,
-                          require_measured=self.require_measured_energy, allow_shared_gpu=self.allow_shared_gpu,
-                          sample_interval_s=self.power_sample_interval_s, n_gpus=n_gpus,
-                          counter_probe_s=self.nvml_counter_probe_s)
-
-    def batches_per_window(self, batch_size: int) -> int:
-        """At least enough batches to cover the point's examples (the paper's 1,024 / 4,096)."""
-        examples = self.examples_per_point_large_batch if batch_size >= LARGE_BATCH_FROM \
-            else self.examples_per_point
-        return max(1, math.ceil(examples / batch_size)) if examples else 1
 
 
 def synthetic_prompts(point: Point, repeat: int, seed: int, vocab_size: int = VOCAB_SIZE) -> list[list[int]]:
@@ -416,53 +329,6 @@ def plan_points(run: CellRun, points: list[Point]) -> list[Point]:
             planned.append(Point(pt.input_len, pt.output_len, fits, pt.role))
     return planned
 
-
-def point_cost(point: Point, protocol: Protocol) -> tuple[float, float]:
-    """What measuring a point costs, roughly, for the ETA: (decode steps, tokens) of the full-length
-    batches it runs (warm-up and every repeat's window; the prefill runs are about proportional)."""
-    warm_len = point.output_len if protocol.warmup_output_tokens is None \
-        else min(point.output_len, protocol.warmup_output_tokens)
-    batches = protocol.repeats * protocol.batches_per_window(point.batch_size)
-    steps = batches * point.output_len + protocol.warmup_batches * warm_len
-    tokens = point.batch_size * (batches * (point.input_len + point.output_len)
-                                 + protocol.warmup_batches * (point.input_len + warm_len))
-    return float(steps), float(tokens)
-
-
-def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[float],
-                         todo_cost: list[tuple[float, float]]) -> float | None:
-    """Seconds the points of ``todo_cost`` will take, from the points measured so far (None before any).
-
-    A point's time is fitted as ``a + b * steps + c * tokens`` (see :func:`point_cost`): a fixed part
-    (windows last at least ``min_window_s``, per-call overheads), a per-decode-step part (weights
-    read once per step, launch overheads) and a per-token part (compute), by least squares with
-    ``a, b, c >= 0`` over the measured points; model load and probing are not in ``done_s``. With one
-    point measured, its whole time counts as fixed. Scaling the elapsed time by a single work ratio
-    made a cell's first estimate tens of times too long: points run smallest first, the first one's
-    time is nearly all fixed part, and its work is thousands of times below the largest point's.
-    """
-    if not done_s:
-        return None
-    y = np.asarray(done_s, dtype=float)
-    done = np.column_stack([np.ones(len(y)), np.asarray(done_cost, dtype=float).reshape(len(y), 2)])
-    todo = np.column_stack([np.ones(len(todo_cost)), np.asarray(todo_cost, dtype=float).reshape(-1, 2)])
-    scale = np.maximum(np.abs(np.vstack([done, todo])).max(axis=0), 1e-12)  # comparable columns
-    X = done / scale
-    distinct = len({tuple(row) for row in X.round(12)})
-    coef, best = np.array([y.mean(), 0.0, 0.0]), float(((y - y.mean()) ** 2).sum())
-    # Non-negative least squares over 3 columns: the best of the column subsets whose plain fit is
-    # non-negative; a subset needs as many distinct points as columns, and wins only by a margin.
-    for cols in ([1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2]):
-        if len(cols) > distinct:
-            continue
-        c, *_ = np.linalg.lstsq(X[:, cols], y, rcond=None)
-        if (c < 0).any():
-            continue
-        residual = float(((X[:, cols] @ c - y) ** 2).sum())
-        if residual < best * (1 - 1e-9) - 1e-12:
-            coef, best = np.zeros(3), residual
-            coef[cols] = c
-    return float(((todo / scale) @ coef).sum())
 
 
 def run_cell(backend: Backend, points: list[Point], protocol: Protocol | None = None,

@@ -2,7 +2,7 @@
 on the Pareto front (least energy for a given latency), and the least energy per request that meets
 each latency target (config ``online.latency_targets``).
 
-Pure functions of the serving rows: the figure (``figures.batch.fig_energy_latency_frontier``) and the
+Pure functions of the serving rows: the figure (``paper.figures.frontier.fig_energy_latency_frontier``) and the
 table (``tables.table_latency_targets``) draw and print what they return.
 """
 

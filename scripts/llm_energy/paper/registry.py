@@ -89,7 +89,7 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
     Output("fig8_tasks", "figures.workloads:fig_tasks", ("estimates", "by_bin"),
            "Classical NLP tasks (IMDB, WMT-14, CNN/DailyMail, WikiText-2): estimated energy per request for "
            "each stack, binned (hollow) and model (solid), and the ideal (Figure 8).", ("task_workloads",)),
-    Output("fig9_online_offline", "figures.batch:fig_online", ("measurements", "serving", "replay"),
+    Output("fig9_online_offline", "figures.online:fig_online", ("measurements", "serving", "replay"),
            "Online serving (continuous batching) against offline batches on the same engine (Figure 9): energy "
            "reduction against batch size; energy per request against request rate beside the offline replay of "
            "the same requests, and latency (end-to-end p50 and p99, time to first token p50) against rate.",
@@ -101,7 +101,7 @@ FIGURES: dict[str, Output] = {o.name: o for o in (
            "Binned estimate and energy model against a real replay of a sample of each workload, per stack: "
            "error in percent.",
            when="replay"),
-    Output("fig_energy_latency_frontier", "figures.batch:fig_energy_latency_frontier", ("serving",),
+    Output("fig_energy_latency_frontier", "figures.frontier:fig_energy_latency_frontier", ("serving",),
            "Energy per request against p90 latency (time per output token; end to end) of every setting of the "
            "serving rate sweep, with the Pareto front (least energy for a given latency) as a step line."),
     Output("fig_request_energy", "figures.requests:fig_request_energy", ("requests",),

@@ -8,7 +8,8 @@ A figure with nothing to plot (cells not in the config) is still written: it say
 plot, in a ``note`` column of its CSV and in its caption.
 """
 
-from llm_energy.paper.figures.batch import fig_compile_graphs, fig_decoding, fig_moe, fig_online, fig_tensor_parallel
+from llm_energy.paper.figures.batch import fig_compile_graphs, fig_decoding, fig_moe, fig_tensor_parallel
+from llm_energy.paper.figures.online import fig_online
 from llm_energy.paper.figures.requests import fig_request_energy
 from llm_energy.paper.figures.style import (
                         ESTIMATED,

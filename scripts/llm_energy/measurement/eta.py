@@ -1,0 +1,56 @@
+"""How long a cell still has to run: each point's cost in prefill and decode tokens, and the remaining
+time from the points measured so far (the ETA line of a measurement job's log)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llm_energy.measurement.protocol import Point, Protocol
+
+
+def point_cost(point: Point, protocol: Protocol) -> tuple[float, float]:
+    """What measuring a point costs, roughly, for the ETA: (decode steps, tokens) of the full-length
+    batches it runs (warm-up and every repeat's window; the prefill runs are about proportional)."""
+    warm_len = point.output_len if protocol.warmup_output_tokens is None \
+        else min(point.output_len, protocol.warmup_output_tokens)
+    batches = protocol.repeats * protocol.batches_per_window(point.batch_size)
+    steps = batches * point.output_len + protocol.warmup_batches * warm_len
+    tokens = point.batch_size * (batches * (point.input_len + point.output_len)
+                                 + protocol.warmup_batches * (point.input_len + warm_len))
+    return float(steps), float(tokens)
+
+
+def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[float],
+                         todo_cost: list[tuple[float, float]]) -> float | None:
+    """Seconds the points of ``todo_cost`` will take, from the points measured so far (None before any).
+
+    A point's time is fitted as ``a + b * steps + c * tokens`` (see :func:`point_cost`): a fixed part
+    (windows last at least ``min_window_s``, per-call overheads), a per-decode-step part (weights
+    read once per step, launch overheads) and a per-token part (compute), by least squares with
+    ``a, b, c >= 0`` over the measured points; model load and probing are not in ``done_s``. With one
+    point measured, its whole time counts as fixed. Scaling the elapsed time by a single work ratio
+    made a cell's first estimate tens of times too long: points run smallest first, the first one's
+    time is nearly all fixed part, and its work is thousands of times below the largest point's.
+    """
+    if not done_s:
+        return None
+    y = np.asarray(done_s, dtype=float)
+    done = np.column_stack([np.ones(len(y)), np.asarray(done_cost, dtype=float).reshape(len(y), 2)])
+    todo = np.column_stack([np.ones(len(todo_cost)), np.asarray(todo_cost, dtype=float).reshape(-1, 2)])
+    scale = np.maximum(np.abs(np.vstack([done, todo])).max(axis=0), 1e-12)  # comparable columns
+    X = done / scale
+    distinct = len({tuple(row) for row in X.round(12)})
+    coef, best = np.array([y.mean(), 0.0, 0.0]), float(((y - y.mean()) ** 2).sum())
+    # Non-negative least squares over 3 columns: the best of the column subsets whose plain fit is
+    # non-negative; a subset needs as many distinct points as columns, and wins only by a margin.
+    for cols in ([1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2]):
+        if len(cols) > distinct:
+            continue
+        c, *_ = np.linalg.lstsq(X[:, cols], y, rcond=None)
+        if (c < 0).any():
+            continue
+        residual = float(((X[:, cols] @ c - y) ** 2).sum())
+        if residual < best * (1 - 1e-9) - 1e-12:
+            coef, best = np.zeros(3), residual
+            coef[cols] = c
+    return float(((todo / scale) @ coef).sum())

@@ -1,0 +1,99 @@
+"""What a cell measures and how: its points (input, output, batch; role) and the measurement protocol
+(warm-up, repeats, windows, idle and cool-down, the meter), typed with the schema's names and defaults."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, fields
+
+from llm_energy.measurement.meters import make_meter
+from llm_energy.pipeline.roles import PADDED
+
+
+@dataclass(frozen=True)
+class Point:
+    """One shape to measure. ``role`` says why: ``grid`` (a workload bin) and/or ``sweep`` (Figure 2), or
+    ``padded`` (a batch of different prompt lengths padded to ``input_len``, for the energy model)."""
+
+    input_len: int
+    output_len: int
+    batch_size: int
+    role: str = "grid"
+
+    @property
+    def padded(self) -> bool:
+        return self.role == PADDED
+
+    @property
+    def shape(self) -> tuple[int, int, bool]:
+        """What the point's prefill run and its eager kernels depend on: all but the output length."""
+        return self.input_len, self.batch_size, self.padded
+
+
+def padded_lengths(input_len: int, batch_size: int) -> list[int]:
+    """Prompt lengths of a padded point's batch: evenly up to ``input_len`` (the longest, which the batch
+    is padded to), e.g. 64 at batch 4 -> [16, 32, 48, 64]: about half of the batch is padding, as in a
+    batch of trace requests in arrival order."""
+    return [max(1, round(input_len * (k + 1) / batch_size)) for k in range(batch_size)]
+
+
+# The paper's larger example count (examples_per_point_large_batch) is for batches above 256.
+LARGE_BATCH_FROM = 257
+
+
+@dataclass
+class Protocol:
+    """How each point is measured: the keys of the config's ``measurement`` section that the
+    measurement reads, by the schema's names, with no default of its own (:meth:`of` fills the
+    schema's; :meth:`from_config` takes a validated section)."""
+
+    meter: str
+    cpu_watts_per_core: float
+    require_measured_energy: bool
+    allow_shared_gpu: bool
+    warmup_batches: int
+    warmup_output_tokens: int | None
+    prefill_per_shape: bool
+    warmup_per_shape: bool
+    repeats: int
+    pause_s: float
+    idle_s: float
+    min_window_s: float
+    examples_per_point: int
+    examples_per_point_large_batch: int
+    power_sample_interval_s: float
+    max_batch_probe: list[int]
+    seed: int
+    nvml_counter_probe_s: float
+    cooldown_temp_c: float | None
+    cooldown_max_s: float
+
+    @classmethod
+    def from_config(cls, m: dict) -> Protocol:
+        """From a ``measurement`` section (validated: every key there); keys it does not read are ignored."""
+        return cls(**{f.name: copy.deepcopy(m[f.name]) for f in fields(cls)})
+
+    @classmethod
+    def of(cls, **keys) -> Protocol:
+        """The schema's protocol (the paper's) with ``keys`` set, e.g. ``Protocol.of(repeats=1)``."""
+        from llm_energy.pipeline.config import section_defaults
+
+        unknown = set(keys) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"not a protocol key: {', '.join(sorted(unknown))}")
+        return cls.from_config({**section_defaults("measurement"), **keys})
+
+    def make_meter(self, n_gpus: int | None = None):
+        """The meter this protocol asks for (see :func:`llm_energy.measurement.meters.make_meter`); ``n_gpus``: the
+        GPUs the cell's engine uses (its tensor-parallel size), the ones an NVML meter meters."""
+        return make_meter(self.meter, watts_per_core=self.cpu_watts_per_core,
+                          require_measured=self.require_measured_energy, allow_shared_gpu=self.allow_shared_gpu,
+                          sample_interval_s=self.power_sample_interval_s, n_gpus=n_gpus,
+                          counter_probe_s=self.nvml_counter_probe_s)
+
+    def batches_per_window(self, batch_size: int) -> int:
+        """At least enough batches to cover the point's examples (the paper's 1,024 / 4,096)."""
+        examples = self.examples_per_point_large_batch if batch_size >= LARGE_BATCH_FROM \
+            else self.examples_per_point
+        return max(1, math.ceil(examples / batch_size)) if examples else 1

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from llm_energy import UserError
 
+# Each subcommand imports what it runs, inside its function: `lock-state` (run by scripts/run.sh before
+# every run) and `--help` must not load pandas, torch or the measurement loop.
 
 def _detect(args) -> None:
     from llm_energy.pipeline.hardware import detect

@@ -25,6 +25,11 @@ import numpy as np
 import pandas as pd
 
 from llm_energy import UserError
+from llm_energy.estimates.specs import spec_for
+from llm_energy.measurement.validation import unusable
+from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
+from llm_energy.modelling.serving import framework_of, serve
+from llm_energy.models.flops import generation_flops
 from llm_energy.pipeline.cells import CELL_KEYS
 
 LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
@@ -169,8 +174,6 @@ def ideal_energy(bins: pd.DataFrame, arch, spec: dict | None) -> dict:
     Both the dense and the with-sparsity peak are used (the paper's A6000 figure, 309.7 TFLOPS, is
     the with-sparsity one). Without a spec for the hardware the ideal is NaN.
     """
-    from llm_energy.models.flops import generation_flops
-
     flops = float(sum(int(b.n_requests) * generation_flops(arch, int(b.input_bin), int(b.output_bin), 1)
                       for b in bins.itertuples()))
     return ideal_of_flops(flops, spec)
@@ -221,8 +224,6 @@ def grid_batch_size(measurements: pd.DataFrame) -> int:
 
 def fit_models(cells: list[tuple[str, pd.DataFrame]]) -> dict:
     """Each cell's energy model (or the one-line reason it has none), by its path."""
-    from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
-
     fitted = {}
     for path, m in cells:
         try:
@@ -239,8 +240,6 @@ def model_workload_estimate(profile: pd.DataFrame, measurements: pd.DataFrame, m
     ``model`` is the cell's :class:`~llm_energy.modelling.energy_model.EnergyModel`, or the reason it has none
     (then the energies are NaN and ``model_note`` says why).
     """
-    from llm_energy.modelling.serving import framework_of, serve
-
     labels = {k: measurements[k].iloc[0] for k in CELL_KEYS}
     b = grid_batch_size(measurements)
     sources = "+".join(sorted(grid_rows(measurements)["energy_source"].dropna().unique()))
@@ -271,8 +270,6 @@ def included_lengths(profile: pd.DataFrame, context_len: int | None) -> tuple[np
 def model_estimates(profiles: dict[str, pd.DataFrame], cells: list[tuple[str, pd.DataFrame]], archs: dict,
                     specs: pd.DataFrame, contexts: dict | None = None, skip: set | None = None) -> pd.DataFrame:
     """Rows of ``method = model`` for every workload and every cell (but those in ``skip``)."""
-    from llm_energy.estimates.specs import spec_for
-
     contexts, skip = contexts or {}, skip or set()
     usable = [(p, m) for p, m in cells if p not in skip]
     fitted = fit_models(usable)
@@ -347,8 +344,6 @@ def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[
 
 
 def _unusable(m: pd.DataFrame) -> str:
-    from llm_energy.measurement.validation import unusable
-
     return unusable(m)
 
 
@@ -363,8 +358,6 @@ def binned_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[tu
     estimated. Only bins that no cell measured at all, or no cell left to estimate, stop the run.
     Returns (estimates, per-bin contributions, left-out cells).
     """
-    from llm_energy.estimates.specs import spec_for
-    from llm_energy.measurement.validation import unusable
 
     if not cells:
         raise UserError("no measured cell sweeps the bin grid: give at least one cell the points family 'grid'")

@@ -31,8 +31,14 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.estimates.estimate import CellNotEstimable, binned_estimate, grid_batch_size
-from llm_energy.measurement.loop import FIRST_TEXT_TOKEN, VOCAB_SIZE
+from llm_energy.measurement.cell import CellParams, cell_job
+from llm_energy.measurement.loop import FIRST_TEXT_TOKEN, VOCAB_SIZE, CellRun
+from llm_energy.measurement.protocol import Point
+from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
+from llm_energy.modelling.serving import framework_of, serve
 from llm_energy.pipeline.cells import CELL_KEYS
+from llm_energy.pipeline.config import cell_of, job_params
+from llm_energy.pipeline.io import write_parquet
 from llm_energy.pipeline.roles import GRID, is_grid
 from llm_energy.workloads.binning import bin_requests
 
@@ -110,8 +116,6 @@ def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], ba
     """The control points measured in this job with the grid's protocol (warm-up, repeats, windows):
     list columns of the replay file (the mean energy per batch of each point's ok repeats). Only the
     full windows: a control point's prefill window would be measured and never read."""
-    from llm_energy.measurement.loop import CellRun
-    from llm_energy.measurement.protocol import Point
 
     run = CellRun(backend, protocol, meter, prefill_windows=False)
     energies = []
@@ -132,9 +136,6 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
 
     ``params``: what the job reads (the rule's params, :func:`llm_energy.pipeline.config.job_params`; default:
     from ``cfg``, which gives the model only)."""
-    from llm_energy.measurement.cell import CellParams, cell_job
-    from llm_energy.pipeline.config import cell_of, job_params
-    from llm_energy.pipeline.io import write_parquet
 
     cell = cell_of(cfg, hardware, model, variant, decoding)
     p = params or job_params(cfg, cell, "replay")
@@ -185,8 +186,6 @@ def compare(sample: pd.DataFrame, measurements: pd.DataFrame, input_edges, outpu
 def model_compare(sample: pd.DataFrame, model, framework: str, decoding: str, batch_size: int,
                   context_len: int | None) -> dict:
     """The energy model's estimate of the same sample, served as the stack serves it."""
-    from llm_energy.modelling.serving import serve
-
     s = serve(model, sample["input_tokens"], sample["output_tokens"], batch_size, framework, decoding, context_len)
     return {"model_estimate_energy_j": s.energy_j, "model_prefill_energy_j": s.prefill_energy_j,
             "model_decode_energy_j": s.decode_energy_j, "model_n_extrapolated": s.n_extrapolated,
@@ -200,8 +199,6 @@ def pct_error(estimate: float, measured: float) -> float:
 
 def fitted_model(measurements: pd.DataFrame, name: str):
     """The cell's energy model, or (None, the one-line reason) when it has too few points."""
-    from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
-
     try:
         return fit_cell(measurements, name=name), ""
     except ModelNotFittable as error:
@@ -293,8 +290,6 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
 
 def _model_columns(model, note: str, sample: pd.DataFrame, labels: dict, batch_size: int,
                    context_len: int | None) -> dict:
-    from llm_energy.modelling.serving import framework_of
-
     if model is None:
         return {"model_estimate_energy_j": math.nan, "model_prefill_energy_j": math.nan,
                 "model_decode_energy_j": math.nan, "model_n_extrapolated": 0, "model_n_excluded": 0,

@@ -13,12 +13,14 @@ from llm_energy import UserError
 from llm_energy.measurement.backends import make_backend
 from llm_energy.measurement.job import MeteredJob
 from llm_energy.measurement.loop import partial_path, run_job
+from llm_energy.measurement.prompts import BookPrompts, TaskPrompts
 from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.models.build import check_model_dir, model_facts, weights_kind
 from llm_energy.pipeline import config as config_mod
 from llm_energy.pipeline.cells import Cell, Variant
-from llm_energy.pipeline.hardware import check_hardware
+from llm_energy.pipeline.hardware import check_hardware, visible_gpu_count
 from llm_energy.pipeline.io import write_parquet
+from llm_energy.workloads.tasks import read_texts
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,6 @@ def check_gpus(variant: str | Variant) -> None:
     tp = variant.tensor_parallel
     if tp == 1:
         return
-    from llm_energy.pipeline.hardware import visible_gpu_count
 
     have = visible_gpu_count()
     if have < tp:
@@ -153,8 +154,6 @@ def _prompts(cfg: dict, params: CellParams, model_dir: Path, prompt_file: str | 
         return None
     from transformers import AutoTokenizer
 
-    from llm_energy.measurement.prompts import TaskPrompts
-    from llm_energy.workloads.tasks import read_texts
 
     texts = read_texts(src["task"], prompt_file or Path(cfg["data_dir"]) / src["file"])
     return TaskPrompts(src["workload"], texts, src["template"], AutoTokenizer.from_pretrained(model_dir),
@@ -165,7 +164,6 @@ def _book_prompts(cfg: dict, m: dict, model_dir: Path, prompt_file: str | Path |
     """Prompts cut from the PG-19 book (``prompt_file``, default ``data_dir/measurement.prompt_file``)."""
     from transformers import AutoTokenizer
 
-    from llm_energy.measurement.prompts import BookPrompts
 
     book = prompt_file or Path(cfg["data_dir"]) / m["prompt_file"]
     return BookPrompts.from_file(book, AutoTokenizer.from_pretrained(model_dir), seed=m["seed"],

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from llm_energy import UserError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_DIR = "/tmp/llm-energy-locks"
@@ -29,8 +31,6 @@ ELSEWHERE = "set LLM_ENERGY_LOCK_DIR to a folder you can write"
 
 
 def _user_error(msg: str):
-    from llm_energy import UserError
-
     return UserError(msg)
 
 

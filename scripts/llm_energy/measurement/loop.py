@@ -40,6 +40,8 @@ from llm_energy.measurement.job import MeteredJob
 from llm_energy.measurement.meters import DeviceLost
 from llm_energy.measurement.prompts import RandomPrompts
 from llm_energy.measurement.protocol import Point, Protocol, padded_lengths
+from llm_energy.pipeline.cells import SPECULATIVE
+from llm_energy.pipeline.io import write_parquet
 from llm_energy.pipeline.manifest import git_commit
 
 log = logging.getLogger(__name__)
@@ -110,8 +112,6 @@ _NO_WINDOW = _PerBatch(math.nan, math.nan, math.nan, 0, {})  # a prefill window 
 def acceptance(before: tuple[int, int] | None, after: tuple[int, int] | None, decoding: str) -> dict:
     """Speculative decoding's draft tokens proposed and accepted in a window, and their ratio; NaN (never
     0) where the backend cannot count them, with ``acceptance_note`` saying so; nothing for other decodings."""
-    from llm_energy.pipeline.cells import SPECULATIVE
-
     if decoding not in SPECULATIVE:
         return {}
     if before is None or after is None:
@@ -433,8 +433,6 @@ def partial_path(out: str | Path) -> Path:
 
 def _keep_partial(rows: list[dict], provenance: dict, partial_out: str | Path | None, lost: Exception) -> None:
     """Write the rows measured before a device was lost (with the reason) and stop with one line."""
-    from llm_energy.pipeline.io import write_parquet
-
     kept = "no point had been measured"
     if rows and partial_out is not None:
         df = pd.DataFrame(rows)

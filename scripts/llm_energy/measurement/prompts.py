@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_energy import UserError
+from llm_energy.workloads.sources import read_text
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ def read_book(path: str | Path) -> str:
 
     A missing, empty, binary or malformed book is one line naming it.
     """
-    from llm_energy.workloads.sources import read_text
-
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} is missing: place a PG-19 book there (see config measurement.prompt_file)")

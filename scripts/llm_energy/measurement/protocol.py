@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, fields
 
 from llm_energy.measurement.meters import make_meter
+from llm_energy.pipeline.config import section_defaults
 from llm_energy.pipeline.roles import PADDED
 
 
@@ -77,8 +78,6 @@ class Protocol:
     @classmethod
     def of(cls, **keys) -> Protocol:
         """The schema's protocol (the paper's) with ``keys`` set, e.g. ``Protocol.of(repeats=1)``."""
-        from llm_energy.pipeline.config import section_defaults
-
         unknown = set(keys) - {f.name for f in fields(cls)}
         if unknown:
             raise TypeError(f"not a protocol key: {', '.join(sorted(unknown))}")

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy import UserError
+from llm_energy.models.flops import read_config_json
 from llm_energy.pipeline.roles import is_grid, is_padded
 
 log = logging.getLogger(__name__)
@@ -274,8 +275,6 @@ def _fit_form(points: pd.DataFrame, terms: tuple[str, ...], loo: bool) -> Energy
 
 def context_length(config_json) -> int | None:
     """``max_position_embeddings`` of a model's ``config.json`` (None when it names none)."""
-    from llm_energy.models.flops import read_config_json
-
     cfg = read_config_json(config_json)
     cfg = {**cfg, **cfg.get("text_config", {})}
     value = cfg.get("max_position_embeddings")

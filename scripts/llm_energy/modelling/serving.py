@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llm_energy.modelling.energy_model import EnergyModel
+from llm_energy.pipeline.cells import Variant
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,6 @@ def serve(model: EnergyModel, inputs, outputs, batch_size: int, framework: str, 
 
 def framework_of(variant) -> str:
     """``transformers`` or ``vllm`` from a variant (its name or a :class:`~llm_energy.pipeline.cells.Variant`)."""
-    from llm_energy.pipeline.cells import Variant
-
     return (variant if isinstance(variant, Variant) else Variant.parse(str(variant))).framework
 
 

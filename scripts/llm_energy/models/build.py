@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from llm_energy import UserError
+from llm_energy.models.flops import Arch, read_config_json
 from llm_energy.pipeline.io import plain_modes, temp_dir_beside
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,6 @@ def download_model(out_dir: str | Path, hub_id: str, revision: str | None = None
 
 def model_facts(model_dir: str | Path) -> dict:
     """Architecture facts of a model folder for the measurement rows: type, parameters, active ones, MoE."""
-    from llm_energy.models.flops import Arch, read_config_json
-
     path = Path(model_dir) / "config.json"
     cfg = read_config_json(path)
     arch = Arch.from_file(path)
@@ -209,8 +208,6 @@ def check_model_dir(model_dir: str | Path) -> Path:
     Checks what can be checked without loading: config.json is a JSON object with ``model_type``,
     every ``*.safetensors`` file (and every shard its index names) is complete, the tokenizer is there.
     """
-    from llm_energy.models.flops import read_config_json
-
     d = Path(model_dir)
     fix = "delete the folder to rebuild it, or place a complete copy"
     if not d.is_dir():

@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from llm_energy import UserError
+from llm_energy.models.build import check_model_dir
 from llm_energy.pipeline.io import plain_modes, temp_dir_beside
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,6 @@ def dequantize_to_folder(gguf: Path, out_dir: Path, dtype: str, provenance: dict
 def gguf_model(out_dir: str | Path, package: str, gguf_file: str, data_dir: str | Path,
                dtype: str = "bfloat16") -> Path:
     """Write the trained model of ``package``'s ``gguf_file`` to ``out_dir`` (complete or absent)."""
-    from llm_energy.models.build import check_model_dir
-
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(out_dir)

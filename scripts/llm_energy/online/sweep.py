@@ -29,6 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from llm_energy.estimates.replay import prompts_for, sample_requests
+from llm_energy.measurement.cell import CellParams, cell_job
+from llm_energy.pipeline.config import cell_of, job_params
+from llm_energy.pipeline.io import write_parquet
+
 log = logging.getLogger(__name__)
 
 PERCENTILES = (50, 90, 99)
@@ -231,10 +236,6 @@ def serve_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: 
     ``measurements``: the cell's checked table, whose prefill/decode split weighs prompt tokens.
     ``params``: what the job reads (the rule's params, :func:`llm_energy.pipeline.config.job_params`; default:
     from ``cfg``, which gives the model only)."""
-    from llm_energy.estimates.replay import prompts_for, sample_requests
-    from llm_energy.measurement.cell import CellParams, cell_job
-    from llm_energy.pipeline.config import cell_of, job_params
-    from llm_energy.pipeline.io import write_parquet
 
     cell = cell_of(cfg, hardware, model, variant, decoding)
     p = params or job_params(cfg, cell, "serve")

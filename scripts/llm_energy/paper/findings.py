@@ -28,6 +28,7 @@ from llm_energy.paper.criteria import (
     meta_values,
 )
 from llm_energy.paper.figures.data import batch_table
+from llm_energy.paper.tex import tex_escape
 
 
 def _used_rows(m: pd.DataFrame, evidence: str) -> pd.DataFrame:
@@ -127,8 +128,6 @@ def findings_markdown(table: pd.DataFrame) -> str:
 
 
 def findings_tex(table: pd.DataFrame) -> str:
-    from llm_energy.paper.figures import tex_escape
-
     rows = [f"{tex_escape(r.finding)} & {tex_escape(r.paper_value)} & {_num(r.our_value)} & "
             f"{tex_escape(r.hardware)} & {tex_escape(r.verdict)}" for r in table.itertuples()]
     return ("\\begin{table*}[t]\n  \\centering\\small\n  \\resizebox{\\textwidth}{!}{%\n"

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_energy.pipeline.roles import without_padded
+
 # What an output may read; each is also the keyword its function takes it by.
 INPUTS = {
     "estimates": "results/estimates/estimates.parquet (one table, both methods: binned and model)",
@@ -164,8 +166,6 @@ def _tables(paths):
 def _measurement_tables(paths):
     """The checked measurement tables without the energy model's padded batches (role ``padded``): every
     figure, table and finding reads the paper's protocol, equal-length batches."""
-    from llm_energy.pipeline.roles import without_padded
-
     return without_padded(_tables(paths))
 
 

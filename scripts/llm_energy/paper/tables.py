@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_energy.paper.figures import tex_escape
+from llm_energy.estimates.estimate import savings as savings_of
+from llm_energy.online.frontier import latency_targets as meet
+from llm_energy.paper.tex import tex_escape
 from llm_energy.pipeline.io import atomic_path, write_text
 
 
@@ -110,8 +112,6 @@ SHARED = ["energy_source", "pue", "grid_intensity_g_per_kwh", "grid_intensity_so
 def _saving_columns(est: pd.DataFrame, savings: pd.DataFrame) -> pd.DataFrame:
     """Per optimized stack: its baseline and each method's saving (the binned one from savings.parquet;
     the model's recomputed from the estimates for the same comparisons)."""
-    from llm_energy.estimates.estimate import savings as savings_of
-
     comparisons = savings[["baseline", "optimized"]].drop_duplicates().to_dict("records") if len(savings) else []
     model = savings_of(est, comparisons, method="model") if "method" in est else savings.iloc[:0]
     keys = ["workload", "hardware", "model", "decoding", "optimized"]
@@ -223,8 +223,6 @@ def _target_tex_row(r) -> str:
 def latency_target_rows(serving: pd.DataFrame, latency_targets: dict) -> list[dict]:
     """Per workload of the rate sweep and per target, :func:`llm_energy.online.frontier.latency_targets`; a
     row that says so when there is no sweep or no target."""
-    from llm_energy.online.frontier import latency_targets as meet
-
     blank = {"workload": "", "target": "", "limit": float("nan"), "result": "", "energy_per_request_j": float("nan"),
              "best_latency": float("nan"), "note": ""}
     if not latency_targets:

@@ -12,6 +12,7 @@ import yaml
 from llm_energy import UserError
 from llm_energy.pipeline.architectures import read_architecture_file
 from llm_energy.pipeline.cells import DEFAULT_KINDS, SPECULATIVE, VARIANT_CHOICES, Cell, Variant
+from llm_energy.pipeline.roles import PADDED
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -310,8 +311,6 @@ def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
     sweep input length at the fixed sweep output, the fixed sweep input at the longest sweep output,
     and the longest input edge at the shortest output edge. None for continuous batching (vLLM never
     pads), speculative decoding (one request at a time) or batch 1."""
-    from llm_energy.pipeline.roles import PADDED
-
     m = cfg["measurement"]
     b = m["batch_size"]
     if "grid" not in cell.kinds or cell.variant.framework != "transformers" or cell.decoding in SPECULATIVE \

@@ -83,8 +83,6 @@ def nvml_gpus(pynvml=None) -> list[GpuInfo]:
 
 def _gpu_info(pynvml, i: int, driver: str) -> GpuInfo:
     """NVML's facts about GPU ``i``; one line (:class:`UserError`) when the GPU does not answer."""
-    from llm_energy import UserError
-
     try:
         h = pynvml.nvmlDeviceGetHandleByIndex(i)
         try:
@@ -140,8 +138,6 @@ def cell_gpus(visible: list[GpuInfo], n: int) -> list[GpuInfo]:
     An engine numbers the visible GPUs from 0 and a size-``n`` engine uses devices 0..n-1, so
     these are the GPUs whose energy is the cell's; the rest of the node is not metered.
     """
-    from llm_energy import UserError
-
     if n < 1:
         raise ValueError(f"a cell runs on at least one GPU, not {n}")
     if len(visible) < n:

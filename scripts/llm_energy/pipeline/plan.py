@@ -15,7 +15,7 @@ from pathlib import Path
 from llm_energy import UserError
 from llm_energy.pipeline import config as config_mod
 from llm_energy.pipeline.cells import Cell, merged_cells
-from llm_energy.pipeline.hardware import check_hardware, detect
+from llm_energy.pipeline.hardware import check_hardware, detect, visible_gpu_count
 
 PACKAGE_DIR = Path(__file__).parent.parent
 _RESULT_OF_A_HARDWARE = re.compile(r"results/(?:measurements|replay|validation)/([a-z0-9][a-z0-9-]*)/.+\.parquet")
@@ -72,8 +72,6 @@ def make_plan(config: dict, argv: list[str]) -> Plan:
     here_cells = config_mod.cell_table(cfg, hardware)
     refuse_other_hardware_targets(argv, hardware)
     if machine_checks:
-        from llm_energy.pipeline.hardware import visible_gpu_count
-
         measured = {c.key: c for c in here_cells}
         config_mod.check_gpus_suffice(cfg, hardware, visible_gpu_count(),
                                       lambda *key: not Path(measured[key].measurement).exists())

@@ -16,6 +16,8 @@ VARIANTS = tuple(f"{framework}-{mode}" for framework, modes in MODES.items() for
 def make_backend(variant: str | Variant, model_dir: str, **options) -> Backend:
     """The backend of a framework variant, not yet loaded (a name the schema refuses: UserError)."""
     variant = Variant.parse(variant)
+    # Each framework is imported only when a cell chooses it: the package must import where vLLM is
+    # not installed (a transformers-only GPU install) and without loading torch for a plan.
     if variant.framework == "transformers":
         from llm_energy.measurement.backends.hf import TransformersBackend
 

@@ -7,6 +7,7 @@ import os
 
 from llm_energy import UserError
 from llm_energy.measurement.meters.base import DeviceLost, NoGpu, Windowed, counter_period_s
+from llm_energy.pipeline.hardware import cell_gpus, narrow_visible, nvml_gpus, restore_visible
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ class NvmlMeter(Windowed):
 
     def __init__(self, nvml=None, *, allow_shared: bool = False, sample_interval_s: float = 0.1,
                  n_gpus: int | None = None, counter_probe_s: float = 1.0):
-        from llm_energy.pipeline.hardware import cell_gpus, narrow_visible, nvml_gpus
-
         if nvml is None:
             import pynvml as nvml
         visible = nvml_gpus(nvml)
@@ -219,8 +218,6 @@ class NvmlMeter(Windowed):
         return [g.uuid for g in self.gpus]
 
     def close(self) -> None:
-        from llm_energy.pipeline.hardware import restore_visible
-
         restore_visible(self._previous_visible)
         self._previous_visible = None
         try:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy import UserError
-from llm_energy.pipeline.cells import CELL_KEYS, DECODINGS, split_tensor_parallel
+from llm_energy.pipeline.cells import CELL_KEYS, DECODINGS, Variant, split_tensor_parallel
 
 CELL = CELL_KEYS
 DECODING_ORDER = list(DECODINGS)
@@ -46,8 +46,6 @@ def base_variant(variant: str) -> str:
 
 def is_online(variant: str) -> bool:
     """Whether a variant (as named in a measurement table) serves online; old names count as offline."""
-    from llm_energy.pipeline.cells import Variant
-
     try:
         return Variant.parse(str(variant)).online
     except UserError:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from llm_energy.online.frontier import FRONT_METRICS, front_table
 from llm_energy.paper.figures.batch import save_no_data
 from llm_energy.paper.figures.online import NO_SERVING, RATE_MARKERS, status_marks
 from llm_energy.paper.figures.style import (
@@ -68,8 +69,6 @@ def fig_energy_latency_frontier(serving: pd.DataFrame, files: FigureFiles) -> li
     """Energy per request against p90 latency (time per output token; end to end) of every setting of
     the serving rate sweep (rate, stack, batch limit), one row of panels per workload, with the Pareto
     front (least energy for a given latency) as a step line; the CSV marks ``on_front``."""
-    from llm_energy.online.frontier import FRONT_METRICS, front_table
-
     setup_style()
     data = front_table(serving, FRONT_METRICS)
     if data.empty:

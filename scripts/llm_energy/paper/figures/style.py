@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from llm_energy.paper.tex import tex_escape
 from llm_energy.pipeline.io import atomic_path, write_text  # noqa: E402
 
 PALETTE = "colorblind"
@@ -38,11 +39,6 @@ def colours(n: int) -> list:
     pal = sns.color_palette(PALETTE)
     return [pal[i % len(pal)] for i in range(n)]
 
-
-def tex_escape(s: str) -> str:
-    """Escape the characters of names (workloads, variants, slugs) that LaTeX treats specially."""
-    return str(s).replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%") \
-        .replace("&", "\\&").replace("#", "\\#")
 
 
 def source_note(sources) -> str:

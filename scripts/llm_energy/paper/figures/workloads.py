@@ -14,14 +14,18 @@ from llm_energy.paper.figures.style import (
     SINGLE_COLUMN_IN,
     FigureFiles,
     cells_note,
+    colours,
     no_data_figure,
+    plain_log_labels,
     plt,
     save,
     setup_style,
+    shared_legend,
     source_note,
     tex_escape,
 )
 from llm_energy.pipeline.io import atomic_path
+from llm_energy.workloads.binning import bin_edges_ceiling
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +139,6 @@ def _slots(data: pd.DataFrame, hue_order: list) -> list[tuple[str, str]]:
 def _workload_panels(data: pd.DataFrame, y: str, yerr: str | None, ylabel: str, x_order: list):
     """One panel per hardware (and model, when several), a shared legend under them. Returns the
     figure and whether a lower error bar was cut at a tenth of its bar."""
-    from llm_energy.paper.figures.style import colours, plain_log_labels, shared_legend
-
     facets = list(data[["hardware", "model"]].drop_duplicates().itertuples(index=False, name=None))
     hue_order = list(dict.fromkeys(data.sort_values("hue_rank", kind="stable")["hue"]))
     slots = _slots(data, hue_order)
@@ -285,8 +287,6 @@ def _replay_long(validation: pd.DataFrame) -> pd.DataFrame:
 def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[Path]:
     """Error of both estimates against a real replay of the same sampled requests, per stack: the paper's
     binned estimate (hollow) beside the energy model at true lengths (solid)."""
-    from llm_energy.paper.figures.style import colours
-
     setup_style()
     long = _replay_long(validation)
     stacks = list(dict.fromkeys(long["stack"]))
@@ -314,8 +314,6 @@ def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[
 def fig_binning_cdfs(profiles: dict[str, pd.DataFrame], input_edges: list[int], output_edges: list[int],
                      files: FigureFiles) -> list[Path]:
     """Figure 7: CDFs of real and binned input and output lengths per workload (requests within the edges)."""
-    from llm_energy.workloads.binning import bin_edges_ceiling
-
     setup_style()
     rows = []
     for w, df in profiles.items():
@@ -360,8 +358,6 @@ def fig_distortion(profile: pd.DataFrame, input_edges: list[int], output_edges: 
 
     Writes the PNG and a CSV beside it; returns the plotted table.
     """
-    from llm_energy.workloads.binning import bin_edges_ceiling
-
     setup_style()
     inside = profile[(profile["input_tokens"] <= input_edges[-1]) & (profile["output_tokens"] <= output_edges[-1])
                      & (profile["input_tokens"] > 0) & (profile["output_tokens"] > 0)]

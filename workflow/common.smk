@@ -7,7 +7,7 @@ from pathlib import Path
 
 from llm_energy import UserError
 from llm_energy.pipeline import config as config_check
-from llm_energy.pipeline.cells import is_cpu_hardware
+from llm_energy.pipeline.cells import CELL_PATH, is_cpu_hardware
 from llm_energy.pipeline.plan import make_plan, package_code
 
 # Everything checked before any job (llm_energy.pipeline.plan): the config against the schema (our own check,

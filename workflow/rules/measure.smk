@@ -8,12 +8,12 @@ rule measure_cell:
     input:
         unpack(measure_inputs),
     output:
-        table="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
-        power="results/measurements/{hardware}/{model}/{variant}/{decoding}.power.parquet",
+        table=f"results/measurements/{CELL_PATH}.parquet",
+        power=f"results/measurements/{CELL_PATH}.power.parquet",
     log:
-        "logs/measure/{hardware}/{model}/{variant}/{decoding}.log",
+        f"logs/measure/{CELL_PATH}.log",
     benchmark:
-        "results/benchmarks/measure_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
+        f"results/benchmarks/measure_cell/{CELL_PATH}.tsv"
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
     conda:

@@ -7,15 +7,15 @@ localrules:
 
 rule check_cell:
     input:
-        table="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        table=f"results/measurements/{CELL_PATH}.parquet",
         code=package_code("measurement.validation"),
     output:
-        table="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
-        summary="results/checked/{hardware}/{model}/{variant}/{decoding}.json",
+        table=f"results/checked/{CELL_PATH}.parquet",
+        summary=f"results/checked/{CELL_PATH}.json",
     log:
-        "logs/checked/{hardware}/{model}/{variant}/{decoding}.log",
+        f"logs/checked/{CELL_PATH}.log",
     benchmark:
-        "results/benchmarks/check_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
+        f"results/benchmarks/check_cell/{CELL_PATH}.tsv"
     priority: REPLAY_NEXT
     conda:
         "../../envs/analysis.yaml"
@@ -43,18 +43,18 @@ rule replay_cell:
         # ancient: a re-check after an edit of the validation code never re-runs the metered replay
         # (only the grid's batch size and the shapes of its control points are read from it) ...
         measurements=ancient(
-            "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
+            f"results/checked/{CELL_PATH}.parquet"
         ),
         # ... while a grid measured again is replayed again, minutes after it as always (not read: the
         # link that re-plans it; through the ancient file alone Snakemake 9 would not re-plan even a
         # replay whose own params changed)
-        grid="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        grid=f"results/measurements/{CELL_PATH}.parquet",
     output:
-        "results/replay/{hardware}/{model}/{variant}/{decoding}.parquet",
+        f"results/replay/{CELL_PATH}.parquet",
     log:
-        "logs/replay/{hardware}/{model}/{variant}/{decoding}.log",
+        f"logs/replay/{CELL_PATH}.log",
     benchmark:
-        "results/benchmarks/replay_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
+        f"results/benchmarks/replay_cell/{CELL_PATH}.tsv"
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
     priority: REPLAY_NEXT
@@ -72,8 +72,8 @@ rule replay_cell:
 
 rule validate_cell:
     input:
-        replay="results/replay/{hardware}/{model}/{variant}/{decoding}.parquet",
-        measurements="results/checked/{hardware}/{model}/{variant}/{decoding}.parquet",
+        replay=f"results/replay/{CELL_PATH}.parquet",
+        measurements=f"results/checked/{CELL_PATH}.parquet",
         model=model_dir,
         code=package_code(
             "estimates.replay",
@@ -83,11 +83,11 @@ rule validate_cell:
             "workloads.binning",
         ),
     output:
-        "results/validation/{hardware}/{model}/{variant}/{decoding}.parquet",
+        f"results/validation/{CELL_PATH}.parquet",
     log:
-        "logs/validation/{hardware}/{model}/{variant}/{decoding}.log",
+        f"logs/validation/{CELL_PATH}.log",
     benchmark:
-        "results/benchmarks/validate_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
+        f"results/benchmarks/validate_cell/{CELL_PATH}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -105,17 +105,17 @@ rule serve_cell:
         profile=f"results/profile/{config['online']['trace']}.parquet",
         # its prefill/decode split weighs a prompt token against an output token in the attribution
         measurements=ancient(
-            "results/checked/{hardware}/{model}/{variant}/{decoding}.parquet"
+            f"results/checked/{CELL_PATH}.parquet"
         ),
         # a cell measured again sweeps its rates again (not read; as for replay_cell)
-        cell="results/measurements/{hardware}/{model}/{variant}/{decoding}.parquet",
+        cell=f"results/measurements/{CELL_PATH}.parquet",
     output:
-        table="results/serving/{hardware}/{model}/{variant}/{decoding}.parquet",
-        requests="results/requests/{hardware}/{model}/{variant}/{decoding}.parquet",
+        table=f"results/serving/{CELL_PATH}.parquet",
+        requests=f"results/requests/{CELL_PATH}.parquet",
     log:
-        "logs/serving/{hardware}/{model}/{variant}/{decoding}.log",
+        f"logs/serving/{CELL_PATH}.log",
     benchmark:
-        "results/benchmarks/serve_cell/{hardware}/{model}/{variant}/{decoding}.tsv"
+        f"results/benchmarks/serve_cell/{CELL_PATH}.tsv"
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
     conda:

@@ -25,6 +25,9 @@ MODES = {
 CELL_KEYS = ["hardware", "model", "variant", "decoding"]
 # The decoding strategies, in the paper's order (Figure 3, tables); the schema's decoding enum is the
 # same list (tests/test_cells.py holds the two together).
+# A cell's files under every stage folder (results/<stage>/, logs/<stage>/): the wildcard pattern of
+# every rule that makes one (workflow/rules/*.smk) and of Cell.path.
+CELL_PATH = "{hardware}/{model}/{variant}/{decoding}"
 DECODINGS = ("greedy", "beam", "temperature", "top-p", "speculative", "prompt-lookup")
 # Tensor-parallel sizes a variant may name (vLLM only); 1 is the name without a suffix.
 TENSOR_PARALLEL_SIZES = (2, 4, 8)
@@ -133,7 +136,9 @@ class Cell:
 
     def path(self, stage: str, suffix: str = ".parquet", root: str = "results") -> str:
         """The cell's file of a stage (``measurements``, ``checked``, ``validation``) or log folder."""
-        return f"{root}/{stage}/{self.hardware}/{self.model}/{self.variant.name}/{self.decoding}{suffix}"
+        cell = CELL_PATH.format(hardware=self.hardware, model=self.model, variant=self.variant.name,
+                                decoding=self.decoding)
+        return f"{root}/{stage}/{cell}{suffix}"
 
     @property
     def measurement(self) -> str:

@@ -20,6 +20,7 @@ def _rows():
     rows.append({**base, "input_len": 1024, "repeat": 0, "energy_j": 2.0, "output_tokens": 15})
     rows.append({**base, "input_len": 2048, "repeat": 0, "energy_j": 2.0, "energy_source": "nvml",
                  "n_power_samples": 1})  # a 1 s GPU window needs >= 5 samples at 10 Hz
+    rows.append({**base, "input_len": 300, "repeat": 0, "energy_j": 0.8})  # below its prefill window's 1.0 J
     rows.append({**base, "input_len": 4096, "repeat": 0, "status": "oom", "energy_j": float("nan")})
     return pd.DataFrame(rows)
 
@@ -33,10 +34,12 @@ def test_each_rule_marks_its_rows():
     assert "non-positive energy" in reason[(512, 0)]
     assert "output tokens differ" in reason[(1024, 0)]
     assert "power timeline does not cover the window" in reason[(2048, 0)]
+    assert reason[(300, 0)].startswith("non-positive decode energy")
+    assert not any("decode" in reason[(i, 0)] for i in (64, 128, 256, 1024, 2048))  # only where decode <= 0
     oom = checked[checked["status"] == "oom"]
     assert not oom["valid"].any() and (oom["invalid_reason"] == "").all()  # oom is a result, not invalid
     s = summary(checked)
-    assert s["n_invalid_points"] == 5 and s["n_invalid_rows"] == 6
+    assert s["n_invalid_points"] == 6 and s["n_invalid_rows"] == 7
 
 
 def test_invalid_rows_are_left_out_of_the_estimate_and_counted():
@@ -44,7 +47,7 @@ def test_invalid_rows_are_left_out_of_the_estimate_and_counted():
     bins = pd.DataFrame({"input_bin": [64], "output_bin": [8], "n_requests": [4]})
     row, _ = workload_estimate(bins, {"n_requests": 4, "n_included": 4, "n_excluded": 0}, checked)
     assert row["energy_j"] == pytest.approx(4 / 2 * (10.0 + 10.2 + 9.9) / 3)
-    assert row["n_invalid_points"] == 5
+    assert row["n_invalid_points"] == 6
     bins_bad = pd.DataFrame({"input_bin": [128], "output_bin": [8], "n_requests": [4]})
     with pytest.raises(UserError, match=r"in=128, out=8.*invalid rows say"):
         workload_estimate(bins_bad, {"n_requests": 4, "n_included": 4, "n_excluded": 0}, checked)
@@ -53,7 +56,7 @@ def test_invalid_rows_are_left_out_of_the_estimate_and_counted():
 def test_fatal_mode_stops_at_the_first_invalid_row():
     checked = check_measurements(_rows(), min_window_s=0.5, max_cv=0.1)
     enforce(checked, "cell.parquet", fatal=False)
-    with pytest.raises(UserError, match=r"6 invalid measurement row\(s\).*in=128 out=8 batch=2 repeat=0"):
+    with pytest.raises(UserError, match=r"7 invalid measurement row\(s\).*in=128 out=8 batch=2 repeat=0"):
         enforce(checked, "cell.parquet", fatal=True)
 
 

@@ -110,6 +110,12 @@ def check_measurements(df: pd.DataFrame, *, min_window_s: float, max_cv: float,
     flag(window < min_window_s * 0.999, f"window shorter than {min_window_s:g} s")
     flag(~(out["energy_j"] > 0), "non-positive energy (counter reset or no reading)")
     flag(~(out["prefill_energy_j"] > 0), "non-positive prefill energy")
+    # Decode is the full run minus its prefill window: where the meter's noise between the two windows
+    # exceeds the decode's own energy, the difference is negative and says nothing about decode.
+    decode = out["energy_j"] - out["prefill_energy_j"]
+    flag((out["output_len"] > 1) & (out["energy_j"] > 0) & (out["prefill_energy_j"] > 0) & ~(decode > 0),
+         "non-positive decode energy (the prefill window measured at least the full run: meter noise "
+         "larger than the decode)")
     flag(out["output_tokens"] != out["output_len"] * out["batch_size"], "output tokens differ from requested")
     if "n_power_samples" in out:
         timed = out["energy_source"].astype(str).str.startswith("nvml")

@@ -1,6 +1,7 @@
 """The energy model of a cell, the serving simulation (static and continuous batching), the replay
 comparison and the estimates' two methods."""
 
+import json
 import math
 
 import numpy as np
@@ -218,6 +219,59 @@ def test_padded_batches_are_fitted_apart_and_charged_only_to_padded_static_batch
     assert len(pts) == len(measured_points(synthetic())) + 5
 
 
+def _padded_at(shapes, model=PADDED_TRUE, noise=0.0, seed=1) -> pd.DataFrame:
+    """The grid of ``synthetic`` plus padded points at ``shapes`` only, with a relative noise per window."""
+    rng = np.random.default_rng(seed)
+    grid = synthetic(model)
+    rows = [{**grid.iloc[0].to_dict(), "input_len": i, "output_len": o, "batch_size": 8, "repeat": r, "role": "padded",
+             "energy_j": float(model.batch_j(i, o, 8, True)) * (1 + noise * rng.standard_normal()),
+             "prefill_energy_j": float(model.prefill_j(i, 8, True)) * (1 + noise * rng.standard_normal())}
+            for i, o in shapes for r in (0, 1)]
+    return pd.concat([grid, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_padded_decode_terms_need_a_padded_point_that_shows_decode():
+    # Padded points at the shortest output only: their decode is a small difference of two windows, so
+    # the padded decode terms are not fitted (they would be extrapolated to long outputs), and the
+    # model says why; the padded prefill terms, measured directly, stay.
+    model = fit_cell(_padded_at([(64, 8), (256, 8), (1024, 8), (4096, 8)], noise=0.02))
+    assert {"padded_prefill_token", "padded_prefill_token_sq"} <= set(model.terms)
+    assert not {"padded_decode_step", "padded_decode_context"} & set(model.terms)
+    assert model.form_note.startswith("padded decode terms left out: no padded point's decode is 50 %")
+    # with a padded point at a long output (decode most of its energy) and the terms real, they are fitted
+    shown = fit_cell(_padded_at([(64, 8), (256, 8), (1024, 8), (1024, 128), (4096, 8)]))
+    assert "padded_decode_context" in shown.terms and shown.form_note == ""
+
+
+def test_padded_decode_terms_are_kept_only_where_they_predict_the_padded_points():
+    # Padding that costs nothing in decode: the extra terms do not lower the padded points'
+    # leave-one-out error, so the model keeps the smaller form and reports both errors.
+    no_decode = EnergyModel({t: c for t, c in PADDED_TRUE.coef.items() if not t.startswith("padded_decode")})
+    model = fit_cell(_padded_at([(64, 8), (256, 8), (1024, 8), (1024, 128), (4096, 8)], model=no_decode,
+                                noise=0.01))
+    assert not {"padded_decode_step", "padded_decode_context"} & set(model.terms)
+    assert "do not lower the padded points' leave-one-out error" in model.form_note
+    assert set(model.loo_by_role()) == {"grid", "sweep", "padded"}
+
+
+def test_term_shares_sum_to_the_estimate_and_an_unseen_dominant_term_is_flagged():
+    from llm_energy.estimates.replay import fit_flags, term_shares
+
+    model = fit_cell(synthetic())
+    sample = _sample()
+    shares = term_shares(sample, model, "vllm", "greedy", 8, None)
+    assert set(shares) == set(model.terms) and sum(shares.values()) == pytest.approx(1.0)
+    served = serve(model, sample["input_tokens"], sample["output_tokens"], 8, "vllm").energy_j
+    alone = serve(model.only("decode_step"), sample["input_tokens"], sample["output_tokens"], 8, "vllm").energy_j
+    assert shares["decode_step"] == pytest.approx(alone / served)
+    support = model.support_shares(measured_points(synthetic()))
+    assert all(0 <= s <= 1 for s in support.values()) and max(support.values()) > 0.5
+    assert fit_flags(shares, support) == ""  # every term that matters is shown by some point
+    flag = fit_flags({"padded_decode_context": 0.7, "decode_step": 0.3}, {"padded_decode_context": 0.04})
+    assert flag == ("padded_decode_context supplies 70 % of this estimate, and no measured point shows it above "
+                    "4 % of its energy")
+
+
 def test_speculative_transformers_serves_one_request_at_a_time():
     s = serve(TRUE, TRACE_IN, TRACE_OUT, 2, "transformers", decoding="speculative")
     assert s.batch_size == 1 and s.energy_j == pytest.approx(float(np.sum(TRUE.batch_j(TRACE_IN, TRACE_OUT, 1))))
@@ -276,6 +330,10 @@ def test_validation_compares_both_estimates_with_the_mean_of_two_metered_runs(tm
     assert v["model_error_pct"] == pytest.approx(100 * (v["model_estimate_energy_j"] / served - 1))
     assert abs(v["model_error_pct"]) < 1.0 < abs(v["error_pct"])  # the model knows how the stack serves
     assert v["loo_max_error_pct"] < 1e-6 and v["model_note"] == ""
+    # the fit's diagnostics: its form, leave-one-out error per point role, each term's share, no flag
+    assert v["model_form"].split(",") == list(fit_cell(m).terms) and v["loo_grid_pct"] < 1e-6
+    assert v["loo_padded_pct"] != v["loo_padded_pct"]  # NaN: the cell measured no padded point
+    assert sum(json.loads(v["model_term_shares"]).values()) == pytest.approx(1.0, abs=1e-3) and v["model_flag"] == ""
 
 
 def test_control_points_spread_over_the_grid_energies_at_the_grid_batch():

@@ -22,6 +22,7 @@ each method is from serving the trace.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -34,7 +35,13 @@ from llm_energy.estimates.estimate import CellNotEstimable, binned_estimate, gri
 from llm_energy.measurement.cell import CellParams, cell_job
 from llm_energy.measurement.loop import FIRST_TEXT_TOKEN, VOCAB_SIZE, CellRun
 from llm_energy.measurement.protocol import Point
-from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
+from llm_energy.modelling.energy_model import (
+    FLAG_SUPPORT_SHARE,
+    FLAG_USE_SHARE,
+    ModelNotFittable,
+    fit_cell,
+    measured_points,
+)
 from llm_energy.modelling.serving import framework_of, serve
 from llm_energy.pipeline.cells import CELL_KEYS
 from llm_energy.pipeline.config import cell_of, job_params
@@ -224,6 +231,7 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
     (``estimate_energy_j``, ``error_pct``) and the energy model's (``model_estimate_energy_j``,
     ``model_error_pct``) of the same requests."""
     model, note = fitted_model(measurements, name)
+    points = measured_points(measurements)
     drift = meter_drift(replays, measurements)
     rows = []
     for workload, runs in replays.groupby("workload", sort=False):
@@ -240,7 +248,9 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
                        n_excluded=0, estimate_note=str(error))
         row["error_pct"] = pct_error(row["estimate_energy_j"], row["replay_energy_j"])
         row["whole_batches_error_pct"] = pct_error(row["estimate_whole_batches_energy_j"], row["replay_energy_j"])
-        row.update(_model_columns(model, note, sample, labels, row["batch_size"], context_len))
+        row.update(_model_columns(model, note, sample, labels, row["batch_size"], context_len, points))
+        if row["model_flag"]:
+            log.warning("%s, %s: the energy model extrapolates: %s", name, workload, row["model_flag"])
         row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])
         row.update(drift)
         log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
@@ -288,12 +298,42 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
             "n_control_points": len(ratios), "meter_drift_end_pct": geomean_pct(ratios_of("control_end_energy_j"))}
 
 
+def term_shares(sample: pd.DataFrame, model, framework: str, decoding: str, batch_size: int,
+                context_len: int | None) -> dict[str, float]:
+    """Each term's share of the model's estimate of the sample (the model is linear in its coefficients,
+    so the sample served by the model of one term alone is that term's part)."""
+    parts = {t: serve(model.only(t), sample["input_tokens"], sample["output_tokens"], batch_size, framework,
+                      decoding, context_len).energy_j for t in model.terms}
+    total = sum(parts.values())
+    return {t: (e / total if total > 0 else math.nan) for t, e in parts.items()}
+
+
+def fit_flags(shares: dict[str, float], support: dict[str, float]) -> str:
+    """The terms that supply most of an estimate while no measured point shows them (one clause each)."""
+    return "; ".join(
+        f"{t} supplies {100 * s:.0f} % of this estimate, and no measured point shows it above "
+        f"{100 * support.get(t, 0.0):.0f} % of its energy" for t, s in shares.items()
+        if s > FLAG_USE_SHARE and support.get(t, 0.0) < FLAG_SUPPORT_SHARE)
+
+
+MODEL_DIAGNOSTICS = {"model_form": "", "model_form_note": "", "loo_grid_pct": math.nan, "loo_sweep_pct": math.nan,
+                     "loo_padded_pct": math.nan, "model_term_shares": "{}", "model_flag": ""}
+
+
 def _model_columns(model, note: str, sample: pd.DataFrame, labels: dict, batch_size: int,
-                   context_len: int | None) -> dict:
+                   context_len: int | None, points: pd.DataFrame | None = None) -> dict:
     if model is None:
         return {"model_estimate_energy_j": math.nan, "model_prefill_energy_j": math.nan,
                 "model_decode_energy_j": math.nan, "model_n_extrapolated": 0, "model_n_excluded": 0,
-                "loo_median_error_pct": math.nan, "loo_max_error_pct": math.nan, "model_note": note}
-    out = model_compare(sample, model, framework_of(labels["variant"]), labels["decoding"], batch_size, context_len)
+                "loo_median_error_pct": math.nan, "loo_max_error_pct": math.nan, "model_note": note,
+                **MODEL_DIAGNOSTICS}
+    framework = framework_of(labels["variant"])
+    out = model_compare(sample, model, framework, labels["decoding"], batch_size, context_len)
+    shares = term_shares(sample, model, framework, labels["decoding"], batch_size, context_len)
+    support = model.support_shares(points) if points is not None else {}
+    by_role = model.loo_by_role()
     return {**out, "loo_median_error_pct": model.loo_median_error_pct, "loo_max_error_pct": model.loo_max_error_pct,
-            "model_note": ""}
+            "model_note": "", "model_form": ",".join(model.terms), "model_form_note": model.form_note,
+            **{f"loo_{k}_pct": by_role.get(k, math.nan) for k in ("grid", "sweep", "padded")},
+            "model_term_shares": json.dumps({t: round(s, 4) for t, s in shares.items()}),
+            "model_flag": fit_flags(shares, support)}

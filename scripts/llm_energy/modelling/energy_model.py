@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,12 @@ PER_SEQUENCE_TERMS = ("prefill_fixed", "prefill_seq", "prefill_token", "prefill_
 FORMS = (DEFAULT_TERMS, PER_SEQUENCE_TERMS)
 FORM_MARGIN_PCT = 0.1  # a form with more terms is taken only where it lowers the median LOO error by more
 POINT = ["input_len", "output_len", "batch_size"]
+# A padded decode term is a candidate only where some padded point shows decode: its decode at least this
+# share of its full run (at a short output, decode is a small difference of two noisy windows).
+DECODE_VISIBLE_SHARE = 0.5
+# Diagnostics: a term is flagged when it supplies more than FLAG_USE_SHARE of a prediction while no
+# measured point shows it above FLAG_SUPPORT_SHARE of that point's energy (an extrapolation).
+FLAG_USE_SHARE, FLAG_SUPPORT_SHARE = 0.5, 0.1
 
 
 class ModelNotFittable(UserError):
@@ -179,6 +185,35 @@ class EnergyModel:
     loo_median_error_pct: float = math.nan  # median |error| over the grid points left out one at a time
     loo_max_error_pct: float = math.nan
     loo: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    form_note: str = ""  # why a candidate term was left out of the form (empty when none was)
+
+    def loo_by_role(self) -> dict[str, float]:
+        """Median |leave-one-out error| (%) over the points of each role: grid, sweep, padded."""
+        if self.loo.empty:
+            return {}
+        kind = point_kind(self.loo)
+        return {k: float(self.loo.loc[kind == k, "error_pct"].abs().median()) for k in ("grid", "sweep", "padded")
+                if (kind == k).any()}
+
+    def contributions(self, input_len, output_len, batch_size, padded=False) -> dict[str, np.ndarray]:
+        """Each term's part of a batch's full-run energy (they sum to :meth:`batch_j`)."""
+        pre = prefill_features(input_len, batch_size, padded)
+        dec = decode_features(input_len, output_len, batch_size, padded)
+        return {t: self._c(t) * (pre[t] if t in pre else dec[t]) for t in self.terms}
+
+    def support_shares(self, points: pd.DataFrame) -> dict[str, float]:
+        """Each term's largest share of a measured point's modelled energy: how well the points show it."""
+        padded = points["padded"].to_numpy() if "padded" in points else False
+        parts = self.contributions(*(points[c].to_numpy() for c in POINT), padded)
+        total = sum(parts.values())
+        total = np.where(total > 0, total, np.nan)
+        return {t: float(np.nanmax(v / total)) if len(points) else math.nan for t, v in parts.items()}
+
+    def only(self, term: str) -> EnergyModel:
+        """The model with every coefficient but ``term``'s set to zero (the model is linear in them, so a
+        workload served by it is that term's part of the whole model's estimate)."""
+        return EnergyModel({term: self._c(term)}, terms=self.terms, max_input=self.max_input,
+                           max_output=self.max_output, max_batch=self.max_batch, n_points=self.n_points)
 
     def _c(self, term: str) -> float:
         return self.coef.get(term, 0.0)
@@ -230,6 +265,18 @@ def leave_one_out(points: pd.DataFrame, terms: tuple[str, ...] = DEFAULT_TERMS) 
     return out
 
 
+def point_kind(points: pd.DataFrame) -> pd.Series:
+    """``padded``, ``grid`` or ``sweep`` for each measured point (a grid point also on a sweep is grid)."""
+    kind = np.where(points["padded"], "padded", np.where(points["grid"], "grid", "sweep"))
+    return pd.Series(kind, index=points.index)
+
+
+def decode_visible(points: pd.DataFrame) -> bool:
+    """Whether some padded point's decode is at least :data:`DECODE_VISIBLE_SHARE` of its full run."""
+    p = points[points["padded"]]
+    return bool(((p["energy_j"] - p["prefill_energy_j"]) >= DECODE_VISIBLE_SHARE * p["energy_j"]).any())
+
+
 def min_points(terms: tuple[str, ...] = DEFAULT_TERMS) -> int:
     """Points a fit needs: one more than its terms, so that a point can be left out."""
     return len(terms) + 1
@@ -244,8 +291,9 @@ def fit_cell(measurements: pd.DataFrame, terms: tuple[str, ...] | None = None, n
     (one line) with too few points."""
     forms = FORMS if terms is None else (tuple(terms),)
     points = measured_points(measurements)
-    if terms is None and points["padded"].any():  # a static-batching cell that measured padded batches
-        forms = tuple((*f, *PADDED_TERMS) for f in forms)
+    padded = terms is None and bool(points["padded"].any())  # a static-batching cell with padded batches
+    if padded:
+        forms = tuple((*f, *PADDED_PREFILL_TERMS) for f in forms)
     usable = [f for f in forms if len(points) >= min_points(f)]
     if not usable:
         need = min_points(forms[0])
@@ -258,7 +306,26 @@ def fit_cell(measurements: pd.DataFrame, terms: tuple[str, ...] | None = None, n
         model = _fit_form(points, form, loo)
         if best is None or model.loo_median_error_pct < best.loo_median_error_pct - FORM_MARGIN_PCT:
             best = model
-    return best
+    return _with_padded_decode(points, best, loo) if padded else best
+
+
+def _with_padded_decode(points: pd.DataFrame, model: EnergyModel, loo: bool) -> EnergyModel:
+    """The model with the padded decode terms where the padded points show decode and the terms lower
+    the padded points' median leave-one-out error; else the model without them, saying why."""
+    form = (*model.terms, *PADDED_DECODE_TERMS)
+    if not decode_visible(points):
+        return replace(model, form_note=(
+            f"padded decode terms left out: no padded point's decode is {100 * DECODE_VISIBLE_SHARE:.0f} % of its "
+            "energy (measure a padded batch at a long output to fit them)"))
+    if not loo or len(points) < min_points(form):
+        return replace(model, form_note="padded decode terms left out: too few points to test them")
+    wider = _fit_form(points, form, loo)
+    before, after = model.loo_by_role().get("padded", math.nan), wider.loo_by_role().get("padded", math.nan)
+    if after < before - FORM_MARGIN_PCT:
+        return wider
+    return replace(model, form_note=(
+        f"padded decode terms left out: they do not lower the padded points' leave-one-out error "
+        f"({before:.1f} % without, {after:.1f} % with)"))
 
 
 def _fit_form(points: pd.DataFrame, terms: tuple[str, ...], loo: bool) -> EnergyModel:

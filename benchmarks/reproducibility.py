@@ -1,0 +1,151 @@
+"""A second run that agrees? Re-measure a finished run's grid cells and replays in a copy, and compare.
+
+    .venv/bin/python benchmarks/reproducibility.py RUN [--copy DIR] [--cores N] [--compare-only]
+
+RUN is a finished pipeline run (its ``results/validation/`` holds one file per grid cell that was
+replayed). The run is copied (``--copy``, default ``RUN-rerun``; data links stay links, nothing in RUN
+is touched), and in the copy Snakemake re-runs exactly the grid cells' measurement jobs
+(``--forcerun`` on their files), which re-runs their replay and validation jobs after them. It
+then prints, for both runs:
+
+1. every (cell, workload) error of the energy model and of the binned estimate against the metered
+   replay, the model's change between the runs, and the meter's drift between the grid and replay jobs;
+2. the ratio of each grid point's energy (mean of its valid repeats) in the second run to the first's;
+3. each grid cell's leave-one-point-out median error, per point role.
+
+And, last, the model issue's goals on these two runs: |model error| <= 15 % in both, no row's model
+error moving by more than 10 points, leave-one-out median <= 10 % per grid cell. Nothing is tuned
+here: it reads what the pipeline wrote. With ``--compare-only`` it compares RUN and an existing copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from llm_energy.modelling.energy_model import fit_cell  # noqa: E402
+
+KEYS = ["hardware", "model", "variant", "decoding"]
+POINT = ["input_len", "output_len", "batch_size", "role"]
+GOAL_MODEL_PCT, GOAL_MOVE_PTS, GOAL_LOO_PCT = 15.0, 10.0, 10.0
+
+
+def grid_cells(run: Path) -> list[Path]:
+    """The cells replayed in a run, as paths relative to ``results/validation`` (without suffix)."""
+    root = run / "results" / "validation"
+    return sorted(p.relative_to(root).with_suffix("") for p in root.rglob("*.parquet"))
+
+
+def copy_run(run: Path, dest: Path) -> None:
+    """A copy with its Snakemake metadata (so only the forced jobs run), without locks or incomplete markers."""
+    if dest.exists():
+        raise SystemExit(f"{dest} exists: remove it or pass another --copy")
+
+    def ignore(folder, names):
+        return [n for n in names if Path(folder).name == ".snakemake" and n in ("locks", "incomplete", "log")]
+
+    shutil.copytree(run, dest, symlinks=True, ignore=ignore)
+
+
+def rerun(copy: Path, cells: list[Path], cores: str) -> None:
+    measured = [f"results/measurements/{c}.parquet" for c in cells]
+    validation = [f"results/validation/{c}.parquet" for c in cells]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", cores, *validation, "--forcerun", *measured]
+    print("in", copy, ":", " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, cwd=copy, check=True)
+
+
+def validation_rows(run: Path, cells: list[Path]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(run / "results" / "validation" / f"{c}.parquet") for c in cells],
+                     ignore_index=True)
+
+
+def point_energy(run: Path, cell: Path) -> pd.Series:
+    m = pd.read_parquet(run / "results" / "checked" / f"{cell}.parquet")
+    m = m[(m["status"] == "ok") & m["valid"].fillna(False).astype(bool)]
+    return m.groupby(POINT)["energy_j"].mean()
+
+
+def loo_by_role(run: Path, cell: Path) -> dict[str, float]:
+    return fit_cell(pd.read_parquet(run / "results" / "checked" / f"{cell}.parquet"), name=str(cell)).loo_by_role()
+
+
+def errors_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    cols = [*KEYS, "workload"]
+    keep = ["error_pct", "model_error_pct", "meter_drift_pct", "model_flag"]
+    t = first[cols + keep].merge(second[cols + keep], on=cols, suffixes=("_1", "_2"))
+    t["model_move_pts"] = t["model_error_pct_2"] - t["model_error_pct_1"]
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--copy", type=Path, help="where the second run goes (default: RUN-rerun)")
+    ap.add_argument("--cores", default="all")
+    ap.add_argument("--compare-only", action="store_true", help="compare RUN with an existing copy")
+    args = ap.parse_args(argv)
+    run = args.run.resolve()
+    copy = (args.copy or run.with_name(run.name + "-rerun")).resolve()
+    cells = grid_cells(run)
+    if not cells:
+        raise SystemExit(f"{run}: no results/validation/ files: run the pipeline there first (with replay on)")
+    if not args.compare_only:
+        copy_run(run, copy)
+        rerun(copy, cells, args.cores)
+    first, second = validation_rows(run, cells), validation_rows(copy, cells)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 20)
+    t = errors_table(first, second)
+    print("\n1. Errors against the metered replay (%), run 1 and run 2; model_move_pts = run 2 - run 1")
+    print(t.drop(columns=["model_flag_1", "model_flag_2"]).round(1).to_string(index=False))
+    for _, r in t[(t["model_flag_1"] != "") | (t["model_flag_2"] != "")].iterrows():
+        print(f"   flagged {r['variant']} {r['workload']}: {r['model_flag_1'] or '-'} | {r['model_flag_2'] or '-'}")
+    print("\n2. Each grid point's energy, run 2 / run 1 (mean of valid repeats)")
+    ratios = []
+    for cell in cells:
+        a, b = point_energy(run, cell), point_energy(copy, cell)
+        both = a.index.intersection(b.index)
+        r = (b[both] / a[both]).rename("ratio").reset_index()
+        r.insert(0, "cell", str(cell))
+        ratios.append(r)
+        q = r["ratio"]
+        print(f"   {cell}: {len(q)} points, median {q.median():.3f}, min {q.min():.3f}, max {q.max():.3f}, "
+              f"geometric spread {np.exp(np.log(q).std()):.3f}")
+    print(pd.concat(ratios, ignore_index=True).round(3).to_string(index=False))
+    print("\n3. Leave-one-point-out median |error| (%) per point role")
+    loo = {}
+    for cell in cells:
+        loo[cell] = (loo_by_role(run, cell), loo_by_role(copy, cell))
+        print(f"   {cell}: run 1 {_fmt(loo[cell][0])}; run 2 {_fmt(loo[cell][1])}")
+    print("\nGoals (model issue), measured on these two runs:")
+    worst = t[["model_error_pct_1", "model_error_pct_2"]].abs().max().max()
+    move = t["model_move_pts"].abs().max()
+    loo_worst = max(max(d.get("grid", np.nan) for d in pair) for pair in loo.values())
+    print(f"   every |model error| <= {GOAL_MODEL_PCT:g} % in both runs: {_ok(worst <= GOAL_MODEL_PCT)} "
+          f"(largest {worst:.1f} %)")
+    print(f"   no row's model error moves by more than {GOAL_MOVE_PTS:g} points: {_ok(move <= GOAL_MOVE_PTS)} "
+          f"(largest {move:.1f})")
+    print(f"   leave-one-out grid median <= {GOAL_LOO_PCT:g} % for every grid cell: "
+          f"{_ok(loo_worst <= GOAL_LOO_PCT)} (largest {loo_worst:.1f} %)")
+    return 0
+
+
+def _fmt(d: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in d.items())
+
+
+def _ok(flag: bool) -> str:
+    return "met" if flag else "NOT met"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -332,8 +332,27 @@ def test_validation_compares_both_estimates_with_the_mean_of_two_metered_runs(tm
     assert v["loo_max_error_pct"] < 1e-6 and v["model_note"] == ""
     # the fit's diagnostics: its form, leave-one-out error per point role, each term's share, no flag
     assert v["model_form"].split(",") == list(fit_cell(m).terms) and v["loo_grid_pct"] < 1e-6
+    # its interval: the two runs' standard error only (this replay has no control points, and says so)
+    assert v["interval_pct"] == pytest.approx(100 * v["replay_cv"] / math.sqrt(2))
+    assert "not included" in v["interval_note"]
     assert v["loo_padded_pct"] != v["loo_padded_pct"]  # NaN: the cell measured no padded point
     assert sum(json.loads(v["model_term_shares"]).values()) == pytest.approx(1.0, abs=1e-3) and v["model_flag"] == ""
+
+
+def test_each_validation_row_has_an_interval_of_the_replay_the_meter_and_the_model():
+    from llm_energy.estimates.replay import intervals
+
+    row = {"replay_cv": 0.04, "n_replay_runs": 4, "meter_drift_pct": 6.0, "control_ratio_min_pct": -2.0,
+           "control_ratio_max_pct": 14.0, "loo_median_error_pct": 4.0}
+    got = intervals(row)
+    assert got["replay_se_pct"] == pytest.approx(2.0)  # 4 % spread over 4 runs
+    assert got["meter_interval_pct"] == pytest.approx(10.0)  # drift 6, half the control range 8
+    assert got["interval_pct"] == pytest.approx(math.sqrt(2.0**2 + 10.0**2))
+    assert got["model_interval_pct"] == pytest.approx(math.sqrt(2.0**2 + 10.0**2 + 4.0**2))
+    assert got["interval_note"] == ""
+    blind = intervals({**row, "meter_drift_pct": math.nan, "control_ratio_min_pct": math.nan,
+                       "control_ratio_max_pct": math.nan})
+    assert blind["meter_interval_pct"] == 0 and "not included" in blind["interval_note"]
 
 
 def test_control_points_spread_over_the_grid_energies_at_the_grid_batch():

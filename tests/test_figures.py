@@ -579,6 +579,26 @@ def test_replay_figure_shows_both_errors(tmp_path):
     csv, tex = read(tmp_path, "fig_replay_validation")
     assert sorted(csv["error_pct"]) == [12.0, 40.0] and csv["model_error_pct"].isna().sum() == 1
     assert "Hollow: the paper's binned" in tex and "No bar: 1 estimate(s)" in tex
+    assert "Error bars: the interval the noise alone allows" in tex
+
+
+def test_replay_figure_draws_each_method_interval(tmp_path, monkeypatch):
+    from llm_energy.paper.figures import workloads
+
+    drawn = []
+    real_bar = workloads.plt.Axes.bar
+
+    def bar(ax, x, height, *args, yerr=None, **kw):
+        drawn.append((round(float(height), 6), yerr))
+        return real_bar(ax, x, height, *args, yerr=yerr, **kw)
+
+    monkeypatch.setattr(workloads.plt.Axes, "bar", bar)
+    val = pd.DataFrame([{"workload": "imdb", "hardware": "hw-a", "model": "m", "variant": "vllm-eager",
+                         "decoding": "greedy", "n_requests": 24, "error_pct": -12.0, "model_error_pct": 3.0,
+                         "interval_pct": 5.0, "model_interval_pct": 7.0, "energy_source": "nvml"}])
+    F.fig_replay_validation(val, files(tmp_path, "fig_replay_validation"))
+    # symmetric bars on the linear axis, a negative error's included (the log axes cap the lower one)
+    assert sorted(drawn) == [(-12.0, 5.0), (3.0, 7.0)]
 
 
 def test_captions_escape_latex(tmp_path):

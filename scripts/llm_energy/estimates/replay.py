@@ -253,12 +253,32 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
             log.warning("%s, %s: the energy model extrapolates: %s", name, workload, row["model_flag"])
         row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])
         row.update(drift)
+        row.update(intervals(row))
         log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
                  "from the grid job's, %+.1f … %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
                  row["error_pct"], row["model_error_pct"], drift["meter_drift_pct"], drift["control_ratio_min_pct"],
                  drift["control_ratio_max_pct"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def intervals(row: dict) -> dict:
+    """How far an estimate may sit from its replay for the noise alone, in % of the replay (each part a
+    one-sigma-like width, combined in quadrature): ``replay_se_pct`` (the standard error of the mean of
+    the replay's runs), ``meter_interval_pct`` (the meter's disagreement between the grid job and the
+    replay job: the control points' mean drift and half their range; 0 without control points, and
+    ``interval_note`` says so), and for the model its own leave-one-out median error. ``interval_pct``
+    is the binned estimate's interval, ``model_interval_pct`` the model's."""
+    se = 100.0 * row["replay_cv"] / math.sqrt(max(row["n_replay_runs"], 1))
+    drift = row.get("meter_drift_pct", math.nan)
+    spread = (row.get("control_ratio_max_pct", math.nan) - row.get("control_ratio_min_pct", math.nan)) / 2
+    measured = not (math.isnan(drift) or math.isnan(spread))
+    meter = math.hypot(drift, spread) if measured else 0.0
+    loo = row.get("loo_median_error_pct", math.nan)
+    binned = math.hypot(se, meter)
+    return {"replay_se_pct": se, "meter_interval_pct": meter, "interval_pct": binned,
+            "model_interval_pct": math.hypot(binned, loo) if not math.isnan(loo) else math.nan,
+            "interval_note": "" if measured else "no control points: the meter's drift between jobs is not included"}
 
 
 def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:

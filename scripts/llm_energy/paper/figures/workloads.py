@@ -93,9 +93,10 @@ def _style_bars(bars, colour, method: str, estimated: bool) -> None:
 
 
 def _bars(ax, data: pd.DataFrame, x_order: list, slots: list[tuple[str, str]], y: str, yerr: str | None,
-          hue_colours: dict) -> bool:
+          hue_colours: dict, log_axis: bool = True) -> bool:
     """Grouped bars (x: workload; a slot per stack and method), error bars where given. On the log axis a
-    bar's lower error stops at a tenth of its value; returns whether any had to."""
+    bar's lower error stops at a tenth of its value; returns whether any had to. On a linear axis
+    (``log_axis`` false) the error bars are symmetric."""
     width, cut = 0.8 / max(len(slots), 1), False
     for j, (hue, method) in enumerate(slots):
         sub = data[(data["hue"] == hue) & (data["method"] == method)].set_index("x")
@@ -104,7 +105,7 @@ def _bars(ax, data: pd.DataFrame, x_order: list, slots: list[tuple[str, str]], y
                 continue
             row = sub.loc[x]
             err = row[yerr] if yerr and yerr in row and not pd.isna(row[yerr]) and row[yerr] > 0 else None
-            if err is not None:
+            if err is not None and log_axis:
                 cut |= err > 0.9 * row[y]
                 err = [[min(err, 0.9 * row[y])], [err]]
             bars = ax.bar(i - 0.4 + width * (j + 0.5), row[y], width=width, yerr=err, capsize=1.5,
@@ -279,8 +280,10 @@ def _replay_long(validation: pd.DataFrame) -> pd.DataFrame:
     data = validation.copy()
     decodings = data["decoding"] if "decoding" in data else ["greedy"] * len(data)
     data["stack"] = [stack_label(v, d) for v, d in zip(data["variant"], decodings)]
-    parts = [data.assign(method=method, error=data[col]) for method, col in
-             (("binned", "error_pct"), ("model", "model_error_pct")) if col in data]
+    nan = pd.Series(np.nan, index=data.index)
+    methods = (("binned", "error_pct", "interval_pct"), ("model", "model_error_pct", "model_interval_pct"))
+    parts = [data.assign(method=method, error=data[col], interval=data.get(width, nan))
+             for method, col, width in methods if col in data]
     return pd.concat(parts, ignore_index=True).assign(hue_rank=1)
 
 
@@ -294,19 +297,24 @@ def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[
     order = list(dict.fromkeys(long["workload"]))
     hue_colours = dict(zip(stacks, colours(len(stacks))))
     fig, ax = plt.subplots(figsize=(max(SINGLE_COLUMN_IN, 0.18 * len(order) * len(slots) + 0.8), 2.4))
-    _bars(ax, long.assign(x=long["workload"], hue=long["stack"]), order, slots, "error", None, hue_colours)
+    _bars(ax, long.assign(x=long["workload"], hue=long["stack"]), order, slots, "error", "interval", hue_colours,
+          log_axis=False)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set(xlabel="", ylabel="estimate vs replay (%)")
     ax.legend(handles=_legend_handles(long, stacks, hue_colours), fontsize="small", loc="upper left",
               bbox_to_anchor=(1.0, 1.0))
-    data = long[long["method"] == "binned"].drop(columns=["method", "error", "hue_rank"])
+    data = long[long["method"] == "binned"].drop(columns=["method", "error", "interval", "hue_rank"])
     n = ", ".join(f"{w}: {k}" for w, k in data.groupby("workload")["n_requests"].first().items())
     missing = long[long["error"].isna()]
     caption = ("Error of each estimate against the metered replay of the same seeded sample of requests "
                f"(requests: {tex_escape(n)}); positive means the estimate is higher. Hollow: the paper's binned "
                "estimate ($\\sum N/B \\times E_{batch}$); solid: the cell's energy model served at the requests' "
-               "true lengths." + (f" No bar: {len(missing)} estimate(s) the method could not make (the data's "
-                                  "estimate\\_note and model\\_note say why)." if len(missing) else "")
+               "true lengths. Error bars: the interval the noise alone allows (the replay runs' standard error, "
+               "the meter's drift between the grid job and the replay job from the control points, and for the "
+               "model its leave-one-point-out error, in quadrature); a bar whose interval reaches 0 agrees with "
+               "the replay within the noise."
+               + (f" No bar: {len(missing)} estimate(s) the method could not make (the data's "
+                  "estimate\\_note and model\\_note say why)." if len(missing) else "")
                + " " + cells_note(data) + " " + source_note(data["energy_source"]))
     return save(fig, data, files, caption)
 

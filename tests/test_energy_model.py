@@ -447,9 +447,18 @@ def test_estimates_have_both_methods_with_the_same_columns():
     assert not est.duplicated(key).any()
     binned, model = est[est["method"] == "binned"], est[est["method"] == "model"]
     assert binned["energy_j"].gt(0).all() and model["energy_j"].gt(0).all()
-    assert (binned["n_extrapolated"] == 0).all() and (model["n_extrapolated"] == 1).all()
-    assert (binned["n_excluded"] == 2).all() and (model["n_excluded"] == 1).all()
-    assert (model["n_included"] == 199).all() and model["loo_max_error_pct"].notna().all()
+    # like for like: both methods price the requests within the top bin edges, and say so
+    assert (binned["n_excluded"] == 2).all() and (binned["n_included"] == 198).all()
+    assert (model["n_requests"] == 198).all() and (model["n_included"] == 198).all()
+    assert (model["n_extrapolated"] == 0).all() and (model["n_excluded"] == 0).all()
+    assert set(est["coverage"]) == {"requests within the top bin edges (input <= 4096, output <= 512)"}
+    # beside it, the model's whole trace: every request, one past the edges extrapolated, one past the context
+    assert (model["whole_trace_n_requests"] == 200).all() and (model["whole_trace_n_included"] == 199).all()
+    assert (model["whole_trace_n_extrapolated"] == 1).all()
+    assert (model["whole_trace_energy_j"] > model["energy_j"]).all()
+    assert (model["whole_trace_ideal_energy_j"] > model["ideal_energy_j"]).all()
+    assert binned["whole_trace_energy_j"].isna().all()
+    assert model["loo_max_error_pct"].notna().all()
     assert model["ideal_energy_j"].gt(0).all() and set(by_bin["variant"]) == {"vllm-eager", "transformers-eager"}
     # no replay: NaN with the reason
     assert est["systematic_error_pct"].isna().all() and est["systematic_error_note"].str.contains("no replay").all()

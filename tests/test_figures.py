@@ -531,6 +531,31 @@ def test_fig1_both_methods_with_repeat_spread_and_systematic_error(tmp_path):
     assert "sigma_{rep}" in tex and "Systematic error unknown" in tex and "model transformers-eager" in tex
 
 
+def test_fig1_compares_both_methods_on_the_same_requests_with_the_whole_trace_beside(tmp_path, monkeypatch):
+    from llm_energy.paper.figures import workloads
+
+    est, by_bin = both_methods()
+    cover = "requests within the top bin edges (input <= 4096, output <= 512)"
+    model = est["method"] == "model"
+    est = est.assign(coverage=cover, n_excluded=np.where(est["workload"] == "burstgpt", 7, 0),
+                     whole_trace_energy_j=np.where(model, est["energy_j"] * 1.4, np.nan))
+    diamonds = []
+    real_plot = workloads.plt.Axes.plot
+
+    def plot(ax, *args, **kw):
+        if kw.get("marker") == "D":
+            diamonds.append(round(float(args[1][0]), 9))
+        return real_plot(ax, *args, **kw)
+
+    monkeypatch.setattr(workloads.plt.Axes, "plot", plot)
+    F.fig_workload_energy(est, files(tmp_path, "fig1_workload_energy"), by_bin)
+    csv, tex = read(tmp_path, "fig1_workload_energy")
+    assert sorted(diamonds) == sorted(round(e / 1e3, 9) for e in est.loc[model, "whole_trace_energy_j"])
+    assert "Both methods price the same requests, requests within the top bin edges" in tex
+    assert "(left out, per workload: burstgpt 7)" in tex and "Diamond: the energy model over the whole trace" in tex
+    assert csv.loc[csv["method"] == "model", "whole_trace_energy_j"].notna().all()
+
+
 def test_fig8_per_request_of_each_method(tmp_path):
     est, by_bin = both_methods()
     F.fig_tasks(est, ["imdb"], files(tmp_path, "fig8_tasks"), by_bin)
@@ -546,6 +571,9 @@ def test_table4_both_methods_savings_and_carbon(tmp_path):
     from llm_energy.paper.tables import TableFiles, table_estimates
 
     est, _ = both_methods()
+    model = est["method"] == "model"
+    est = est.assign(whole_trace_energy_j=np.where(model, 3.0e5, np.nan),
+                     coverage="requests within the top bin edges (input <= 4096, output <= 512)")
     sav = pd.DataFrame([{"workload": w, "hardware": "hw-a", "model": "m", "decoding": "greedy",
                          "baseline": "transformers-eager", "optimized": "vllm-eager", "saving_pct": -100.0}
                         for w in ("imdb", "burstgpt")])
@@ -553,6 +581,9 @@ def test_table4_both_methods_savings_and_carbon(tmp_path):
     table_estimates(est, sav, out)
     csv, tex = pd.read_csv(out.csv).set_index(["workload", "variant"]), out.tex.read_text()
     assert len(csv) == 4
+    # the model's whole trace beside the two methods on the same requests, and the caption says so
+    assert (csv["model_whole_trace_energy_j"] == 3.0e5).all() and csv["binned_whole_trace_energy_j"].isna().all()
+    assert tex.count(" & 300 & ") == 4 and "both methods on the same requests" in tex
     row = csv.loc[("imdb", "vllm-eager")]
     e = est.set_index(["workload", "variant", "method"])
     assert math.isclose(row["binned_energy_j"], e.loc[("imdb", "vllm-eager", "binned"), "energy_j"])

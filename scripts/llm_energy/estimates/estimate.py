@@ -31,6 +31,7 @@ from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
 from llm_energy.modelling.serving import framework_of, serve
 from llm_energy.models.flops import generation_flops
 from llm_energy.pipeline.cells import CELL_KEYS
+from llm_energy.workloads.binning import within_edges
 
 LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
 METHODS = ("binned", "model")  # the paper's binned estimate; the energy model served at true lengths
@@ -267,22 +268,47 @@ def included_lengths(profile: pd.DataFrame, context_len: int | None) -> tuple[np
     return i[keep], o[keep]
 
 
+WHOLE_TRACE = "the whole trace"
+
+
+def coverage_of(summary: dict | None) -> tuple[str, tuple[list[int], list[int]] | None]:
+    """Which requests a workload's estimates cover: those within the bins' top edges (the binned
+    method's, so that both methods price the same requests), or the whole trace without edges."""
+    if not summary or "input_edges" not in summary:
+        return WHOLE_TRACE, None
+    i, o = summary["input_edges"], summary["output_edges"]
+    return f"requests within the top bin edges (input <= {i[-1]}, output <= {o[-1]})", (i, o)
+
+
 def model_estimates(profiles: dict[str, pd.DataFrame], cells: list[tuple[str, pd.DataFrame]], archs: dict,
-                    specs: pd.DataFrame, contexts: dict | None = None, skip: set | None = None) -> pd.DataFrame:
-    """Rows of ``method = model`` for every workload and every cell (but those in ``skip``)."""
-    contexts, skip = contexts or {}, skip or set()
+                    specs: pd.DataFrame, contexts: dict | None = None, skip: set | None = None,
+                    summaries: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Rows of ``method = model`` for every workload and every cell (but those in ``skip``): the model
+    served the requests the binned method covers (``summaries``: each workload's bin summary, with its
+    edges; without one, the whole trace), and beside it the whole trace (``whole_trace_*``)."""
+    contexts, skip, summaries = contexts or {}, skip or set(), summaries or {}
     usable = [(p, m) for p, m in cells if p not in skip]
     fitted = fit_models(usable)
     rows, flops = [], {}
     for workload, profile in profiles.items():
+        coverage, edges = coverage_of(summaries.get(workload))
+        covered = profile[within_edges(profile, *edges)] if edges else profile
         for path, m in usable:
             labels = {k: m[k].iloc[0] for k in CELL_KEYS}
             ctx = contexts.get(labels["model"])
-            row = model_workload_estimate(profile, m, fitted[path], ctx)
-            key = (workload, labels["model"])
-            if key not in flops:
-                flops[key] = request_flops(archs[labels["model"]], *included_lengths(profile, ctx))
-            row.update(ideal_of_flops(flops[key], spec_for(labels["hardware"], specs)))
+            spec = spec_for(labels["hardware"], specs)
+            row = model_workload_estimate(covered, m, fitted[path], ctx)
+            whole = model_workload_estimate(profile, m, fitted[path], ctx) if edges else row
+            for part, requests in (("covered", covered), ("whole", profile)):
+                if (workload, labels["model"], part) not in flops:
+                    flops[(workload, labels["model"], part)] = request_flops(archs[labels["model"]],
+                                                                             *included_lengths(requests, ctx))
+            row.update(ideal_of_flops(flops[(workload, labels["model"], "covered")], spec))
+            whole_ideal = ideal_of_flops(flops[(workload, labels["model"], "whole")], spec)
+            row.update(coverage=coverage, whole_trace_energy_j=whole["energy_j"],
+                       whole_trace_n_requests=whole["n_requests"], whole_trace_n_included=whole["n_included"],
+                       whole_trace_n_extrapolated=whole["n_extrapolated"],
+                       whole_trace_ideal_energy_j=whole_ideal["ideal_energy_j"])
             rows.append(add_ideal_columns({"workload": workload, **labels, **row, "method": "model"}))
     return pd.DataFrame(rows)
 
@@ -338,8 +364,11 @@ def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[
     estimates, by_bin, left_out = binned_cells(workloads, cells, archs, specs)
     if profiles:
         skip = {path for path, m in cells if "valid" in m and "status" in m and _unusable(m)}
-        model_rows = model_estimates(profiles, cells, archs, specs, contexts, skip)
-        estimates = pd.concat([estimates.assign(method="binned"), model_rows], ignore_index=True)
+        summaries = {name: summary for name, _, summary in workloads}
+        model_rows = model_estimates(profiles, cells, archs, specs, contexts, skip, summaries)
+        binned = estimates.assign(method="binned", coverage=[coverage_of(summaries.get(w))[0]
+                                                             for w in estimates["workload"]])
+        estimates = pd.concat([binned, model_rows], ignore_index=True)
     return add_method_columns(estimates, validation), by_bin, left_out
 
 

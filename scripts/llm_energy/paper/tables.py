@@ -105,7 +105,8 @@ METHODS = ("binned", "model")
 PER_METHOD = ["energy_j", "systematic_error_pct", "systematic_error_note", "ideal_energy_j", "pct_above_ideal",
               "pct_above_ideal_sparse", "n_included", "n_excluded", "n_extrapolated", "facility_energy_kwh",
               "co2e_kg", "cost", "facility_energy_kwh_per_million_requests", "co2e_kg_per_million_requests",
-              "cost_per_million_requests"]
+              "cost_per_million_requests", "coverage", "whole_trace_energy_j", "whole_trace_n_requests",
+              "whole_trace_ideal_energy_j"]
 SHARED = ["energy_source", "pue", "grid_intensity_g_per_kwh", "grid_intensity_source", "currency"]
 
 
@@ -159,7 +160,8 @@ def _estimate_tex_row(r, with_hardware: bool) -> str:
     carbon = " & ".join(f"{_g(getattr(r, f'binned_{c}'))} / {_g(getattr(r, f'binned_{c}_per_million_requests'))}"
                         for c in ("facility_energy_kwh", "co2e_kg", "cost"))
     return (f"{tex_escape(r.workload)} & {where}{stack} & {_pm(r.binned_energy_j, r.binned_systematic_error_pct)} & "
-            f"{_pm(r.model_energy_j, r.model_systematic_error_pct)} & {_g(r.binned_ideal_energy_j / 1e3)} & "
+            f"{_pm(r.model_energy_j, r.model_systematic_error_pct)} & {_g(r.model_whole_trace_energy_j / 1e3)} & "
+            f"{_g(r.binned_ideal_energy_j / 1e3)} & "
             f"{_pair(r.binned_pct_above_ideal, r.model_pct_above_ideal)} & "
             f"{_pair(r.binned_saving_pct, r.model_saving_pct, '.1f')} & {carbon}")
 
@@ -170,12 +172,15 @@ def _estimates_caption(rows: pd.DataFrame, with_hardware: bool) -> str:
     pue = ", ".join(sorted({f"{x:g}" for x in rows["pue"].dropna()})) or "--"
     grid = ", ".join(sorted({f"{x:.0f}" for x in rows["grid_intensity_g_per_kwh"].dropna()})) or "--"
     currency = ", ".join(sorted(set(rows["currency"].dropna()))) or "--"
-    return ("Estimated energy to serve each workload per stack: the paper's binned estimate, "
-            "$\\sum_{bins} N/B \\times E_{batch}$ (requests above the largest bin excluded), and the cell's "
+    return ("Estimated energy to serve each workload per stack, both methods on the same requests (those "
+            "within the largest bin, as the paper's method needs; the CSV's coverage and n\\_excluded say "
+            "which): the paper's binned estimate, $\\sum_{bins} N/B \\times E_{batch}$, and the cell's "
             "energy model served at the requests' true lengths, each $\\pm$ its systematic error (its largest "
             "absolute error against the metered replays of that stack; ? where the stack has no replay). "
-            "Ideal: TDP / dense peak FLOPS $\\times$ FLOPs of the binned lengths. Above ideal and the saving "
-            "of the optimized stack over its baseline: binned / model. Facility energy (kWh, PUE "
+            "Whole trace: the energy model over every request of the workload (past the measured lengths "
+            "extrapolated). Ideal: TDP / dense peak FLOPS $\\times$ FLOPs of the binned lengths (the model's "
+            "own, of the true lengths, is in the CSV). Above ideal (each method against its own ideal) and "
+            "the saving of the optimized stack over its baseline: binned / model. Facility energy (kWh, PUE "
             f"{pue}), carbon (kgCO2e at {grid} g/kWh) and cost ({tex_escape(currency)}) of the binned estimate, "
             "in total / per million requests; the CSV holds both methods' and the with-sparsity ideal. "
             "$^\\dagger$ Energy estimated from CPU time (\\texttt{cpu-estimate}), not measured." + where)
@@ -189,10 +194,10 @@ def table_estimates(estimates: pd.DataFrame, savings: pd.DataFrame, files: Table
         rows[col] = rows[col] if col in rows else float("nan")
     with_hardware = rows[["hardware", "model"]].drop_duplicates().shape[0] > 1
     body = [_estimate_tex_row(r, with_hardware) for r in rows.itertuples()]
-    columns = "l" + ("l" if with_hardware else "") + "lrrrrrrrr"
+    columns = "l" + ("l" if with_hardware else "") + "lrrrrrrrrr"
     currency = set(rows["currency"].dropna())
     header = ("workload & " + ("hardware, model & " if with_hardware else "") + "stack & binned (kJ) & model (kJ) & "
-              "ideal (kJ) & above ideal & saving & kWh & kgCO2e & cost"
+              "whole trace (kJ) & ideal (kJ) & above ideal & saving & kWh & kgCO2e & cost"
               + (f" ({tex_escape(currency.pop())})" if len(currency) == 1 else ""))
     tex = _table(body, columns, header, _estimates_caption(rows, with_hardware), "estimates")
     return _write(tex, rows.to_dict("records"), files)

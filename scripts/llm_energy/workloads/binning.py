@@ -16,6 +16,13 @@ def bin_edges_ceiling(values: np.ndarray, edges: list[int]) -> np.ndarray:
     return out
 
 
+def within_edges(df: pd.DataFrame, input_edges: list[int], output_edges: list[int]) -> np.ndarray:
+    """The requests the binned estimate covers: at or below the top edge of both axes."""
+    ib = bin_edges_ceiling(df["input_tokens"].to_numpy(), input_edges)
+    ob = bin_edges_ceiling(df["output_tokens"].to_numpy(), output_edges)
+    return (ib > 0) & (ob > 0)
+
+
 def bin_requests(df: pd.DataFrame, input_edges: list[int], output_edges: list[int]) -> tuple[pd.DataFrame, dict]:
     """Count requests per (input bin, output bin); requests past the top edge of either axis are excluded.
 
@@ -24,7 +31,7 @@ def bin_requests(df: pd.DataFrame, input_edges: list[int], output_edges: list[in
     """
     ib = bin_edges_ceiling(df["input_tokens"].to_numpy(), input_edges)
     ob = bin_edges_ceiling(df["output_tokens"].to_numpy(), output_edges)
-    keep = (ib > 0) & (ob > 0)
+    keep = within_edges(df, input_edges, output_edges)
     table = (pd.DataFrame({"input_bin": ib[keep], "output_bin": ob[keep]})
              .value_counts().rename("n_requests").reset_index()
              .sort_values(["input_bin", "output_bin"]).reset_index(drop=True))

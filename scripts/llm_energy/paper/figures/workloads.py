@@ -93,10 +93,10 @@ def _style_bars(bars, colour, method: str, estimated: bool) -> None:
 
 
 def _bars(ax, data: pd.DataFrame, x_order: list, slots: list[tuple[str, str]], y: str, yerr: str | None,
-          hue_colours: dict, log_axis: bool = True) -> bool:
+          hue_colours: dict, log_axis: bool = True, marker: str | None = None) -> bool:
     """Grouped bars (x: workload; a slot per stack and method), error bars where given. On the log axis a
     bar's lower error stops at a tenth of its value; returns whether any had to. On a linear axis
-    (``log_axis`` false) the error bars are symmetric."""
+    (``log_axis`` false) the error bars are symmetric. ``marker``: a column drawn as a diamond on its bar."""
     width, cut = 0.8 / max(len(slots), 1), False
     for j, (hue, method) in enumerate(slots):
         sub = data[(data["hue"] == hue) & (data["method"] == method)].set_index("x")
@@ -108,8 +108,11 @@ def _bars(ax, data: pd.DataFrame, x_order: list, slots: list[tuple[str, str]], y
             if err is not None and log_axis:
                 cut |= err > 0.9 * row[y]
                 err = [[min(err, 0.9 * row[y])], [err]]
-            bars = ax.bar(i - 0.4 + width * (j + 0.5), row[y], width=width, yerr=err, capsize=1.5,
+            x_bar = i - 0.4 + width * (j + 0.5)
+            bars = ax.bar(x_bar, row[y], width=width, yerr=err, capsize=1.5,
                           error_kw={"elinewidth": 0.8, "ecolor": "black"})
+            if marker and marker in row and not pd.isna(row[marker]):
+                ax.plot([x_bar], [row[marker]], marker="D", markersize=3, color="black", linestyle="none")
             _style_bars(bars, hue_colours[hue], method, row["energy_source"] == ESTIMATED)
     ax.set_xticks(range(len(x_order)))
     ax.set_xticklabels(x_order, rotation=30, ha="right")
@@ -137,7 +140,8 @@ def _slots(data: pd.DataFrame, hue_order: list) -> list[tuple[str, str]]:
     return [(h, m) for h in hue_order for m in ("ideal", "binned", "model") if (h, m) in present]
 
 
-def _workload_panels(data: pd.DataFrame, y: str, yerr: str | None, ylabel: str, x_order: list):
+def _workload_panels(data: pd.DataFrame, y: str, yerr: str | None, ylabel: str, x_order: list,
+                     marker: str | None = None):
     """One panel per hardware (and model, when several), a shared legend under them. Returns the
     figure and whether a lower error bar was cut at a tenth of its bar."""
     facets = list(data[["hardware", "model"]].drop_duplicates().itertuples(index=False, name=None))
@@ -149,7 +153,8 @@ def _workload_panels(data: pd.DataFrame, y: str, yerr: str | None, ylabel: str, 
     many_models, cut = data["model"].nunique() > 1, False
     for ax, (hw, model) in zip(axes[0], facets):
         sub = data[(data["hardware"] == hw) & (data["model"] == model)]
-        cut |= _bars(ax, sub, [x for x in x_order if x in set(sub["x"])], slots, y, yerr, hue_colours)
+        cut |= _bars(ax, sub, [x for x in x_order if x in set(sub["x"])], slots, y, yerr, hue_colours,
+                     marker=marker)
         ax.set_yscale("log")
         plain_log_labels(ax)
         ax.set(title=f"{hw}" + (f", {model}" if many_models else ""), xlabel="")
@@ -189,7 +194,8 @@ def _stack_table(estimates: pd.DataFrame, by_bin: pd.DataFrame | None, with_idea
     data = est.merge(spread.astype({k: est[k].dtype for k in STACK_KEYS}) if len(spread) else spread,
                      on=STACK_KEYS + ["method"], how="left")
     cols = STACK_KEYS + ["method", "energy_j", "energy_std_j", "systematic_error_pct", "systematic_error_note",
-                         "energy_source", "n_included", "n_excluded"] + [c for c in CARBON_COLUMNS if c in est]
+                         "energy_source", "n_included", "n_excluded"] + [c for c in CARBON_COLUMNS if c in est] \
+        + [c for c in ("coverage", "whole_trace_energy_j", "whole_trace_n_requests") if c in est]
     data = error_bars(data[cols])
     data["stack"] = [stack_label(v, d) for v, d in zip(data["variant"], data["decoding"])]
     data["method_label"] = data["method"].map(METHOD_LABELS).fillna(data["method"])
@@ -197,6 +203,21 @@ def _stack_table(estimates: pd.DataFrame, by_bin: pd.DataFrame | None, with_idea
     if with_ideal and "ideal_energy_j" in est:
         data = pd.concat([_ideal_rows(est, list(data.columns) + ["ideal_of"]), data], ignore_index=True)
     return data
+
+
+def _coverage_caption(data: pd.DataFrame) -> str:
+    """Which requests the bars price (the same for both methods), and what the diamonds add."""
+    bars = data[data["method"] != "ideal"]
+    if "coverage" not in bars or bars["coverage"].isna().all():
+        return ""
+    left = bars.groupby("workload")["n_excluded"].max()
+    left = ", ".join(f"{tex_escape(w)} {int(n)}" for w, n in left.items() if n > 0)
+    text = f"Both methods price the same requests, {tex_escape(bars['coverage'].dropna().iloc[0])}"
+    text += f" (left out, per workload: {left})." if left else "."
+    if "whole_trace_energy_j" in bars and bars["whole_trace_energy_j"].notna().any():
+        text += (" Diamond: the energy model over the whole trace, every request at its true length (those "
+                 "past the measured lengths extrapolated).")
+    return text
 
 
 def _error_caption(data: pd.DataFrame, cut: bool) -> str:
@@ -226,14 +247,15 @@ def fig_workload_energy(estimates: pd.DataFrame, files: FigureFiles, by_bin: pd.
     """
     setup_style()
     data = _stack_table(estimates, by_bin, with_ideal=True)
+    whole = data["whole_trace_energy_j"] / 1e3 if "whole_trace_energy_j" in data else np.nan
     plot = data.assign(x=data["workload"], hue=data["stack"], energy_kj=data["energy_j"] / 1e3,
-                       error_kj=data["error_j"] / 1e3)
+                       error_kj=data["error_j"] / 1e3, whole_kj=whole)
     order = list(dict.fromkeys(estimates["workload"]))
-    fig, cut = _workload_panels(plot, "energy_kj", "error_kj", "workload energy (kJ)", order)
-    caption = ("Energy to serve each whole workload: the ideal (FLOPs $\\times$ TDP / dense peak FLOPS, of the "
+    fig, cut = _workload_panels(plot, "energy_kj", "error_kj", "workload energy (kJ)", order, marker="whole_kj")
+    caption = ("Energy to serve each workload: the ideal (FLOPs $\\times$ TDP / dense peak FLOPS, of the "
                "binned lengths as in the paper) and, per stack, the paper's estimate from binned requests and "
                "measured batch energies (hollow) beside the energy model fitted to the cell and served at the "
-               "requests' true lengths (solid). " + _error_caption(data, cut) + " "
+               "requests' true lengths (solid). " + _coverage_caption(data) + " " + _error_caption(data, cut) + " "
                + cells_note(data) + " " + source_note(data["energy_source"][data["energy_source"] != "flops-ideal"])
                + (f" Grid points left out after failing validation: {int(estimates['n_invalid_points'].sum())}."
                   if "n_invalid_points" in estimates else ""))

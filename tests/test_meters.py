@@ -30,6 +30,23 @@ def test_cpu_estimate_is_cpu_seconds_times_watts():
     assert idle.energy_j < w.energy_j / 5
 
 
+def test_cpu_estimate_never_goes_negative_when_a_child_exits_inside_the_window():
+    import subprocess
+    import sys
+
+    meter = CpuEstimateMeter(watts_per_core=10.0)
+    # A child that has burnt CPU before the window opens and exits (and is reaped) inside it: the sum
+    # over the processes alive at each edge lost its CPU time and read -126 J in a test run.
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nt = time.process_time()\n"
+                              "while time.process_time() - t < 0.4: pass\nsys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    time.sleep(1.0)  # the child is busy, then waits on its stdin
+    with meter.window() as w:
+        child.communicate(b"")  # it exits and is reaped here
+    assert child.returncode == 0
+    assert w.energy_j >= 0
+
+
 def test_cpu_estimate_counts_child_processes():
     import subprocess
     import sys

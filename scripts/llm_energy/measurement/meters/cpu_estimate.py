@@ -14,8 +14,11 @@ log = logging.getLogger(__name__)
 class CpuEstimateMeter(Windowed):
     """CPU-time x per-core power over this process and all its descendants (vLLM runs workers).
 
-    Children that exit inside a window take their CPU time with them; the engines used here keep
-    their workers alive for the whole cell, so the window sees them.
+    Children that exit inside a window take their CPU time since the last reading with them (the
+    engines used here keep their workers alive for the whole cell, so the window sees them). The
+    reading never goes backwards: each process keeps the last CPU time seen of it, by (pid, start
+    time), so a child that exits (or a zombie reaped) between two readings cannot make a window's
+    energy negative, as it did when the sum ran only over the processes alive at each edge.
     """
 
     source = "cpu-estimate"
@@ -25,11 +28,11 @@ class CpuEstimateMeter(Windowed):
 
         self.watts_per_core = float(watts_per_core)
         self._root = psutil.Process(os.getpid())
+        self._seen: dict[tuple[int, float], float] = {}  # (pid, create time) -> last CPU seconds read
 
     def _cpu_seconds(self) -> float:
         import psutil
 
-        total = 0.0
         procs = [self._root]
         try:
             procs += self._root.children(recursive=True)
@@ -38,10 +41,11 @@ class CpuEstimateMeter(Windowed):
         for proc in procs:
             try:
                 t = proc.cpu_times()
-                total += t.user + t.system
+                key = (proc.pid, proc.create_time())
             except psutil.Error:
                 continue
-        return total
+            self._seen[key] = max(self._seen.get(key, 0.0), t.user + t.system)
+        return sum(self._seen.values())
 
     def read(self) -> float:
         return self._cpu_seconds() * self.watts_per_core

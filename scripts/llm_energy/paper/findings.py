@@ -29,6 +29,7 @@ from llm_energy.paper.criteria import (
 )
 from llm_energy.paper.figures.data import batch_table
 from llm_energy.paper.tex import tex_escape
+from llm_energy.pipeline.roles import without_padded
 
 
 def _used_rows(m: pd.DataFrame, evidence: str) -> pd.DataFrame:
@@ -46,7 +47,10 @@ def _on(t: pd.DataFrame, hw: str) -> pd.DataFrame:
 def findings_table(measurements: pd.DataFrame, estimates: pd.DataFrame, savings: pd.DataFrame,
                    fixed_input: int, fixed_output: int) -> pd.DataFrame:
     """One row per finding and hardware (``COLUMNS``); a finding with no data on any hardware gets one
-    ``not testable here`` row naming the cells that would test it."""
+    ``not testable here`` row naming the cells that would test it. The energy model's padded batches
+    (role ``padded``) are left out, as every figure and table leaves them out: a padded point shares
+    its shape with a grid point and would move that point's mean."""
+    measurements = without_padded(measurements)
     hardware = sorted(measurements["hardware"].dropna().astype(str).unique()) if not measurements.empty else []
     batches = batch_table(measurements, fixed_input, fixed_output)
     rows = []

@@ -355,6 +355,18 @@ def test_each_validation_row_has_an_interval_of_the_replay_the_meter_and_the_mod
     assert blind["meter_interval_pct"] == 0 and "not included" in blind["interval_note"]
 
 
+def test_a_replayed_request_beyond_every_measured_length_is_counted_and_said(caplog):
+    from llm_energy.estimates.replay import validate
+
+    sample = _sample()
+    sample.loc[0, ["input_tokens", "output_tokens"]] = [6000, 100]  # past the longest measured input
+    with caplog.at_level("INFO", logger="llm_energy.estimates.replay"):
+        v = validate(_replays(sample, [10.0, 11.0]), synthetic(), EDGES_IN, EDGES_OUT, name="cell c").iloc[0]
+    assert v["model_n_extrapolated"] == 1
+    assert ("cell c, w: 1 of 24 replayed requests lie beyond the measured lengths (input 4096, output 512 tokens): "
+            "the model extrapolates them") in caplog.messages
+
+
 def test_control_points_spread_over_the_grid_energies_at_the_grid_batch():
     from llm_energy.estimates.replay import control_points
 

@@ -249,6 +249,10 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row["error_pct"] = pct_error(row["estimate_energy_j"], row["replay_energy_j"])
         row["whole_batches_error_pct"] = pct_error(row["estimate_whole_batches_energy_j"], row["replay_energy_j"])
         row.update(_model_columns(model, note, sample, labels, row["batch_size"], context_len, points))
+        if row["model_n_extrapolated"]:
+            log.info("%s, %s: %d of %d replayed requests lie beyond the measured lengths (input %d, output %d "
+                     "tokens): the model extrapolates them", name, workload, row["model_n_extrapolated"],
+                     len(sample), model.max_input, model.max_output)
         if row["model_flag"]:
             log.warning("%s, %s: the energy model extrapolates: %s", name, workload, row["model_flag"])
         row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])

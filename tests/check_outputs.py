@@ -57,11 +57,15 @@ def check(root: str | Path, configfiles: tuple[str | Path, ...] = ()) -> dict:
 def check_findings(root: Path, est: pd.DataFrame) -> dict[str, str]:
     """One row per finding of the paper, each with a verdict; a tested one has its value, an untested
     one names the cells that would test it; the Markdown page and the LaTeX table list the same rows."""
-    from llm_energy.paper.findings import FINDINGS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
+    from llm_energy.paper.criteria import FINDINGS, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
     f = pd.read_csv(root / "paper/findings.csv")
     assert set(f["finding"]) == {x.name for x in FINDINGS}
-    assert set(f["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE}
+    assert set(f["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE}
+    # an inconclusive verdict names its interval and what the interval is made of
+    inconclusive = f[f["verdict"] == INCONCLUSIVE]
+    assert inconclusive["evidence"].str.contains("lands on both sides of the criterion").all()
+    assert (inconclusive["our_noise"] > 0).all() and inconclusive["noise_basis"].str.contains("repeats").all()
     tested = f[f["verdict"] != NOT_TESTABLE]
     assert tested["our_value"].notna().all() and tested["energy_source"].notna().all()
     assert f.loc[f["verdict"] == NOT_TESTABLE, "evidence"].str.contains("would be tested by").all()

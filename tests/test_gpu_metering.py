@@ -329,8 +329,8 @@ def _gate_rows():
             "temp_slowdown_c": 87.0}
     cases = {
         "clean": {},
-        "short": {"duration_s": 0.5, "energy_j": 200.0},
-        "floor": {"avg_power_w": 40.0, "energy_j": 200.0},
+        "short": {"duration_s": 0.5, "energy_j": 200.0, "prefill_energy_j": 100.0},
+        "floor": {"avg_power_w": 40.0, "energy_j": 200.0, "prefill_energy_j": 100.0},
         "limit": {"avg_power_w": 800.0, "energy_j": 4000.0},
         "hot": {"temperature_c_end": 88},
         "clock": {"app_sm_clock_mhz_start": 1410, "app_sm_clock_mhz_end": 1410},

@@ -15,8 +15,10 @@ log = logging.getLogger("llm_energy.paper.findings")
 def main(sm):
     measurements = pd.concat([pd.read_parquet(p) for p in sm.input.measurements], ignore_index=True)
     estimates = pd.read_parquet(sm.input.estimates)
+    validation = [pd.read_parquet(p) for p in (sm.input.get("validation") or [])]
     table = findings_table(measurements, estimates, pd.read_parquet(sm.input.savings),
-                           sm.params.fixed_input, sm.params.fixed_output)
+                           sm.params.fixed_input, sm.params.fixed_output,
+                           pd.concat(validation, ignore_index=True) if validation else None)
     with atomic_path(sm.output.csv) as tmp:
         table.to_csv(tmp, index=False)
     write_text(findings_markdown(table), sm.output.md)

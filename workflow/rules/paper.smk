@@ -71,6 +71,8 @@ rule findings:
         measurements=checked_files(),
         estimates="results/estimates/estimates.parquet",
         savings="results/estimates/savings.parquet",
+        # the meter's drift between jobs (the replays' control points): the verdicts' noise gate
+        validation=validation_files(),
         code=package_code("paper.findings", "paper.criteria", "paper.figures"),
     output:
         md="paper/findings.md",

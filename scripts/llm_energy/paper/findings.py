@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from llm_energy.paper.criteria import (
     COLUMNS,
     FINDINGS,
+    INCONCLUSIVE,
     NOT_REPRODUCED,
     NOT_TESTABLE,
     REPRODUCED,
     Data,
     Finding,
+    Result,
     meta_values,
 )
 from llm_energy.paper.figures.data import batch_table
@@ -44,13 +47,47 @@ def _on(t: pd.DataFrame, hw: str) -> pd.DataFrame:
     return t[t["hardware"].astype(str) == hw] if not t.empty and "hardware" in t else t
 
 
+def meter_noise(validation: pd.DataFrame | None) -> dict[str, float]:
+    """Per hardware, how far the meter repeats between two jobs, in %: the median over its replayed cells
+    of the control points' drift and half-range in quadrature (``meter_interval_pct`` of the
+    validation). Empty without validation rows (replay off): the gate then has the repeats only."""
+    if validation is None or validation.empty or "meter_drift_pct" not in validation:
+        return {}
+    v = validation
+    half = (v["control_ratio_max_pct"] - v["control_ratio_min_pct"]) / 2
+    width = np.hypot(v["meter_drift_pct"], half)
+    width = width.groupby(v["hardware"].astype(str)).median().dropna()
+    return {hw: float(w) for hw, w in width.items()}
+
+
+def gate(res: Result, meter_pct: float | None) -> tuple[str, float, str]:
+    """The verdict after the noise gate, the interval's half-width (%) and what it is made of.
+
+    The interval of a criterion's number: the spread of its repeats and the meter's drift between
+    jobs, which enters twice (each of the two cells compared was measured in its own job), in
+    quadrature. A verdict whose number, moved by the interval either way, lands on both sides of its
+    criterion's boundary is ``inconclusive``: the measurements cannot tell it here."""
+    if res.passes is None or math.isnan(res.our_value):
+        return res.verdict, math.nan, ""
+    spread = 0.0 if math.isnan(res.our_spread) else res.our_spread
+    meter = meter_pct if meter_pct is not None and not math.isnan(meter_pct) else None
+    noise = math.hypot(spread, math.sqrt(2) * meter) if meter is not None else spread
+    basis = (f"repeats {spread:.1f}%, meter between jobs {meter:.1f}% (x sqrt 2, two jobs)" if meter is not None
+             else f"repeats {spread:.1f}% (the meter's drift between jobs unknown: no replay control points)")
+    value = res.our_value if res.gate_value is None else res.gate_value
+    if res.passes(value - noise) != res.passes(value + noise):
+        return INCONCLUSIVE, noise, basis
+    return res.verdict, noise, basis
+
+
 def findings_table(measurements: pd.DataFrame, estimates: pd.DataFrame, savings: pd.DataFrame,
-                   fixed_input: int, fixed_output: int) -> pd.DataFrame:
+                   fixed_input: int, fixed_output: int, validation: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per finding and hardware (``COLUMNS``); a finding with no data on any hardware gets one
     ``not testable here`` row naming the cells that would test it. The energy model's padded batches
     (role ``padded``) are left out, as every figure and table leaves them out: a padded point shares
     its shape with a grid point and would move that point's mean."""
     measurements = without_padded(measurements)
+    noise_of = meter_noise(validation)
     hardware = sorted(measurements["hardware"].dropna().astype(str).unique()) if not measurements.empty else []
     batches = batch_table(measurements, fixed_input, fixed_output)
     rows = []
@@ -63,14 +100,18 @@ def findings_table(measurements: pd.DataFrame, estimates: pd.DataFrame, savings:
                 continue
             done = True
             used = _used_rows(data.measurements, res.evidence)
+            verdict, noise, basis = gate(res, noise_of.get(hw))
+            evidence = res.evidence + (f"; its interval, +-{noise:.1f}% ({basis}), lands on both sides of the "
+                                       f"criterion (ungated: {res.verdict})" if verdict != res.verdict else "")
             rows.append({"finding": f.name, "paper_value": f.paper_value, "our_value": res.our_value,
-                         "our_spread": res.our_spread, "hardware": hw,
+                         "our_spread": res.our_spread, "our_noise": noise, "noise_basis": basis, "hardware": hw,
                          "energy_source": ",".join(res.sources or meta_values(used, "energy_source")),
                          "weights": ",".join(res.weights or meta_values(used, "weights")),
-                         "verdict": res.verdict, "criterion": f.criterion, "evidence": res.evidence})
+                         "verdict": verdict, "criterion": f.criterion, "evidence": evidence})
         if not done:
             rows.append({"finding": f.name, "paper_value": f.paper_value, "our_value": math.nan,
-                         "our_spread": math.nan, "hardware": ",".join(hardware), "energy_source": "",
+                         "our_spread": math.nan, "our_noise": math.nan, "noise_basis": "",
+                         "hardware": ",".join(hardware), "energy_source": "",
                          "weights": "", "verdict": NOT_TESTABLE, "criterion": f.criterion,
                          "evidence": _failed_validation(f, measurements, hardware, fixed_input, fixed_output)
                          or f"not measured here; would be tested by: {f.needs}"})
@@ -119,13 +160,17 @@ def findings_markdown(table: pd.DataFrame) -> str:
     head = ("# Findings of the paper against this run\n\n"
             "Each verdict is computed from this run's measurements by the criterion in its row "
             "(llm_energy/paper/criteria.py). " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
-                                                      (REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE)) + ".\n"
+                                                      (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE))
+            + ".\nA verdict is inconclusive when its number, moved either way by its interval (noise: the "
+            "repeats' spread and the meter's drift between jobs, measured by the replays' control points), "
+            "lands on both sides of its criterion.\n"
             "Energy from `cpu-estimate` is CPU time times a constant; weights `random` are seeded random "
             "models, whose speculative acceptance and output lengths differ from trained ones.\n\n")
-    lines = ["| finding | paper | ours | spread | hardware | energy | weights | verdict | criterion | evidence |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| finding | paper | ours | spread | noise (+-) | hardware | energy | weights | verdict | criterion | "
+             "evidence |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        cells = [r.finding, r.paper_value, _num(r.our_value), _num(r.our_spread), r.hardware, r.energy_source,
+        noise = f"{_num(r.our_noise)} ({r.noise_basis})" if r.noise_basis else ""
+        cells = [r.finding, r.paper_value, _num(r.our_value), _num(r.our_spread), noise, r.hardware, r.energy_source,
                  r.weights, f"**{r.verdict}**", r.criterion, r.evidence]
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return head + "\n".join(lines) + "\n"

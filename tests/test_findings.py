@@ -192,12 +192,56 @@ def test_vllm_beats_pytorch_at_every_batch():
 
 def test_online_saves_at_large_batch():
     m = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 103.0),
-              point("vllm-eager", "greedy", 8, 300.0), point("vllm-online", "greedy", 8, 285.0))
+              point("vllm-eager", "greedy", 64, 300.0), point("vllm-online", "greedy", 64, 285.0))
     row = verdict_of("Online serving", m)
     assert row["verdict"] == REPRODUCED and row["our_value"] == pytest.approx(5.0, rel=1e-6)
     m2 = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 90.0),
-               point("vllm-eager", "greedy", 8, 300.0), point("vllm-online", "greedy", 8, 310.0))
+               point("vllm-eager", "greedy", 64, 300.0), point("vllm-online", "greedy", 64, 310.0))
     assert verdict_of("Online serving", m2)["verdict"] == NOT_REPRODUCED
+
+
+@pytest.mark.parametrize("largest, source, why", [
+    (8, "nvml", "the largest batch here is 8"),
+    (64, "cpu-estimate", "the CPU-time meter counts the online server's own processes")])
+def test_online_serving_is_not_testable_at_small_batch_or_on_the_cpu_time_meter(largest, source, why):
+    m = table(point("vllm-eager", "greedy", 1, 100.0, source=source),
+              point("vllm-online", "greedy", 1, 103.0, source=source),
+              point("vllm-eager", "greedy", largest, 300.0, source=source),
+              point("vllm-online", "greedy", largest, 285.0, source=source))
+    row = verdict_of("Online serving", m)
+    assert row["verdict"] == NOT_TESTABLE and why in row["evidence"]
+    assert "would be tested by" in row["evidence"] and "Measured here, not counted: reproduced" in row["evidence"]
+
+
+@pytest.mark.parametrize("name, variants", [("torch.compile", ("transformers-eager", "transformers-compile")),
+                                            ("CUDA graphs", ("vllm-eager", "vllm-cudagraph"))])
+def test_compile_and_cuda_graphs_are_not_testable_on_a_cpu(name, variants):
+    base, opt = variants
+
+    def cell_pair(hw):
+        return table(*[point(v, "greedy", b, e, hw=hw) for v, b, e in
+                       ((base, 1, 100.0), (opt, 1, 80.0), (base, 8, 300.0), (opt, 8, 290.0))])
+
+    assert verdict_of(name, cell_pair("h100"))["verdict"] == REPRODUCED  # the same numbers, judged on a GPU
+    cpu = verdict_of(name, cell_pair("cpu-amd-epyc"))
+    assert cpu["verdict"] == NOT_TESTABLE
+    assert ("no kernel-launch overhead" if name == "torch.compile" else "no CUDA graphs") in cpu["evidence"]
+
+
+def test_sampling_strategies_on_tiny_models_and_the_cpu_ideal_are_not_testable():
+    m = table(point("v", "greedy", 1, 100.0, n_parameters=20e6), point("v", "temperature", 1, 104.0, n_parameters=20e6),
+              point("v", "top-p", 1, 130.0, n_parameters=20e6))
+    row = verdict_of("Other decoding", m)
+    assert row["verdict"] == NOT_TESTABLE and "at most 20M parameters" in row["evidence"]
+    big = m.assign(n_parameters=1.2e9)
+    assert verdict_of("Other decoding", big)["verdict"] != NOT_TESTABLE
+    # the ideal's power on the CPU estimate is the estimate's own: above it by construction
+    est = pd.DataFrame([{"hardware": "h100", "workload": "w", "variant": v, "pct_above_ideal": p,
+                         "energy_source": src} for v, p, src in (("transformers-eager", 300.0, "cpu-estimate"),
+                                                                 ("vllm-eager", 40.0, "cpu-estimate"))])
+    row = verdict_of("Every stack uses more", m, estimates=est)
+    assert row["verdict"] == NOT_TESTABLE and "by construction" in row["evidence"]
+    assert verdict_of("Every stack uses more", m, estimates=est.assign(energy_source="nvml"))["verdict"] == REPRODUCED
 
 
 def test_a_finding_whose_rows_failed_validation_says_so_and_what_they_would_give():

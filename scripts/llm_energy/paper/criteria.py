@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.paper.figures.data import base_variant, is_online, tensor_parallel, usable
+from llm_energy.pipeline.cells import is_cpu_hardware
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
 INCONCLUSIVE = "inconclusive"
@@ -47,6 +48,8 @@ class Finding:
     criterion: str
     needs: str  # the cells that test it, said when they are missing
     compute: Callable[..., Result | None]  # (Data) -> Result, None when not testable
+    # (Data) -> why this hardware and these models cannot discriminate the finding (None: they can)
+    cannot_tell: Callable[..., str | None] = lambda d: None
 
 
 @dataclass
@@ -60,6 +63,66 @@ class Data:
     savings: pd.DataFrame
     fixed_input: int
     fixed_output: int
+
+
+def _sources(d: Data) -> set[str]:
+    m = d.measurements
+    return set(m["energy_source"].dropna().astype(str)) if "energy_source" in m else set()
+
+
+def _on_cpu(d: Data) -> bool:
+    m = d.measurements
+    return "hardware" in m and bool(m["hardware"].astype(str).map(is_cpu_hardware).all()) and not m.empty
+
+
+def compile_cannot_tell(d: Data) -> str | None:
+    if _on_cpu(d):
+        return ("on a CPU there is no kernel-launch overhead for torch.compile to remove (the paper's saving "
+                "at small batch is the GPU's launch overhead); would be tested on a GPU")
+    return None
+
+
+def cudagraphs_cannot_tell(d: Data) -> str | None:
+    if _on_cpu(d):
+        return ("on a CPU vllm-cudagraph is vLLM's compiled path (torch.compile; there are no CUDA graphs), so "
+                "the run compares compiled with eager vLLM, not CUDA graphs; would be tested on a GPU")
+    return None
+
+
+def online_cannot_tell(d: Data) -> str | None:
+    largest = int(d.batches["batch_size"].max()) if not d.batches.empty else 0
+    if CPU_ESTIMATE in _sources(d):
+        return ("the CPU-time meter counts the online server's own processes (API server, engine polling), "
+                "which the offline engine does not have, and the largest batch here is "
+                f"{largest} (the paper's saving is at large batch); would be tested on a GPU with NVML at "
+                "batch >= 64")
+    if largest < 64:
+        return f"the largest batch here is {largest}; the paper's saving is at large batch (>= 64)"
+    return None
+
+
+TINY_MODEL = 1e8  # parameters: below this, sampling over the vocabulary costs as much as the forward pass
+
+
+def decoding_cannot_tell(d: Data) -> str | None:
+    m = d.measurements
+    if "n_parameters" not in m or "decoding" not in m:
+        return None
+    sampled = m[m["decoding"].isin(["temperature", "top-p"])]  # the models the finding compares
+    params = pd.to_numeric(sampled["n_parameters"], errors="coerce").dropna()
+    if len(params) and float(params.max()) < TINY_MODEL:
+        return (f"the models here have at most {float(params.max()) / 1e6:.0f}M parameters: top-p and "
+                "temperature sampling over a 32k vocabulary cost as much as their forward pass, which a "
+                "billion-parameter model's dwarfs; would be tested with a model of >= 1B parameters")
+    return None
+
+
+def ideal_cannot_tell(d: Data) -> str | None:
+    sources = set(d.estimates["energy_source"].dropna().astype(str)) if "energy_source" in d.estimates else set()
+    if any(CPU_ESTIMATE in s for s in sources):
+        return ("the ideal's power here is the CPU estimate's own watts per core, so every estimate is above "
+                "the ideal by construction; would be tested with a measured energy (NVML or RAPL)")
+    return None
 
 
 def within_2x(ours: float, paper: float) -> bool:
@@ -431,16 +494,19 @@ FINDINGS: tuple[Finding, ...] = (
             "greedy and speculative cells at batch >= 64 (a GPU)", speculative_large_batch),
     Finding("Other decoding strategies differ little from greedy (Fig. 3)", "much less than speculative",
             "temperature and top-p within 15% of greedy at every batch, and less than speculative's largest "
-            "(our_value: their largest |change|, %)", "greedy, temperature and top-p cells", other_decoding_little),
+            "(our_value: their largest |change|, %)", "greedy, temperature and top-p cells", other_decoding_little,
+            decoding_cannot_tell),
     Finding("MoE costs more than dense at equal active parameters (Fig. 4)", "up to 54.24% more (OLMoE vs OLMo-1B)",
             "largest change: same sign and within 2x of +54.24%",
             "a dense and an MoE model (moe column) on one variant", moe_costs_more),
     Finding("torch.compile helps most at small batch (Fig. 5)", "1.96% to 29.90% by GPU, most at small batch",
             "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
-            "transformers-eager and transformers-compile at >= 2 batch sizes", compile_helps_small_batch),
+            "transformers-eager and transformers-compile at >= 2 batch sizes", compile_helps_small_batch,
+            compile_cannot_tell),
     Finding("CUDA graphs help most at small batch (Fig. 5)", "2.97% to 25.47% by GPU, most at small batch",
             "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
-            "vllm-eager and vllm-cudagraph at >= 2 batch sizes", cudagraphs_help_small_batch),
+            "vllm-eager and vllm-cudagraph at >= 2 batch sizes", cudagraphs_help_small_batch,
+            cudagraphs_cannot_tell),
     Finding("vLLM uses less energy than PyTorch (Fig. 5)", "vLLM lower at every batch",
             "vllm-eager below transformers-eager at every batch size (our_value: median saving, %)",
             "transformers-eager and vllm-eager at the fixed shape", vllm_beats_pytorch),
@@ -449,7 +515,7 @@ FINDINGS: tuple[Finding, ...] = (
             "a -tp2 variant beside its -tp1 (2 GPUs)", tensor_parallel_tradeoff),
     Finding("Online serving saves energy at large batch (Fig. 9)", "up to ~5% at large batch, costs at small",
             "saving at the largest batch > 0 and > the saving at the smallest",
-            "vllm-online and vllm-eager at >= 2 batch sizes", online_saves_large_batch),
+            "vllm-online and vllm-eager at >= 2 batch sizes", online_saves_large_batch, online_cannot_tell),
     Finding("Optimized stack saves most of the baseline's energy (Table 4)", "73.00% / 37.58% / 72.18% "
             "(BurstGPT / Azure code / Azure conv.)", "every trace's saving within 2x of the paper's, same sign "
             "(our_value: median, %)", "a comparison (config `comparisons`) with both stacks in the grid",
@@ -457,5 +523,5 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("Every stack uses more energy than the FLOPs ideal (Table 4)",
             f"PyTorch {PAPER_ABOVE_IDEAL['transformers']}, vLLM {PAPER_ABOVE_IDEAL['vllm']} above",
             "every estimate above its ideal, PyTorch's median excess above vLLM's (our_value: smallest excess, %)",
-            "workload estimates with a hardware spec", above_ideal),
+            "workload estimates with a hardware spec", above_ideal, ideal_cannot_tell),
 )

@@ -103,6 +103,10 @@ def findings_table(measurements: pd.DataFrame, estimates: pd.DataFrame, savings:
             verdict, noise, basis = gate(res, noise_of.get(hw))
             evidence = res.evidence + (f"; its interval, +-{noise:.1f}% ({basis}), lands on both sides of the "
                                        f"criterion (ungated: {res.verdict})" if verdict != res.verdict else "")
+            why = f.cannot_tell(data)
+            if why:  # measured, but this hardware and these models cannot discriminate it
+                verdict, evidence = NOT_TESTABLE, (f"not testable here: {why}; would be tested by: {f.needs}. "
+                                                   f"Measured here, not counted: {res.verdict} ({evidence})")
             rows.append({"finding": f.name, "paper_value": f.paper_value, "our_value": res.our_value,
                          "our_spread": res.our_spread, "our_noise": noise, "noise_basis": basis, "hardware": hw,
                          "energy_source": ",".join(res.sources or meta_values(used, "energy_source")),

@@ -107,6 +107,11 @@ def test_prefill_flat_then_growing_and_decode_linear():
     assert verdict_of("Prefill energy", quadratic)["verdict"] == NOT_REPRODUCED  # grows too slowly, never flat
     assert verdict_of("Decode energy grows", quadratic)["verdict"] == NOT_REPRODUCED
     assert verdict_of("Decode energy grows", quadratic)["our_value"] == pytest.approx(2.0, abs=1e-6)
+    # steeper at the end than at the start, but the first step (slope 0.75) is not flat: not reproduced
+    steepening = sweep("vllm-eager", lambda i, b: b * (i ** 0.75 if i <= 256 else 256 ** 0.75 * i / 256),
+                       linear)
+    row = verdict_of("Prefill energy", steepening)
+    assert row["verdict"] == NOT_REPRODUCED and "first step median 0.75" in row["evidence"]
 
 
 def test_decode_dominates_uses_outputs_of_32_and_more():
@@ -285,6 +290,31 @@ def test_table4_savings_and_ideal():
     assert verdict_of("Every stack uses more", m, estimates=est)["verdict"] == NOT_REPRODUCED
     est["pct_above_ideal"] = math.nan
     assert verdict_of("Every stack uses more", m, estimates=est)["verdict"] == NOT_TESTABLE
+
+
+def test_the_saving_is_judged_on_the_metered_replays_where_both_stacks_were_replayed():
+    m = table(point("transformers-eager", "greedy", 1, 100.0))
+    # binned savings that fail (the binned method's error exceeds the effect) ...
+    savings = pd.DataFrame({"workload": ["burstgpt", "azure_code_2023"], "hardware": "h100", "model": "m",
+                            "decoding": "greedy", "baseline": "transformers-eager", "optimized": "vllm-eager",
+                            "saving_pct": [0.9, 26.0]})
+    assert verdict_of("Optimized stack", m, savings=savings)["verdict"] == NOT_REPRODUCED
+    # ... and replays of the same requests by both stacks, 69 % and 70 % saved, measured to +-2 %
+    val = pd.DataFrame([{"hardware": "h100", "workload": w, "variant": v, "decoding": "greedy", "n_requests": 16,
+                         "replay_energy_j": e, "replay_cv": 0.02, "n_replay_runs": 2, "meter_drift_pct": 1.0,
+                         "control_ratio_min_pct": 0.0, "control_ratio_max_pct": 2.0}
+                        for w, v, e in (("burstgpt", "transformers-eager", 100.0), ("burstgpt", "vllm-eager", 31.0),
+                                        ("azure_code_2023", "transformers-eager", 100.0),
+                                        ("azure_code_2023", "vllm-eager", 30.0))])
+    t = findings_table(m, pd.DataFrame(), savings, FI, FO, validation=val)
+    row = t[t["finding"].str.startswith("Optimized stack")].iloc[0]
+    assert row["verdict"] == REPRODUCED and row["our_value"] == pytest.approx(69.5)
+    assert "metered replays of the same requests: azure_code_2023 vllm-eager vs transformers-eager: 70.0%" in \
+        row["evidence"] and "binned estimates of the whole traces, not judged" in row["evidence"]
+    # a replayed saving whose interval straddles the 2x boundary (half of 37.58 is 18.79) cannot tell
+    val.loc[3, "replay_energy_j"], val["replay_cv"] = 80.0, 0.1
+    t = findings_table(m, pd.DataFrame(), savings, FI, FO, validation=val)
+    assert t[t["finding"].str.startswith("Optimized stack")]["verdict"].iloc[0] == INCONCLUSIVE
 
 
 def test_every_finding_gets_a_row_and_the_page_lists_them():

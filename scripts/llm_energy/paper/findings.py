@@ -94,7 +94,8 @@ def findings_table(measurements: pd.DataFrame, estimates: pd.DataFrame, savings:
     for f in FINDINGS:
         done = False
         for hw in hardware:
-            data = Data(*(_on(t, hw) for t in (measurements, batches, estimates, savings)), fixed_input, fixed_output)
+            data = Data(*(_on(t, hw) for t in (measurements, batches, estimates, savings)), fixed_input, fixed_output,
+                        _on(validation if validation is not None else pd.DataFrame(), hw), noise_of.get(hw))
             res = f.compute(data)
             if res is None:
                 continue

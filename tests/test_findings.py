@@ -261,6 +261,8 @@ def test_a_finding_whose_rows_failed_validation_says_so_and_what_they_would_give
                                       "m/vllm-online/greedy (2 rows: repeats spread more than CV 0.5);")
     assert "would read reproduced (vllm-online vs vllm-eager: " in row["evidence"]
     assert "transformers-eager" not in row["evidence"] and "other cell" not in row["evidence"]
+    assert row["evidence"].endswith("would be tested by: vllm-online and vllm-eager at >= 2 batch sizes, measured "
+                                    "again with rows that pass validation")
     # Nothing failed validation: never measured, as before.
     m_missing = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 103.0))
     assert verdict_of("Online serving", m_missing)["evidence"].startswith("not measured here")

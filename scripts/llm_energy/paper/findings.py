@@ -152,7 +152,8 @@ def _failed_validation(f: Finding, measurements: pd.DataFrame, hardware: list[st
             f"{'/'.join(map(str, k))} ({len(g)} rows: {', '.join(sorted(set(reason[g.index].astype(str))))})"
             for k, g in bad.groupby(["model", "variant", "decoding"], sort=True))
         return (f"measured on {hw}, but rows it needs failed validation: {cells}; on every ok row it would read "
-                f"{res.verdict} ({res.evidence}), which is not counted")
+                f"{res.verdict} ({res.evidence}), which is not counted; would be tested by: {f.needs}, measured "
+                "again with rows that pass validation")
     return ""
 
 

@@ -57,7 +57,7 @@ def check(root: str | Path, configfiles: tuple[str | Path, ...] = ()) -> dict:
 def check_findings(root: Path, est: pd.DataFrame) -> dict[str, str]:
     """One row per finding of the paper, each with a verdict; a tested one has its value, an untested
     one names the cells that would test it; the Markdown page and the LaTeX table list the same rows."""
-    from llm_energy.paper.criteria import FINDINGS, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
+    from llm_energy.paper.findings import FINDINGS, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
     f = pd.read_csv(root / "paper/findings.csv")
     assert set(f["finding"]) == {x.name for x in FINDINGS}

@@ -73,7 +73,13 @@ rule findings:
         savings="results/estimates/savings.parquet",
         # the meter's drift between jobs (the replays' control points): the verdicts' noise gate
         validation=validation_files(),
-        code=package_code("paper.findings", "paper.criteria", "paper.figures"),
+        code=package_code(
+            "paper.findings",
+            "paper.criteria",
+            "paper.savings",
+            "paper.testability",
+            "paper.figures",
+        ),
     output:
         md="paper/findings.md",
         csv=report(

@@ -1,8 +1,8 @@
-"""The paper's findings and their criteria: each finding, what the paper says, and the function that
-computes this run's value and verdict from the measurements (the findings page is built from these
-in ``findings``). Criteria are fixed here, before any data is seen: where the paper gives a number,
-"sign of the effect and magnitude within 2x"; where its claim is qualitative (a shape, an ordering),
-the shape or the ordering.
+"""The criteria of the paper's findings of Figures 2-9: each function computes this run's value and verdict
+from the measurements (the findings themselves, FINDINGS, and the page: ``findings``; Table 4's:
+``savings``; where this machine cannot tell: ``testability``). Criteria are fixed here, before any data
+is seen: where the paper gives a number, "sign of the effect and magnitude within 2x"; where its claim
+is qualitative (a shape, an ordering), the shape or the ordering.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.paper.figures.data import base_variant, is_online, tensor_parallel, usable
-from llm_energy.pipeline.cells import is_cpu_hardware
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
 INCONCLUSIVE = "inconclusive"
@@ -41,16 +40,6 @@ class Result:
     gate_value: float | None = None
 
 
-@dataclass(frozen=True)
-class Finding:
-    name: str
-    paper_value: str
-    criterion: str
-    needs: str  # the cells that test it, said when they are missing
-    compute: Callable[..., Result | None]  # (Data) -> Result, None when not testable
-    # (Data) -> why this hardware and these models cannot discriminate the finding (None: they can)
-    cannot_tell: Callable[..., str | None] = lambda d: None
-
 
 @dataclass
 class Data:
@@ -66,65 +55,6 @@ class Data:
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # replay validation rows (replay off: empty)
     meter_pct: float | None = None  # the meter's drift between jobs, % (findings.meter_noise)
 
-
-def _sources(d: Data) -> set[str]:
-    m = d.measurements
-    return set(m["energy_source"].dropna().astype(str)) if "energy_source" in m else set()
-
-
-def _on_cpu(d: Data) -> bool:
-    m = d.measurements
-    return "hardware" in m and bool(m["hardware"].astype(str).map(is_cpu_hardware).all()) and not m.empty
-
-
-def compile_cannot_tell(d: Data) -> str | None:
-    if _on_cpu(d):
-        return ("on a CPU there is no kernel-launch overhead for torch.compile to remove (the paper's saving "
-                "at small batch is the GPU's launch overhead); would be tested on a GPU")
-    return None
-
-
-def cudagraphs_cannot_tell(d: Data) -> str | None:
-    if _on_cpu(d):
-        return ("on a CPU vllm-cudagraph is vLLM's compiled path (torch.compile; there are no CUDA graphs), so "
-                "the run compares compiled with eager vLLM, not CUDA graphs; would be tested on a GPU")
-    return None
-
-
-def online_cannot_tell(d: Data) -> str | None:
-    largest = int(d.batches["batch_size"].max()) if not d.batches.empty else 0
-    if CPU_ESTIMATE in _sources(d):
-        return ("the CPU-time meter counts the online server's own processes (API server, engine polling), "
-                "which the offline engine does not have, and the largest batch here is "
-                f"{largest} (the paper's saving is at large batch); would be tested on a GPU with NVML at "
-                "batch >= 64")
-    if largest < 64:
-        return f"the largest batch here is {largest}; the paper's saving is at large batch (>= 64)"
-    return None
-
-
-TINY_MODEL = 1e8  # parameters: below this, sampling over the vocabulary costs as much as the forward pass
-
-
-def decoding_cannot_tell(d: Data) -> str | None:
-    m = d.measurements
-    if "n_parameters" not in m or "decoding" not in m:
-        return None
-    sampled = m[m["decoding"].isin(["temperature", "top-p"])]  # the models the finding compares
-    params = pd.to_numeric(sampled["n_parameters"], errors="coerce").dropna()
-    if len(params) and float(params.max()) < TINY_MODEL:
-        return (f"the models here have at most {float(params.max()) / 1e6:.0f}M parameters: top-p and "
-                "temperature sampling over a 32k vocabulary cost as much as their forward pass, which a "
-                "billion-parameter model's dwarfs; would be tested with a model of >= 1B parameters")
-    return None
-
-
-def ideal_cannot_tell(d: Data) -> str | None:
-    sources = set(d.estimates["energy_source"].dropna().astype(str)) if "energy_source" in d.estimates else set()
-    if any(CPU_ESTIMATE in s for s in sources):
-        return ("the ideal's power here is the CPU estimate's own watts per core, so every estimate is above "
-                "the ideal by construction; would be tested with a measured energy (NVML or RAPL)")
-    return None
 
 
 def within_2x(ours: float, paper: float) -> bool:
@@ -451,129 +381,4 @@ def online_saves_large_batch(d: Data) -> Result | None:
 
 # --- Table 4 ------------------------------------------------------------------------------------------
 
-PAPER_SAVINGS = {"burstgpt": 73.00, "azure_code_2023": 37.58, "azure_conv_2023": 72.18,
-                 "azure_code_2024": 37.58, "azure_conv_2024": 72.18}
-PAPER_ABOVE_IDEAL = {"transformers": "102.79% to 506.52%", "vllm": "26.59% to 64.22%"}
 
-
-def replay_savings(d: Data) -> pd.DataFrame:
-    """Per trace of the paper and comparison: the optimized stack's saving on the metered replays of the
-    same sampled requests (greedy), with its interval (both replays' standard errors and twice the
-    meter's drift between jobs, in quadrature)."""
-    v, s = d.validation, d.savings
-    if v.empty or s.empty or "replay_energy_j" not in v:
-        return pd.DataFrame()
-    v = v[v["workload"].isin(PAPER_SAVINGS) & (v["decoding"] == "greedy")].set_index(["workload", "variant"])
-    meter = 0.0 if d.meter_pct is None or math.isnan(d.meter_pct) else d.meter_pct
-    rows = []
-    for (w, base, opt), _ in s.groupby(["workload", "baseline", "optimized"]):
-        if (w, base) not in v.index or (w, opt) not in v.index:
-            continue
-        b, o = v.loc[(w, base)], v.loc[(w, opt)]
-        b, o = (b.iloc[0] if isinstance(b, pd.DataFrame) else b), (o.iloc[0] if isinstance(o, pd.DataFrame) else o)
-        ratio = o["replay_energy_j"] / b["replay_energy_j"]
-        se = [100 * x["replay_cv"] / math.sqrt(max(x["n_replay_runs"], 1)) for x in (b, o)]
-        noise = 100 * ratio * math.sqrt(sum((e / 100) ** 2 for e in se) + 2 * (meter / 100) ** 2)
-        rows.append({"workload": w, "pair": f"{opt} vs {base}", "saving_pct": 100 * (1 - ratio), "noise_pct": noise,
-                     "n_requests": int(b["n_requests"])})
-    return pd.DataFrame(rows)
-
-
-def optimized_savings(d: Data) -> Result | None:
-    s = d.savings[d.savings["workload"].isin(PAPER_SAVINGS)] if not d.savings.empty else d.savings
-    if s.empty:
-        return None
-    replayed = replay_savings(d)
-    if not replayed.empty:
-        return _replayed_savings(replayed, s)
-    checks = [(r.workload, r.saving_pct, PAPER_SAVINGS[r.workload], f"{r.optimized} vs {r.baseline}")
-              for r in s.itertuples()]
-    ok = all(within_2x(ours, paper) for _, ours, paper, _ in checks)
-    return Result(float(np.median([c[1] for c in checks])), verdict(ok),
-                  "; ".join(f"{w} {pair}: {o:.1f}% (paper {p:.2f}%)" for w, o, p, pair in checks),
-                  float(np.std([c[1] for c in checks])))
-
-
-def _replayed_savings(replayed: pd.DataFrame, binned: pd.DataFrame) -> Result:
-    """The saving judged on the metered replays (what was measured), the binned one shown beside: the
-    binned method's own error against the same replays exceeds the effect on this run's traces."""
-    judged = [within_2x(r.saving_pct, PAPER_SAVINGS[r.workload]) for r in replayed.itertuples()]
-    straddles = [within_2x(r.saving_pct - r.noise_pct, PAPER_SAVINGS[r.workload])
-                 != within_2x(r.saving_pct + r.noise_pct, PAPER_SAVINGS[r.workload]) for r in replayed.itertuples()]
-    verdict_ = INCONCLUSIVE if any(straddles) else verdict(all(judged))
-    evidence = ("metered replays of the same requests: " + "; ".join(
-        f"{r.workload} {r.pair}: {r.saving_pct:.1f}% +- {r.noise_pct:.1f}% ({r.n_requests} requests; paper "
-        f"{PAPER_SAVINGS[r.workload]:.2f}%)" for r in replayed.itertuples())
-        + "; binned estimates of the whole traces, not judged (the method's error against the replays is "
-        "larger than the effect): " + "; ".join(f"{r.workload} {r.saving_pct:.1f}%" for r in binned.itertuples()))
-    return Result(float(replayed["saving_pct"].median()), verdict_, evidence, float(replayed["noise_pct"].max()))
-
-
-def above_ideal(d: Data) -> Result | None:
-    e = d.estimates
-    if e.empty or "pct_above_ideal" not in e or e["pct_above_ideal"].isna().all():
-        return None
-    e = e[e["pct_above_ideal"].notna()]
-    fw = e["variant"].astype(str).str.split("-").str[0]
-    med = e.groupby(fw)["pct_above_ideal"].median()
-    ok = bool((e["pct_above_ideal"] > 0).all())
-    if "transformers" in med and "vllm" in med:
-        ok = ok and med["transformers"] > med["vllm"]
-    return Result(float(e["pct_above_ideal"].min()), verdict(ok),
-                  "median % above the ideal: " + ", ".join(f"{k} {v:.0f}%" for k, v in med.items())
-                  + f" over {len(e)} (workload, stack, method) estimates", float(e["pct_above_ideal"].std(ddof=0)))
-
-
-FINDINGS: tuple[Finding, ...] = (
-    Finding("Prefill energy is flat at short inputs, then grows with input length (Fig. 2, 10)",
-            "flat, then slope ~1 (log-log) above ~128 tokens",
-            "every curve's first log-log step flatter than its last, the median first step flat (slope <= 0.5) "
-            "and the median last step in [0.5, 2]",
-            "a greedy cell with sweep points over >= 3 input lengths", prefill_shape),
-    Finding("Decode energy grows linearly with output length (Fig. 2, 10)", "slope 1 (log-log)",
-            "every curve's fitted log-log slope in [0.75, 1.25]",
-            "a greedy cell with sweep points over >= 3 output lengths", decode_linear),
-    Finding("Decode dominates energy but for the shortest generations (Fig. 2)", "decode > 50% of energy",
-            "decode share > 50% at every sweep point with output >= 32 (our_value: the smallest share, %)",
-            "a greedy cell with sweep points at output >= 32", decode_dominates),
-    Finding("Speculative decoding saves energy at small batch (Fig. 3)", "up to 29.14% saved at batch <= 16",
-            "largest saving at batch <= 16: same sign and within 2x of 29.14%",
-            "greedy and speculative cells of one model and variant at batch <= 16", speculative_small_batch),
-    Finding("Speculative decoding costs energy at large batch (Fig. 3)", "25.65% more at batch 128",
-            "change at the largest batch (>= 64): same sign and within 2x of +25.65%",
-            "greedy and speculative cells at batch >= 64 (a GPU)", speculative_large_batch),
-    Finding("Other decoding strategies differ little from greedy (Fig. 3)", "much less than speculative",
-            "temperature and top-p within 15% of greedy at every batch, and less than speculative's largest "
-            "(our_value: their largest |change|, %)", "greedy, temperature and top-p cells", other_decoding_little,
-            decoding_cannot_tell),
-    Finding("MoE costs more than dense at equal active parameters (Fig. 4)", "up to 54.24% more (OLMoE vs OLMo-1B)",
-            "largest change: same sign and within 2x of +54.24%",
-            "a dense and an MoE model (moe column) on one variant", moe_costs_more),
-    Finding("torch.compile helps most at small batch (Fig. 5)", "1.96% to 29.90% by GPU, most at small batch",
-            "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
-            "transformers-eager and transformers-compile at >= 2 batch sizes", compile_helps_small_batch,
-            compile_cannot_tell),
-    Finding("CUDA graphs help most at small batch (Fig. 5)", "2.97% to 25.47% by GPU, most at small batch",
-            "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
-            "vllm-eager and vllm-cudagraph at >= 2 batch sizes", cudagraphs_help_small_batch,
-            cudagraphs_cannot_tell),
-    Finding("vLLM uses less energy than PyTorch (Fig. 5)", "vLLM lower at every batch",
-            "vllm-eager below transformers-eager at every batch size (our_value: median saving, %)",
-            "transformers-eager and vllm-eager at the fixed shape", vllm_beats_pytorch),
-    Finding("Tensor parallel cuts latency but raises energy (Fig. 6)", "TP2: -40.16% latency, +29.3% energy",
-            "TP2 vs TP1 at batch 1: both within 2x of the paper's, same signs (our_value: energy change, %)",
-            "a -tp2 variant beside its -tp1 (2 GPUs)", tensor_parallel_tradeoff),
-    Finding("Online serving saves energy at large batch (Fig. 9)", "up to ~5% at large batch, costs at small",
-            "saving at the largest batch > 0 and > the saving at the smallest",
-            "vllm-online and vllm-eager at >= 2 batch sizes", online_saves_large_batch, online_cannot_tell),
-    Finding("Optimized stack saves most of the baseline's energy (Table 4)", "73.00% / 37.58% / 72.18% "
-            "(BurstGPT / Azure code / Azure conv.)", "every trace's saving within 2x of the paper's, same sign, "
-            "on the metered replays of the same requests where both stacks were replayed (else the binned "
-            "estimates); inconclusive where a replayed saving's interval straddles that (our_value: median, %)",
-            "a comparison (config `comparisons`) with both stacks in the grid",
-            optimized_savings),
-    Finding("Every stack uses more energy than the FLOPs ideal (Table 4)",
-            f"PyTorch {PAPER_ABOVE_IDEAL['transformers']}, vLLM {PAPER_ABOVE_IDEAL['vllm']} above",
-            "every estimate above its ideal, PyTorch's median excess above vLLM's (our_value: smallest excess, %)",
-            "workload estimates with a hardware spec", above_ideal, ideal_cannot_tell),
-)

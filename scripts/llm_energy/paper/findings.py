@@ -14,23 +14,43 @@ energy") cannot separate the two: the row says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from llm_energy.paper.criteria import (
     COLUMNS,
-    FINDINGS,
     INCONCLUSIVE,
     NOT_REPRODUCED,
     NOT_TESTABLE,
     REPRODUCED,
     Data,
-    Finding,
     Result,
+    compile_helps_small_batch,
+    cudagraphs_help_small_batch,
+    decode_dominates,
+    decode_linear,
     meta_values,
+    moe_costs_more,
+    online_saves_large_batch,
+    other_decoding_little,
+    prefill_shape,
+    speculative_large_batch,
+    speculative_small_batch,
+    tensor_parallel_tradeoff,
+    vllm_beats_pytorch,
 )
 from llm_energy.paper.figures.data import batch_table
+from llm_energy.paper.savings import PAPER_ABOVE_IDEAL, above_ideal, optimized_savings
+from llm_energy.paper.testability import (
+    compile_cannot_tell,
+    cudagraphs_cannot_tell,
+    decoding_cannot_tell,
+    ideal_cannot_tell,
+    online_cannot_tell,
+)
 from llm_energy.paper.tex import tex_escape
 from llm_energy.pipeline.roles import without_padded
 
@@ -192,3 +212,69 @@ def findings_tex(table: pd.DataFrame) -> str:
             + "    \\bottomrule\n  \\end{tabular}}\n"
             "  \\caption{Findings of the paper against this run, each verdict computed by the criterion in "
             "paper/findings.csv (with its evidence).}\n  \\label{tab:findings}\n\\end{table*}\n")
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    paper_value: str
+    criterion: str
+    needs: str  # the cells that test it, said when they are missing
+    compute: Callable[..., Result | None]  # (Data) -> Result, None when not testable
+    # (Data) -> why this hardware and these models cannot discriminate the finding (None: they can)
+    cannot_tell: Callable[..., str | None] = lambda d: None
+
+
+FINDINGS: tuple[Finding, ...] = (
+    Finding("Prefill energy is flat at short inputs, then grows with input length (Fig. 2, 10)",
+            "flat, then slope ~1 (log-log) above ~128 tokens",
+            "every curve's first log-log step flatter than its last, the median first step flat (slope <= 0.5) "
+            "and the median last step in [0.5, 2]",
+            "a greedy cell with sweep points over >= 3 input lengths", prefill_shape),
+    Finding("Decode energy grows linearly with output length (Fig. 2, 10)", "slope 1 (log-log)",
+            "every curve's fitted log-log slope in [0.75, 1.25]",
+            "a greedy cell with sweep points over >= 3 output lengths", decode_linear),
+    Finding("Decode dominates energy but for the shortest generations (Fig. 2)", "decode > 50% of energy",
+            "decode share > 50% at every sweep point with output >= 32 (our_value: the smallest share, %)",
+            "a greedy cell with sweep points at output >= 32", decode_dominates),
+    Finding("Speculative decoding saves energy at small batch (Fig. 3)", "up to 29.14% saved at batch <= 16",
+            "largest saving at batch <= 16: same sign and within 2x of 29.14%",
+            "greedy and speculative cells of one model and variant at batch <= 16", speculative_small_batch),
+    Finding("Speculative decoding costs energy at large batch (Fig. 3)", "25.65% more at batch 128",
+            "change at the largest batch (>= 64): same sign and within 2x of +25.65%",
+            "greedy and speculative cells at batch >= 64 (a GPU)", speculative_large_batch),
+    Finding("Other decoding strategies differ little from greedy (Fig. 3)", "much less than speculative",
+            "temperature and top-p within 15% of greedy at every batch, and less than speculative's largest "
+            "(our_value: their largest |change|, %)", "greedy, temperature and top-p cells", other_decoding_little,
+            decoding_cannot_tell),
+    Finding("MoE costs more than dense at equal active parameters (Fig. 4)", "up to 54.24% more (OLMoE vs OLMo-1B)",
+            "largest change: same sign and within 2x of +54.24%",
+            "a dense and an MoE model (moe column) on one variant", moe_costs_more),
+    Finding("torch.compile helps most at small batch (Fig. 5)", "1.96% to 29.90% by GPU, most at small batch",
+            "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
+            "transformers-eager and transformers-compile at >= 2 batch sizes", compile_helps_small_batch,
+            compile_cannot_tell),
+    Finding("CUDA graphs help most at small batch (Fig. 5)", "2.97% to 25.47% by GPU, most at small batch",
+            "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
+            "vllm-eager and vllm-cudagraph at >= 2 batch sizes", cudagraphs_help_small_batch,
+            cudagraphs_cannot_tell),
+    Finding("vLLM uses less energy than PyTorch (Fig. 5)", "vLLM lower at every batch",
+            "vllm-eager below transformers-eager at every batch size (our_value: median saving, %)",
+            "transformers-eager and vllm-eager at the fixed shape", vllm_beats_pytorch),
+    Finding("Tensor parallel cuts latency but raises energy (Fig. 6)", "TP2: -40.16% latency, +29.3% energy",
+            "TP2 vs TP1 at batch 1: both within 2x of the paper's, same signs (our_value: energy change, %)",
+            "a -tp2 variant beside its -tp1 (2 GPUs)", tensor_parallel_tradeoff),
+    Finding("Online serving saves energy at large batch (Fig. 9)", "up to ~5% at large batch, costs at small",
+            "saving at the largest batch > 0 and > the saving at the smallest",
+            "vllm-online and vllm-eager at >= 2 batch sizes", online_saves_large_batch, online_cannot_tell),
+    Finding("Optimized stack saves most of the baseline's energy (Table 4)", "73.00% / 37.58% / 72.18% "
+            "(BurstGPT / Azure code / Azure conv.)", "every trace's saving within 2x of the paper's, same sign, "
+            "on the metered replays of the same requests where both stacks were replayed (else the binned "
+            "estimates); inconclusive where a replayed saving's interval straddles that (our_value: median, %)",
+            "a comparison (config `comparisons`) with both stacks in the grid",
+            optimized_savings),
+    Finding("Every stack uses more energy than the FLOPs ideal (Table 4)",
+            f"PyTorch {PAPER_ABOVE_IDEAL['transformers']}, vLLM {PAPER_ABOVE_IDEAL['vllm']} above",
+            "every estimate above its ideal, PyTorch's median excess above vLLM's (our_value: smallest excess, %)",
+            "workload estimates with a hardware spec", above_ideal, ideal_cannot_tell),
+)

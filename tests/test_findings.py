@@ -216,6 +216,7 @@ def test_online_serving_is_not_testable_at_small_batch_or_on_the_cpu_time_meter(
     row = verdict_of("Online serving", m)
     assert row["verdict"] == NOT_TESTABLE and why in row["evidence"]
     assert "would be tested by" in row["evidence"] and "Measured here, not counted: reproduced" in row["evidence"]
+    assert row["evidence"].count("would be tested") == 1
 
 
 @pytest.mark.parametrize("name, variants", [("torch.compile", ("transformers-eager", "transformers-compile")),
@@ -261,7 +262,8 @@ def test_a_finding_whose_rows_failed_validation_says_so_and_what_they_would_give
                                       "m/vllm-online/greedy (2 rows: repeats spread more than CV 0.5);")
     assert "would read reproduced (vllm-online vs vllm-eager: " in row["evidence"]
     assert "transformers-eager" not in row["evidence"] and "other cell" not in row["evidence"]
-    assert row["evidence"].endswith("would be tested by: vllm-online and vllm-eager at >= 2 batch sizes, measured "
+    assert row["evidence"].endswith("would be tested by: vllm-online and vllm-eager at >= 2 batch sizes up to >= 64, "
+                                    "on a GPU (NVML), measured "
                                     "again with rows that pass validation")
     # Nothing failed validation: never measured, as before.
     m_missing = table(point("vllm-eager", "greedy", 1, 100.0), point("vllm-online", "greedy", 1, 103.0))
@@ -316,7 +318,9 @@ def test_the_saving_is_judged_on_the_metered_replays_where_both_stacks_were_repl
     # a replayed saving whose interval straddles the 2x boundary (half of 37.58 is 18.79) cannot tell
     val.loc[3, "replay_energy_j"], val["replay_cv"] = 80.0, 0.1
     t = findings_table(m, pd.DataFrame(), savings, FI, FO, validation=val)
-    assert t[t["finding"].str.startswith("Optimized stack")]["verdict"].iloc[0] == INCONCLUSIVE
+    row = t[t["finding"].str.startswith("Optimized stack")].iloc[0]
+    assert row["verdict"] == INCONCLUSIVE and "lands on both sides of the criterion (ungated: " in row["evidence"]
+    assert row["our_noise"] > 0 and "standard error" in row["noise_basis"]
 
 
 def test_every_finding_gets_a_row_and_the_page_lists_them():

@@ -38,6 +38,9 @@ class Result:
     # unless the criterion turns on another, such as the smallest of several savings). None: no gate.
     passes: Callable[[float], bool] | None = None
     gate_value: float | None = None
+    # A criterion that gates itself (several numbers, each with its own interval): what its interval,
+    # our_spread, is made of. The findings page shows it as the row's noise.
+    noise_basis: str = ""
 
 
 

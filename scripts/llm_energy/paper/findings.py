@@ -87,6 +87,8 @@ def gate(res: Result, meter_pct: float | None) -> tuple[str, float, str]:
     jobs, which enters twice (each of the two cells compared was measured in its own job), in
     quadrature. A verdict whose number, moved by the interval either way, lands on both sides of its
     criterion's boundary is ``inconclusive``: the measurements cannot tell it here."""
+    if res.noise_basis:  # gated by the criterion itself
+        return res.verdict, res.our_spread, res.noise_basis
     if res.passes is None or math.isnan(res.our_value):
         return res.verdict, math.nan, ""
     spread = 0.0 if math.isnan(res.our_spread) else res.our_spread
@@ -245,18 +247,19 @@ FINDINGS: tuple[Finding, ...] = (
             "greedy and speculative cells at batch >= 64 (a GPU)", speculative_large_batch),
     Finding("Other decoding strategies differ little from greedy (Fig. 3)", "much less than speculative",
             "temperature and top-p within 15% of greedy at every batch, and less than speculative's largest "
-            "(our_value: their largest |change|, %)", "greedy, temperature and top-p cells", other_decoding_little,
+            "(our_value: their largest |change|, %)",
+            "greedy, temperature and top-p cells of a model of >= 1B parameters", other_decoding_little,
             decoding_cannot_tell),
     Finding("MoE costs more than dense at equal active parameters (Fig. 4)", "up to 54.24% more (OLMoE vs OLMo-1B)",
             "largest change: same sign and within 2x of +54.24%",
             "a dense and an MoE model (moe column) on one variant", moe_costs_more),
     Finding("torch.compile helps most at small batch (Fig. 5)", "1.96% to 29.90% by GPU, most at small batch",
             "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
-            "transformers-eager and transformers-compile at >= 2 batch sizes", compile_helps_small_batch,
+            "transformers-eager and transformers-compile at >= 2 batch sizes, on a GPU", compile_helps_small_batch,
             compile_cannot_tell),
     Finding("CUDA graphs help most at small batch (Fig. 5)", "2.97% to 25.47% by GPU, most at small batch",
             "saving at the smallest batch > 0 and >= the saving at the largest (magnitude varies by GPU: not judged)",
-            "vllm-eager and vllm-cudagraph at >= 2 batch sizes", cudagraphs_help_small_batch,
+            "vllm-eager and vllm-cudagraph at >= 2 batch sizes, on a GPU", cudagraphs_help_small_batch,
             cudagraphs_cannot_tell),
     Finding("vLLM uses less energy than PyTorch (Fig. 5)", "vLLM lower at every batch",
             "vllm-eager below transformers-eager at every batch size (our_value: median saving, %)",
@@ -266,7 +269,8 @@ FINDINGS: tuple[Finding, ...] = (
             "a -tp2 variant beside its -tp1 (2 GPUs)", tensor_parallel_tradeoff),
     Finding("Online serving saves energy at large batch (Fig. 9)", "up to ~5% at large batch, costs at small",
             "saving at the largest batch > 0 and > the saving at the smallest",
-            "vllm-online and vllm-eager at >= 2 batch sizes", online_saves_large_batch, online_cannot_tell),
+            "vllm-online and vllm-eager at >= 2 batch sizes up to >= 64, on a GPU (NVML)", online_saves_large_batch,
+            online_cannot_tell),
     Finding("Optimized stack saves most of the baseline's energy (Table 4)", "73.00% / 37.58% / 72.18% "
             "(BurstGPT / Azure code / Azure conv.)", "every trace's saving within 2x of the paper's, same sign, "
             "on the metered replays of the same requests where both stacks were replayed (else the binned "
@@ -276,5 +280,6 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("Every stack uses more energy than the FLOPs ideal (Table 4)",
             f"PyTorch {PAPER_ABOVE_IDEAL['transformers']}, vLLM {PAPER_ABOVE_IDEAL['vllm']} above",
             "every estimate above its ideal, PyTorch's median excess above vLLM's (our_value: smallest excess, %)",
-            "workload estimates with a hardware spec", above_ideal, ideal_cannot_tell),
+            "workload estimates with a hardware spec and a measured energy (NVML, RAPL)", above_ideal,
+            ideal_cannot_tell),
 )

@@ -22,14 +22,14 @@ def _on_cpu(d: Data) -> bool:
 def compile_cannot_tell(d: Data) -> str | None:
     if _on_cpu(d):
         return ("on a CPU there is no kernel-launch overhead for torch.compile to remove (the paper's saving "
-                "at small batch is the GPU's launch overhead); would be tested on a GPU")
+                "at small batch is the GPU's launch overhead)")
     return None
 
 
 def cudagraphs_cannot_tell(d: Data) -> str | None:
     if _on_cpu(d):
         return ("on a CPU vllm-cudagraph is vLLM's compiled path (torch.compile; there are no CUDA graphs), so "
-                "the run compares compiled with eager vLLM, not CUDA graphs; would be tested on a GPU")
+                "the run compares compiled with eager vLLM, not CUDA graphs")
     return None
 
 
@@ -38,8 +38,7 @@ def online_cannot_tell(d: Data) -> str | None:
     if CPU_ESTIMATE in _sources(d):
         return ("the CPU-time meter counts the online server's own processes (API server, engine polling), "
                 "which the offline engine does not have, and the largest batch here is "
-                f"{largest} (the paper's saving is at large batch); would be tested on a GPU with NVML at "
-                "batch >= 64")
+                f"{largest} (the paper's saving is at large batch, >= 64, metered by NVML)")
     if largest < 64:
         return f"the largest batch here is {largest}; the paper's saving is at large batch (>= 64)"
     return None
@@ -57,7 +56,7 @@ def decoding_cannot_tell(d: Data) -> str | None:
     if len(params) and float(params.max()) < TINY_MODEL:
         return (f"the models here have at most {float(params.max()) / 1e6:.0f}M parameters: top-p and "
                 "temperature sampling over a 32k vocabulary cost as much as their forward pass, which a "
-                "billion-parameter model's dwarfs; would be tested with a model of >= 1B parameters")
+                "billion-parameter model's dwarfs (a model of >= 1B parameters is needed)")
     return None
 
 
@@ -65,5 +64,5 @@ def ideal_cannot_tell(d: Data) -> str | None:
     sources = set(d.estimates["energy_source"].dropna().astype(str)) if "energy_source" in d.estimates else set()
     if any(CPU_ESTIMATE in s for s in sources):
         return ("the ideal's power here is the CPU estimate's own watts per core, so every estimate is above "
-                "the ideal by construction; would be tested with a measured energy (NVML or RAPL)")
+                "the ideal by construction (a measured energy, NVML or RAPL, is needed)")
     return None

@@ -149,6 +149,17 @@ def test_fig5_compile_and_cuda_graphs(tmp_path):
     assert "largest batch that ran" in tex and "4" in tex
 
 
+def test_fig5_names_vllm_cudagraph_for_what_it_is_on_a_cpu(tmp_path):
+    m = pd.concat([cell(v, hardware=hw, seed=k) for k, (v, hw) in enumerate(
+        [("vllm-eager", "cpu-x"), ("vllm-cudagraph", "cpu-x"), ("vllm-eager", "h100"), ("vllm-cudagraph", "h100")])],
+        ignore_index=True)
+    F.fig_compile_graphs(m, FI, FO, files(tmp_path, "fig5_compile_cudagraphs"))
+    csv, tex = read(tmp_path, "fig5_compile_cudagraphs")
+    opt = csv.dropna(subset=["energy_mean_j"]).groupby("hardware")["optimization"].unique()
+    assert list(opt["cpu-x"]) == ["vLLM compiled (no CUDA graphs on a CPU)"] and list(opt["h100"]) == ["CUDA graphs"]
+    assert "On a CPU, vllm-cudagraph is vLLM's compiled path (torch.compile), not CUDA graphs" in tex
+
+
 def test_fig6_tensor_parallel(tmp_path):
     m = pd.concat([cell("vllm-eager"), cell("vllm-eager-tp2", scale=1.3, seed=1),
                    cell("vllm-cudagraph-tp4", scale=1.6, seed=2, tensor_parallel=4),

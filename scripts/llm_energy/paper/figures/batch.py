@@ -50,10 +50,12 @@ from llm_energy.paper.figures.style import (
     source_note,
     tex_escape,
 )
+from llm_energy.pipeline.cells import is_cpu_hardware
 
 MAX_COLS = 2
 COMPILE = ("torch.compile", "transformers-eager", "transformers-compile")
 CUDA_GRAPHS = ("CUDA graphs", "vllm-eager", "vllm-cudagraph")
+CPU_STAND_IN = "vLLM compiled (no CUDA graphs on a CPU)"  # what vllm-cudagraph is on a CPU
 
 
 def note_row(columns, note: str, **values) -> dict:
@@ -358,6 +360,9 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     data["vs_off_energy_pct"] = _pct_vs(data, off, keys, "energy_mean_j").where(~off)
     data["vs_off_throughput_pct"] = _pct_vs(data, off, keys, "throughput_mean_tok_s").where(~off)
     data, notes = _unpaired(data)
+    # On a CPU, vllm-cudagraph is vLLM's compiled path (torch.compile): there are no CUDA graphs.
+    on_cpu = data["hardware"].astype(str).map(is_cpu_hardware) & (data["optimization"] == CUDA_GRAPHS[0])
+    data.loc[on_cpu, "optimization"] = CPU_STAND_IN
     data["facet"] = [f"{o}\n{h}, {m}" for h, m, o in zip(data["hardware"], data["model"], data["optimization"])]
     data["hue"] = data["variant"]
     order = [v for _, a, b in (COMPILE, CUDA_GRAPHS) for v in (a, b) if v in set(data["variant"])]
@@ -382,6 +387,8 @@ def fig_compile_graphs(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
                f"{shape_note(fixed_input, fixed_output)} The ring marks the largest batch that ran ({fits}); "
                "crosses mark batch sizes that ran out of memory."
                + (f" Not measured, so without a comparison: {missing}." if notes else "")
+               + (" On a CPU, vllm-cudagraph is vLLM's compiled path (torch.compile), not CUDA graphs, and its "
+                  "panel says so." if on_cpu.any() else "")
                + " " + cells_note(data) + " " + source_note(data["energy_source"]) + _invalid_note(n_invalid))
     out = with_notes(data.drop(columns=["facet", "hue"]), notes)
     return save(fig, out, files, caption)

@@ -567,6 +567,15 @@ def test_fig1_compares_both_methods_on_the_same_requests_with_the_whole_trace_be
     assert csv.loc[csv["method"] == "model", "whole_trace_energy_j"].notna().all()
 
 
+def test_each_stack_has_one_colour_in_figure_1_and_the_replay_figure():
+    from llm_energy.paper.figures.workloads import IDEAL, stack_colours
+
+    fig1 = stack_colours([IDEAL, "vllm-eager", "transformers-eager"])
+    replay = stack_colours(["vllm-eager", "transformers-eager"])  # no ideal, other order
+    assert replay["vllm-eager"] == fig1["vllm-eager"] and replay["transformers-eager"] == fig1["transformers-eager"]
+    assert len({fig1[k] for k in fig1}) == 3
+
+
 def test_fig8_per_request_of_each_method(tmp_path):
     est, by_bin = both_methods()
     F.fig_tasks(est, ["imdb"], files(tmp_path, "fig8_tasks"), by_bin)

@@ -134,6 +134,14 @@ def _legend_handles(data: pd.DataFrame, hue_order: list, hue_colours: dict) -> l
     return handles
 
 
+def stack_colours(hues: list) -> dict:
+    """One colour per stack, the same in every workload figure (1, 8 and the replay validation): the
+    ideal the first colour, the stacks the next ones in the order of their names."""
+    stacks = sorted(h for h in hues if h != IDEAL)
+    pal = colours(len(stacks) + 1)
+    return {IDEAL: pal[0], **{s: pal[k + 1] for k, s in enumerate(stacks)}}
+
+
 def _slots(data: pd.DataFrame, hue_order: list) -> list[tuple[str, str]]:
     """The bars of a group: per stack, its binned bar then its model bar (the ideal its own)."""
     present = set(zip(data["hue"], data["method"]))
@@ -147,7 +155,7 @@ def _workload_panels(data: pd.DataFrame, y: str, yerr: str | None, ylabel: str, 
     facets = list(data[["hardware", "model"]].drop_duplicates().itertuples(index=False, name=None))
     hue_order = list(dict.fromkeys(data.sort_values("hue_rank", kind="stable")["hue"]))
     slots = _slots(data, hue_order)
-    hue_colours = dict(zip(hue_order, colours(len(hue_order))))
+    hue_colours = stack_colours(hue_order)
     width = max(SINGLE_COLUMN_IN, 0.22 * len(x_order) * max(len(slots), 1) / 1.6 + 0.8)
     fig, axes = plt.subplots(1, len(facets), figsize=(width * len(facets), 2.4), squeeze=False, sharey=True)
     many_models, cut = data["model"].nunique() > 1, False
@@ -317,7 +325,7 @@ def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[
     stacks = list(dict.fromkeys(long["stack"]))
     slots = _slots(long.assign(hue=long["stack"]), stacks)
     order = list(dict.fromkeys(long["workload"]))
-    hue_colours = dict(zip(stacks, colours(len(stacks))))
+    hue_colours = stack_colours(stacks)
     fig, ax = plt.subplots(figsize=(max(SINGLE_COLUMN_IN, 0.18 * len(order) * len(slots) + 0.8), 2.4))
     _bars(ax, long.assign(x=long["workload"], hue=long["stack"]), order, slots, "error", "interval", hue_colours,
           log_axis=False)

@@ -160,6 +160,20 @@ def test_fig5_names_vllm_cudagraph_for_what_it_is_on_a_cpu(tmp_path):
     assert "On a CPU, vllm-cudagraph is vLLM's compiled path (torch.compile), not CUDA graphs" in tex
 
 
+def test_a_zero_line_label_sits_above_the_line_with_room_when_every_value_is_negative():
+    import matplotlib.pyplot as plt
+
+    from llm_energy.paper.figures.batch import zero_label
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 4], [-80.0, -320.0])
+    ax.axhline(0)
+    label = zero_label(ax, "above 0: online uses less energy")
+    lo, hi = ax.get_ylim()
+    assert hi > 0.1 * (hi - lo) and label.xy[1] == 0.0 and label.get_va() == "bottom"
+    plt.close(fig)
+
+
 def test_fig6_tensor_parallel(tmp_path):
     m = pd.concat([cell("vllm-eager"), cell("vllm-eager-tp2", scale=1.3, seed=1),
                    cell("vllm-cudagraph-tp4", scale=1.6, seed=2, tensor_parallel=4),

@@ -139,6 +139,15 @@ def _greedy_batch_data(measurements: pd.DataFrame, fixed_input: int, fixed_outpu
     return m, batch_table(m, fixed_input, fixed_output), n_invalid
 
 
+def zero_label(ax, text: str):
+    """A label just above a panel's zero line, with room made for it when every value is below zero
+    (Figure 9's "above 0" sat on the line and was struck through by it)."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, max(hi, 0.0) + 0.12 * (max(hi, 0.0) - lo))
+    return ax.annotate(text, xy=(0.02, 0.0), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                       textcoords="offset points", ha="left", va="bottom", fontsize="x-small")
+
+
 def batch_panel(ax, sub: pd.DataFrame, facet, metric: tuple, hue_order: list, style: dict, handles: dict,
                  mark_largest: bool, zero_line: bool | str) -> bool:
     """One panel of :func:`batch_grid`: a line per hue against batch size, x marks for points that did
@@ -169,7 +178,7 @@ def batch_panel(ax, sub: pd.DataFrame, facet, metric: tuple, hue_order: list, st
     if zero_line:
         ax.axhline(0, color="black", linewidth=0.8)
         if isinstance(zero_line, str):
-            ax.text(0.02, 0.97, zero_line, transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
+            zero_label(ax, zero_line)
     _batch_ticks(ax, sub["batch_size"])
     if log_y:
         ax.set_yscale("log")

@@ -174,6 +174,28 @@ def test_a_zero_line_label_sits_above_the_line_with_room_when_every_value_is_neg
     plt.close(fig)
 
 
+def test_a_batch_that_did_not_run_is_marked_as_such_not_as_a_point(tmp_path, monkeypatch):
+    from llm_energy.paper.figures import batch
+
+    seen = {"lines": [], "words": []}
+    real_axvline, real_annotate = batch.plt.Axes.axvline, batch.plt.Axes.annotate
+
+    def axvline(ax, x=0, *a, **kw):
+        seen["lines"].append(x)
+        return real_axvline(ax, x, *a, **kw)
+
+    def annotate(ax, text, *a, **kw):
+        seen["words"].append(text)
+        return real_annotate(ax, text, *a, **kw)
+
+    monkeypatch.setattr(batch.plt.Axes, "axvline", axvline)
+    monkeypatch.setattr(batch.plt.Axes, "annotate", annotate)
+    m = pd.concat([cell("transformers-eager"), cell("transformers-compile", seed=1),
+                   failed("transformers-eager", 8, "oom")], ignore_index=True)
+    F.fig_compile_graphs(m, FI, FO, files(tmp_path, "fig5_compile_cudagraphs"))
+    assert 8 in seen["lines"] and "did not run" in seen["words"]
+
+
 def test_fig6_tensor_parallel(tmp_path):
     m = pd.concat([cell("vllm-eager"), cell("vllm-eager-tp2", scale=1.3, seed=1),
                    cell("vllm-cudagraph-tp4", scale=1.6, seed=2, tensor_parallel=4),

@@ -3,7 +3,7 @@
 tensor parallelism (6); Figure 9 is in ``online``, the frontier in ``frontier``.
 
 Each plots mean +- standard deviation over the valid repeats of every batch size measured; a batch
-size that did not run (``oom``, ``unsupported``) is marked with a cross at the bottom of its panel and
+size that did not run (``oom``, ``unsupported``) is marked by a dotted line and a labelled cross, and
 kept in the CSV with its status. A comparison with nothing to compare says so in the CSV (``note``)
 and the caption instead of failing.
 """
@@ -173,8 +173,14 @@ def batch_panel(ax, sub: pd.DataFrame, facet, metric: tuple, hue_order: list, st
     bottom = transforms.blended_transform_factory(ax.transData, ax.transAxes)
     failed = sub[sub["status"] != "ok"]
     for row in failed.itertuples():
-        ax.plot(row.batch_size, 0.04, marker="x", color=style["colours"].get(row.hue, "black"), markersize=5,
-                transform=bottom, clip_on=False, linestyle="")
+        # A dotted line through the panel and a word beside the cross, so that it never reads as a
+        # point measured at the axis floor.
+        colour = style["colours"].get(row.hue, "black")
+        ax.axvline(row.batch_size, color=colour, linestyle=":", linewidth=0.8, alpha=0.6)
+        ax.plot(row.batch_size, 0.04, marker="x", color=colour, markersize=5, transform=bottom, clip_on=False,
+                linestyle="")
+        ax.annotate("did not run", xy=(row.batch_size, 0.04), xycoords=bottom, xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize="xx-small", color=colour)
     if zero_line:
         ax.axhline(0, color="black", linewidth=0.8)
         if isinstance(zero_line, str):

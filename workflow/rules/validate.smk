@@ -42,9 +42,7 @@ rule replay_cell:
         profiles=expand("results/profile/{workload}.parquet", workload=REPLAY_WORKLOADS),
         # ancient: a re-check after an edit of the validation code never re-runs the metered replay
         # (only the grid's batch size and the shapes of its control points are read from it) ...
-        measurements=ancient(
-            f"results/checked/{CELL_PATH}.parquet"
-        ),
+        measurements=ancient(f"results/checked/{CELL_PATH}.parquet"),
         # ... while a grid measured again is replayed again, minutes after it as always (not read: the
         # link that re-plans it; through the ancient file alone Snakemake 9 would not re-plan even a
         # replay whose own params changed)
@@ -104,9 +102,7 @@ rule serve_cell:
         model=model_dir,
         profile=f"results/profile/{config['online']['trace']}.parquet",
         # its prefill/decode split weighs a prompt token against an output token in the attribution
-        measurements=ancient(
-            f"results/checked/{CELL_PATH}.parquet"
-        ),
+        measurements=ancient(f"results/checked/{CELL_PATH}.parquet"),
         # a cell measured again sweeps its rates again (not read; as for replay_cell)
         cell=f"results/measurements/{CELL_PATH}.parquet",
     output:

@@ -31,6 +31,7 @@ from llm_energy.modelling.energy_model import ModelNotFittable, fit_cell
 from llm_energy.modelling.serving import framework_of, serve
 from llm_energy.models.flops import generation_flops
 from llm_energy.pipeline.cells import CELL_KEYS
+from llm_energy.pipeline.roles import is_grid
 from llm_energy.workloads.binning import within_edges
 
 LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
@@ -47,7 +48,7 @@ def grid_rows(measurements: pd.DataFrame) -> pd.DataFrame:
     """The valid rows of the bin grid (role contains ``grid``, status ``ok``)."""
     m = measurements
     if "role" in m:
-        m = m[m["role"].str.split(",").apply(lambda roles: "grid" in roles)]
+        m = m[is_grid(m["role"])]
     if "status" in m:
         m = m[m["status"] == "ok"]
     if "valid" in m:
@@ -88,7 +89,7 @@ def _points(pts: list[tuple[int, int]], most: int = 4) -> str:
 def _grid_any_status(measurements: pd.DataFrame) -> pd.DataFrame:
     m = measurements
     if "role" in m:
-        m = m[m["role"].astype(str).str.split(",").apply(lambda roles: "grid" in roles)]
+        m = m[is_grid(m["role"])]
     return m
 
 
@@ -363,17 +364,13 @@ def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[
     """
     estimates, by_bin, left_out = binned_cells(workloads, cells, archs, specs)
     if profiles:
-        skip = {path for path, m in cells if "valid" in m and "status" in m and _unusable(m)}
+        skip = {path for path, m in cells if "valid" in m and "status" in m and unusable(m)}
         summaries = {name: summary for name, _, summary in workloads}
         model_rows = model_estimates(profiles, cells, archs, specs, contexts, skip, summaries)
         binned = estimates.assign(method="binned", coverage=[coverage_of(summaries.get(w))[0]
                                                              for w in estimates["workload"]])
         estimates = pd.concat([binned, model_rows], ignore_index=True)
     return add_method_columns(estimates, validation), by_bin, left_out
-
-
-def _unusable(m: pd.DataFrame) -> str:
-    return unusable(m)
 
 
 def binned_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[tuple[str, pd.DataFrame]],

@@ -56,8 +56,9 @@ CONFIG_CASES = [
 def test_bad_config(tmp_path, name, change, named):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_cfg(change)))
-    proc = subprocess.run([sys.executable, "-m", "llm_energy", "check-config", str(path)], capture_output=True,
-                          text=True, timeout=60)
+    # --no-base: each is a whole config (one that leaves out a key), not an overlay of config.yaml
+    proc = subprocess.run([sys.executable, "-m", "llm_energy", "check-config", "--no-base", str(path)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stdout
     assert named in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
@@ -169,6 +170,21 @@ def test_merged_measurement_with_wrong_values_is_one_line(tmp_path, change, name
     with pytest.raises(UserError) as err:
         read_measurements(path, CELL)
     _one_line(err, str(path), named)
+
+
+def test_advice_about_a_bad_measurement_file_is_one_that_works_on_this_machine(tmp_path):
+    from llm_energy import UserError
+    from llm_energy.measurement.validation import read_measurements
+
+    path = _cell_file(tmp_path, _measurement_table().iloc[:0])
+    with pytest.raises(UserError) as err:  # another machine's file: deleting it here cannot re-measure it
+        read_measurements(path, CELL, here="cpu-x")
+    msg = _one_line(err, "copy it again from the machine that measured it (this machine is cpu-x, so only a "
+                         "machine detected as h100-copied can measure the cell again)")
+    assert "delete" not in msg
+    with pytest.raises(UserError) as err:  # this machine's own file
+        read_measurements(path, CELL, here="h100-copied")
+    _one_line(err, "delete it and run snakemake again to measure the cell again here")
 
 
 def test_merged_measurement_empty_table_is_one_line(tmp_path):
@@ -328,6 +344,26 @@ def test_trace_without_final_line_break_but_whole_rows_is_read_and_zero_outputs_
     assert "does not end with a line break" in caplog.text  # no sha256 to prove the last row whole
     kept, _ = load_trace(p, {**TRACE_SPEC, "drop_zero_output": False})
     assert kept["output_tokens"].tolist() == [3, 0, 4]
+
+
+def test_header_only_trace_advice_fits_whether_the_workload_has_a_url(tmp_path):
+    from llm_energy import UserError
+    from llm_energy.workloads.profile import load_trace
+
+    p = tmp_path / "trace.csv"
+    p.write_text(TRACE_HEADER)
+    with pytest.raises(UserError) as err:  # placed by hand: nothing to download it from
+        load_trace(p, {**TRACE_SPEC, "url": None})
+    msg = _one_line(err, f"{p}: the trace has a header but no requests: place a trace with rows at {p} (the "
+                         "workload has no url to download it from)")
+    assert "delete" not in msg and "download it again" not in msg
+    with pytest.raises(UserError) as err:
+        load_trace(p, {**TRACE_SPEC, "url": "https://example.org/trace.csv"})
+    _one_line(err, "has a header but no requests: delete it so that the pipeline downloads it again")
+    p.write_bytes(b"\x00" * 100)  # the other messages follow the url too
+    with pytest.raises(UserError) as err:
+        load_trace(p, TRACE_SPEC)
+    assert "downloads it again" not in _one_line(err, "binary data", "has no url to download it from")
 
 
 def test_trace_of_binary_data_is_one_line(tmp_path):

@@ -53,5 +53,49 @@ def test_targets_of_another_hardware_are_answered_in_one_line(tmp_path, monkeypa
     copied = tmp_path / "results/replay/h100-x/m/vllm-eager/greedy.parquet"
     copied.parent.mkdir(parents=True)
     copied.write_bytes(b"x")
-    with pytest.raises(UserError, match="copied in from a h100-x machine and is kept as it is"):
+    with pytest.raises(UserError, match="copied in from a machine detected as h100-x and is kept as it is"):
         refuse_other_hardware_targets(["results/replay/h100-x/m/vllm-eager/greedy.parquet"], "cpu-x")
+
+
+def _measured(tmp_path, folder_hw: str, rows_hw: str) -> Path:
+    import pandas as pd
+
+    path = tmp_path / f"results/measurements/{folder_hw}/m/vllm-eager/greedy.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"input_len": [64], "hardware": [rows_hw], "model": ["m"], "variant": ["vllm-eager"],
+                  "decoding": ["greedy"]}).to_parquet(path)
+    return path
+
+
+def test_a_measurement_under_another_hardware_folder_is_refused_before_any_job_with_where_it_belongs(
+        tmp_path, monkeypatch):
+    from llm_energy.pipeline.cells import Cell
+    from llm_energy.pipeline.plan import check_cell_folders
+
+    monkeypatch.chdir(tmp_path)
+    cell = Cell.of("h100-copied", "m", "vllm-eager", "greedy")
+    _measured(tmp_path, "h100-copied", "h100-copied")
+    check_cell_folders([cell], "cpu-x")  # rows and folder agree: merged as it is
+    _measured(tmp_path, "h100-copied", "a100-sxm4-80gb")
+    with pytest.raises(UserError) as err:
+        check_cell_folders([cell], "cpu-x")
+    msg = str(err.value)
+    assert "\n" not in msg and msg == (
+        "results/measurements/h100-copied/m/vllm-eager/greedy.parquet: its rows are of hardware 'a100-sxm4-80gb', "
+        "but its folder says 'h100-copied': move it to results/measurements/a100-sxm4-80gb/m/vllm-eager/"
+        "greedy.parquet, where it is merged as a100-sxm4-80gb's cell")
+    with pytest.raises(UserError, match="where it is this machine's measurement of that cell"):
+        check_cell_folders([cell], "a100-sxm4-80gb")
+    _measured(tmp_path, "a100-sxm4-80gb", "a100-sxm4-80gb")  # the right folder already holds one
+    with pytest.raises(UserError, match="greedy.parquet exists already: keep one of the two"):
+        check_cell_folders([cell], "cpu-x")
+
+
+def test_an_unreadable_measurement_is_left_to_check_cell(tmp_path, monkeypatch):
+    from llm_energy.pipeline.cells import Cell
+    from llm_energy.pipeline.plan import check_cell_folders
+
+    monkeypatch.chdir(tmp_path)
+    path = _measured(tmp_path, "h100-copied", "h100-copied")
+    path.write_bytes(b"not parquet")
+    check_cell_folders([Cell.of("h100-copied", "m", "vllm-eager", "greedy")], "cpu-x")  # no error here

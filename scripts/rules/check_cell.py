@@ -11,6 +11,7 @@ from llm_energy.measurement.validation import (
     summary,
     unusable,
 )
+from llm_energy.pipeline.hardware import detect
 from llm_energy.pipeline.io import write_json, write_parquet
 from llm_energy.pipeline.rulekit import run_rule
 
@@ -18,7 +19,7 @@ from llm_energy.pipeline.rulekit import run_rule
 def main(sm):
     v = sm.params.validation
     log = logging.getLogger("llm_energy")
-    table = read_measurements(sm.input[0], cell={k: sm.wildcards.get(k) for k in CELL_KEYS})
+    table = read_measurements(sm.input[0], cell={k: sm.wildcards.get(k) for k in CELL_KEYS}, here=detect())
     checked = check_measurements(table, min_window_s=v["min_window_s"], max_cv=v["max_cv"],
                                  min_power_coverage=v["min_power_coverage"],
                                  sample_interval_s=v["sample_interval_s"], **gate_options(v))

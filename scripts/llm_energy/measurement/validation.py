@@ -31,53 +31,67 @@ REQUIRED_IF_MEASURED = ["energy_j", "prefill_energy_j", "duration_s", "output_to
 NUMERIC = [*POINT, "repeat", "energy_j", "prefill_energy_j", "duration_s", "output_tokens", "n_batches_in_window",
            "n_power_samples"]
 RECOPY = "copy it again from the machine that measured it, or delete it to measure the cell again there"
+
+
+def recopy(hardware: str | None, here: str | None) -> str:
+    """What to do about a bad measurement file of ``hardware`` on a machine detected as ``here``: only a
+    machine of that hardware can measure it again (deleting it elsewhere only leaves the cell out)."""
+    if hardware is None or here is None:
+        return RECOPY
+    if hardware == here:
+        return "delete it and run snakemake again to measure the cell again here, or copy it again from where it came"
+    return (f"copy it again from the machine that measured it (this machine is {here}, so only a machine detected "
+            f"as {hardware} can measure the cell again)")
 # The GPU gates' options, as the config's validation section names them (see gate_options).
 GATE_DEFAULTS = {"min_counter_periods": 10.0, "min_power_fraction_of_idle": 0.5, "min_avg_power_w": None,
                  "max_power_fraction_of_limit": 1.1, "max_temperature_c": None, "max_timeline_gap": None}
 
 
-def read_measurements(path: str | Path, cell: dict | None = None) -> pd.DataFrame:
+def read_measurements(path: str | Path, cell: dict | None = None, here: str | None = None) -> pd.DataFrame:
     """Read a measurement table (this machine's or one copied in) and check it is one; one line when not.
 
     ``cell``: the hardware, model, variant and decoding its path names; rows that say otherwise
-    (a file copied into the wrong folder) are refused.
+    (a file copied into the wrong folder) are refused. ``here``: this machine's hardware, so that the
+    advice of a message is one that works here (:func:`recopy`).
     """
     path = Path(path)
+    fix = recopy((cell or {}).get("hardware"), here)
     try:
         df = pd.read_parquet(path)
     except FileNotFoundError:
-        raise UserError(f"{path} is missing: {RECOPY}") from None
+        raise UserError(f"{path} is missing: {fix}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file; all mean the same
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first.replace(f"'{path}'", "").replace(str(path), "")
         if first.startswith("Could not open Parquet input source"):
             first = first.split(":", 1)[-1].strip()
-        raise UserError(f"{path}: not a Parquet table ({first}); {RECOPY}") from None
+        raise UserError(f"{path}: not a Parquet table ({first}); {fix}") from None
     if df.empty:
-        raise UserError(f"{path}: the measurement table has no rows; {RECOPY}")
+        raise UserError(f"{path}: the measurement table has no rows; {fix}")
     missing = [c for c in REQUIRED if c not in df.columns]
     if "status" in df and (df["status"] == "ok").any():
         missing += [c for c in REQUIRED_IF_MEASURED if c not in df.columns]
     if missing:
         raise UserError(f"{path}: not a measurement table of this pipeline: column(s) {', '.join(missing)} missing "
-                        f"({len(df.columns)} columns there); {RECOPY}")
+                        f"({len(df.columns)} columns there); {fix}")
     for col in [c for c in NUMERIC if c in df.columns]:
         if not (pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])):
-            raise UserError(f"{path}: column {col} holds {df[col].dtype} values, not numbers; {RECOPY}")
+            raise UserError(f"{path}: column {col} holds {df[col].dtype} values, not numbers; {fix}")
     for col in POINT:
         bad = (df[col].isna() | (df[col] < 1)).to_numpy()
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise UserError(f"{path}: column {col} is {df[col].iloc[first]} in row {first + 1} (a length or batch "
-                            f"size is at least 1); {RECOPY}")
+                            f"size is at least 1); {fix}")
     for col in CELL_KEYS:
         values = sorted(df[col].astype(str).unique())
         if len(values) != 1:
             raise UserError(f"{path}: column {col} holds {len(values)} values ({', '.join(values[:4])}), one cell's "
-                            f"table holds one; {RECOPY}")
+                            f"table holds one; {fix}")
         if cell and cell.get(col) is not None and values[0] != str(cell[col]):
             raise UserError(f"{path}: its rows are of {col} {values[0]!r}, but the folder says {cell[col]!r}: "
-                            f"move it to the folder of its cell, or {RECOPY}")
+                            "move it to the folder of its cell (results/measurements/<hardware>/<model>/<variant>/"
+                            "<decoding>.parquet, as its rows say)")
     return df
 
 

@@ -196,7 +196,7 @@ def check_hardware(requested: str) -> str:
     here = detect()
     if requested != here:
         raise UserError(
-            f"this machine is {here!r}, but the cell is for {requested!r}: measure it on a {requested} machine "
-            f"(`python -m llm_energy measure --hardware {requested} ...` there) and copy the file into "
+            f"this machine is {here!r}, but the cell is for {requested!r}: measure it on a machine detected as "
+            f"{requested} (`python -m llm_energy measure --hardware {requested} ...` there) and copy the file into "
             f"results/measurements/{requested}/ here")
     return here

@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from llm_energy import UserError
 from llm_energy.pipeline import config as config_mod
-from llm_energy.pipeline.cells import Cell, merged_cells
+from llm_energy.pipeline.cells import CELL_KEYS, Cell, merged_cells
 from llm_energy.pipeline.hardware import check_hardware, detect, visible_gpu_count
 
 PACKAGE_DIR = Path(__file__).parent.parent
@@ -75,8 +77,43 @@ def make_plan(config: dict, argv: list[str]) -> Plan:
         measured = {c.key: c for c in here_cells}
         config_mod.check_gpus_suffice(cfg, hardware, visible_gpu_count(),
                                       lambda *key: not Path(measured[key].measurement).exists())
-    return Plan(cfg, hardware, here_cells, here_cells + merged_cells(here_cells, hardware),
-                absent_raw(cfg, archives=False), absent_raw(cfg, archives=True))
+    cell_table = here_cells + merged_cells(here_cells, hardware)
+    check_cell_folders(cell_table, hardware)
+    return Plan(cfg, hardware, here_cells, cell_table, absent_raw(cfg, archives=False), absent_raw(cfg, archives=True))
+
+
+def rows_cell(path: str | Path) -> dict[str, str] | None:
+    """The cell a measurement file's rows name (its one value of each of CELL_KEYS), read from those four
+    columns alone; None when the file cannot say (unreadable, a column missing or holding several values:
+    check_cell reports those with the whole table)."""
+    try:
+        table = pq.read_table(path, columns=CELL_KEYS)
+        values = {k: table.column(k).unique().to_pylist() for k in CELL_KEYS}
+    except Exception:  # noqa: BLE001 - any damage is check_cell's to report, in one line
+        return None
+    if any(len(v) != 1 or v[0] is None for v in values.values()):
+        return None
+    return {k: str(v[0]) for k, v in values.items()}
+
+
+def check_cell_folders(cells: list[Cell], hardware: str) -> None:
+    """A measurement file in a folder its rows do not name (copied under the wrong hardware, say) is
+    refused before any job, with the folder it belongs in: there it is merged as that cell."""
+    for cell in cells:
+        path = Path(cell.measurement)
+        rows = rows_cell(path) if path.is_file() else None
+        folder = {"hardware": cell.hardware, "model": cell.model, "variant": cell.variant.name,
+                  "decoding": cell.decoding}
+        if rows is None or rows == folder:
+            continue
+        key = next(k for k in CELL_KEYS if rows[k] != folder[k])
+        dest = Path("results/measurements", rows["hardware"], rows["model"], rows["variant"],
+                    f"{rows['decoding']}.parquet")
+        whose = ("this machine's measurement of that cell" if rows["hardware"] == hardware
+                 else f"merged as {rows['hardware']}'s cell")
+        todo = (f"{dest} exists already: keep one of the two and delete the other" if dest.exists()
+                else f"move it to {dest}, where it is {whose}")
+        raise UserError(f"{path}: its rows are of {key} {rows[key]!r}, but its folder says {folder[key]!r}: {todo}")
 
 
 def refuse_other_hardware_targets(argv: list[str], hardware: str) -> None:
@@ -88,9 +125,9 @@ def refuse_other_hardware_targets(argv: list[str], hardware: str) -> None:
             continue
         if not Path(target).exists():
             check_hardware(found.group(1))  # raises: measure it there, copy it here
-        raise UserError(f"{target} was copied in from a {found.group(1)} machine and is kept as it is (no rule "
-                        "makes it here): `snakemake --cores all` merges it; to replace it, re-measure it there "
-                        "and copy it again")
+        raise UserError(f"{target} was copied in from a machine detected as {found.group(1)} and is kept as it is "
+                        "(no rule makes it here): `snakemake --cores all` merges it; to replace it, re-measure it "
+                        "there and copy it again")
 
 
 def absent_raw(cfg: dict, *, archives: bool) -> list[str]:

@@ -21,14 +21,22 @@ MAX_TOKENS = 10_000_000
 FIX = "copy it again, or delete it so that the pipeline downloads it again"
 
 
-def _check_not_binary(path: Path) -> None:
+def trace_fix(path: Path, spec: dict) -> str:
+    """What to do about a bad trace: a workload with a url downloads it again once it is deleted; one
+    without (placed by hand) needs a good copy placed there."""
+    if spec.get("url"):
+        return FIX
+    return f"copy it again, or place a complete trace at {path} (the workload has no url to download it from)"
+
+
+def _check_not_binary(path: Path, fix: str) -> None:
     """A trace is text: NUL bytes, or many bytes that are neither UTF-8 nor printable, mean another file."""
     with open(path, "rb") as f:
         head = f.read(1 << 16)
     text = head.decode("utf-8", errors="replace")
     odd = sum(1 for ch in text if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r"))
     if b"\x00" in head or odd > max(2, len(text) // 100):
-        raise UserError(f"{path}: binary data, not a CSV trace: {FIX}")
+        raise UserError(f"{path}: binary data, not a CSV trace: {fix}")
 
 
 def _tail(path: Path, n: int = 1 << 16) -> bytes:
@@ -58,7 +66,8 @@ def _cut_last_line(path: Path, n_fields: int) -> str | None:
     return f"the last line {shown!r} has {len(fields)} of {n_fields} fields and no line break"
 
 
-def _check_token_counts(path: Path, raw: pd.DataFrame, columns: list[str], n_rows: int, cut: str | None) -> None:
+def _check_token_counts(path: Path, raw: pd.DataFrame, columns: list[str], n_rows: int, cut: str | None,
+                        spec: dict) -> None:
     """Every token count a whole number from 0 to ``MAX_TOKENS``; else one line naming the first bad one."""
     first = None  # (position, column, value, why)
     n_bad = np.zeros(len(raw), dtype=bool)
@@ -86,8 +95,9 @@ def _check_token_counts(path: Path, raw: pd.DataFrame, columns: list[str], n_row
     shown = "" if pd.isna(value) else (str(int(value)) if isinstance(value, float) and value.is_integer()
                                        else str(value))
     data_row = int(raw.index[pos]) + 1
-    end = (f"; {cut}: the file was cut short, {FIX}" if cut and data_row == n_rows
-           else "; fix those rows, or replace the file (delete it and the pipeline downloads it again)")
+    replace = "delete it and the pipeline downloads it again" if spec.get("url") else "place a good copy there"
+    end = (f"; {cut}: the file was cut short, {trace_fix(path, spec)}" if cut and data_row == n_rows
+           else f"; fix those rows, or replace the file ({replace})")
     raise UserError(f"{path}: {int(n_bad.sum())} row(s) have a token count that is missing, non-numeric or negative, "
                     f"fractional or absurd; first: column {col!r}, data row {data_row}: {shown!r} {why}{end}")
 
@@ -98,14 +108,15 @@ def load_trace(path: str | Path, spec: dict) -> tuple[pd.DataFrame, dict]:
     ``spec`` is the workload's config entry (columns, ``filter``, ``drop_zero_output``).
     """
     path = Path(path)
+    fix = trace_fix(path, spec)
     in_col, out_col = spec["input_column"], spec["output_column"]
     filters = spec.get("filter") or {}
     wanted = [in_col, out_col, *filters]
-    _check_not_binary(path)
+    _check_not_binary(path, fix)
     try:
         header = pd.read_csv(path, nrows=0)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV trace ({str(exc).splitlines()[0]}): {FIX}") from None
+        raise UserError(f"{path}: not a readable CSV trace ({str(exc).splitlines()[0]}): {fix}") from None
     missing = [c for c in wanted if c not in header.columns]
     if missing:
         raise UserError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; the file has "
@@ -113,19 +124,21 @@ def load_trace(path: str | Path, spec: dict) -> tuple[pd.DataFrame, dict]:
     try:
         raw = pd.read_csv(path, usecols=list(dict.fromkeys(wanted)))
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: malformed trace ({str(exc).splitlines()[0]}): {FIX}") from None
+        raise UserError(f"{path}: malformed trace ({str(exc).splitlines()[0]}): {fix}") from None
     n_rows = len(raw)
     if n_rows == 0:
-        raise UserError(f"{path}: the trace has a header but no requests: {FIX}")
+        advice = ("delete it so that the pipeline downloads it again" if spec.get("url") else
+                  f"place a trace with rows at {path} (the workload has no url to download it from)")
+        raise UserError(f"{path}: the trace has a header but no requests: {advice}")
     dropped: dict[str, int] = {}
     for col, value in filters.items():
         keep = raw[col] == value
         dropped[f"{col} != {value!r}"] = int((~keep).sum())
         raw = raw[keep]
     cut = _cut_last_line(path, len(header.columns))
-    _check_token_counts(path, raw, [in_col, out_col], n_rows, cut)
+    _check_token_counts(path, raw, [in_col, out_col], n_rows, cut, spec)
     if cut:
-        raise UserError(f"{path}: {cut}; the file was cut short (an interrupted download or copy): {FIX}")
+        raise UserError(f"{path}: {cut}; the file was cut short (an interrupted download or copy): {fix}")
     if not _ends_with_newline(path) and not spec.get("sha256"):
         log.warning("%s does not end with a line break and the workload has no sha256 to check it: if it was cut "
                     "while copying, its last row is wrong (set the workload's sha256 to be sure)", path)

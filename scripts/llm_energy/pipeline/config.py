@@ -233,8 +233,8 @@ def check_hardware_choice(cfg: dict, detected: str, existing) -> str:
     missing = existing(wanted)
     if missing:
         raise UserError(f"config error: hardware: {wanted!r} is not this machine ({detected!r}) and "
-                        f"{missing[0]} is missing; measure it on a {wanted} machine and copy the file here, "
-                        "or set hardware: auto")
+                        f"{missing[0]} is missing; measure it on a machine detected as {wanted} and copy the file "
+                        "here, or set hardware: auto")
     return wanted
 
 

@@ -99,3 +99,22 @@ def test_an_unreadable_measurement_is_left_to_check_cell(tmp_path, monkeypatch):
     path = _measured(tmp_path, "h100-copied", "h100-copied")
     path.write_bytes(b"not parquet")
     check_cell_folders([Cell.of("h100-copied", "m", "vllm-eager", "greedy")], "cpu-x")  # no error here
+
+
+def test_messages_name_another_hardware_without_an_article_before_its_slug(tmp_path, monkeypatch):
+    import re
+
+    from llm_energy.pipeline import config as cfgmod
+    from llm_energy.pipeline import hardware
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hardware, "detect", lambda: "cpu-x")
+    msgs = []
+    for call in (lambda: hardware.check_hardware("a100-sxm4-80gb"),
+                 lambda: cfgmod.check_hardware_choice({"hardware": "h100-80gb-hbm3"}, "cpu-x", lambda s: ["f"])):
+        with pytest.raises(UserError) as err:
+            call()
+        msgs.append(str(err.value))
+    assert "measure it on a machine detected as a100-sxm4-80gb" in msgs[0]
+    assert "measure it on a machine detected as h100-80gb-hbm3" in msgs[1]
+    assert not any(re.search(r"\ban? [ah]100", m) for m in msgs), msgs

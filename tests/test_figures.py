@@ -657,6 +657,28 @@ def test_table4_both_methods_savings_and_carbon(tmp_path):
     assert tex.count("\\\\\n") == 5  # header + 4 rows
 
 
+def test_a_stack_without_replay_says_the_one_reason_that_applies_in_table4(tmp_path):
+    from llm_energy.estimates.estimate import no_replay_note
+    from llm_energy.paper.tables import TableFiles, table_estimates
+
+    val = pd.DataFrame({"hardware": ["cpu-x"], "error_pct": [5.0]})
+    merged = no_replay_note("h100-copied", "cpu-x", val)
+    assert merged == ("no replay validation of this cell: it was measured on another machine (h100-copied) and "
+                      "copied in; replays run only on the machine that measures the cell")
+    assert no_replay_note("cpu-x", "cpu-x", None).endswith(": replay.enabled is false")
+    assert no_replay_note("cpu-x", "cpu-x", val).endswith(": it measures no bin grid, and only grid cells are replayed")
+    est, _ = both_methods()
+    unknown = est["systematic_error_pct"].isna()
+    assert unknown.any()
+    est.loc[unknown, "systematic_error_note"] = no_replay_note("hw-a", "cpu-x", val)
+    out = TableFiles(tmp_path / "t4.tex", tmp_path / "t4.csv")
+    table_estimates(est, pd.DataFrame(columns=["workload", "hardware", "model", "decoding", "baseline",
+                                               "optimized", "saving_pct"]), out)
+    tex = out.tex.read_text()
+    assert "? where the stack has no replay: it was measured on another machine (hw-a) and copied in;" in tex
+    assert "replay.enabled is false" not in tex and "or it measures no bin grid" not in tex
+
+
 def test_replay_figure_shows_both_errors(tmp_path):
     val = pd.DataFrame([{"workload": w, "hardware": "hw-a", "model": "m", "variant": v, "decoding": "greedy",
                          "n_requests": 24, "error_pct": e, "model_error_pct": m, "energy_source": "nvml"}

@@ -40,7 +40,7 @@ def main(sm):
     validation = [pd.read_parquet(p) for p in (sm.input.get("validation") or [])]
     estimates, by_bin, left_out = estimate_cells(
         workloads, cells, archs, specs, profiles=profiles, contexts=contexts,
-        validation=pd.concat(validation, ignore_index=True) if validation else None)
+        validation=pd.concat(validation, ignore_index=True) if validation else None, hardware=sm.params.hardware)
     carbon = CarbonSettings.from_config(sm.params.carbon)
     estimates = add_carbon_columns(estimates, cell_intensities(cells, carbon), carbon)
     write_parquet(estimates, sm.output.estimates)

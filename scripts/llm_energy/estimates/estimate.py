@@ -36,8 +36,12 @@ from llm_energy.workloads.binning import within_edges
 
 LEFT_OUT_COLUMNS = ["workload", *CELL_KEYS, "file", "reason"]
 METHODS = ("binned", "model")  # the paper's binned estimate; the energy model served at true lengths
-NO_REPLAY = ("no replay validation of this cell (replay.enabled is false, it was measured on other hardware, "
-             "or it measures no bin grid)")
+NO_REPLAY = "no replay validation of this cell"
+# Why a cell has none, the one reason that applies (:func:`no_replay_note`).
+NO_REPLAY_MERGED = ("{NO_REPLAY}: it was measured on another machine ({hardware}) and copied in; replays run only "
+                    "on the machine that measures the cell")
+NO_REPLAY_OFF = "{NO_REPLAY}: replay.enabled is false"
+NO_REPLAY_NO_GRID = "{NO_REPLAY}: it measures no bin grid, and only grid cells are replayed"
 NO_ESTIMATE_OF_REPLAYS = ("the cell was replayed, but this method estimated none of the samples (results/validation/ "
                           "says why: estimate_note, model_note)")
 
@@ -329,8 +333,21 @@ def systematic_errors(validation: pd.DataFrame | None) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
-def add_method_columns(estimates: pd.DataFrame, validation: pd.DataFrame | None) -> pd.DataFrame:
-    """Give the binned rows the model's columns (and the reverse), and every row its systematic error."""
+def no_replay_note(cell_hardware: str, hardware: str | None, validation: pd.DataFrame | None) -> str:
+    """Why a cell has no replay validation: copied in from another machine, replay off (no validation
+    at all on this machine), or no grid; without ``hardware`` (the run's) the reasons are not told apart."""
+    if hardware is None:
+        return NO_REPLAY
+    if cell_hardware != hardware:
+        return NO_REPLAY_MERGED.format(NO_REPLAY=NO_REPLAY, hardware=cell_hardware)
+    return (NO_REPLAY_OFF if validation is None or validation.empty else NO_REPLAY_NO_GRID).format(NO_REPLAY=NO_REPLAY)
+
+
+def add_method_columns(estimates: pd.DataFrame, validation: pd.DataFrame | None,
+                       hardware: str | None = None) -> pd.DataFrame:
+    """Give the binned rows the model's columns (and the reverse), and every row its systematic error.
+
+    ``hardware``: the run's (this machine's), so that a cell without replay says which reason applies."""
     est = estimates.copy()
     defaults = {"method": "binned", "n_extrapolated": 0, "loo_median_error_pct": math.nan,
                 "loo_max_error_pct": math.nan, "model_note": ""}
@@ -345,21 +362,23 @@ def add_method_columns(estimates: pd.DataFrame, validation: pd.DataFrame | None)
     est["systematic_error_pct"] = est["systematic_error_pct"].astype(float)
     replayed = est.pop("n_replayed").astype(float)
     est["systematic_error_note"] = [
-        NO_REPLAY if math.isnan(n) else f"largest of {int(n)} replayed workload(s)" if n
-        else NO_ESTIMATE_OF_REPLAYS for n in replayed]
+        no_replay_note(str(hw), hardware, validation) if math.isnan(n)
+        else f"largest of {int(n)} replayed workload(s)" if n else NO_ESTIMATE_OF_REPLAYS
+        for n, hw in zip(replayed, est["hardware"])]
     return est
 
 
 def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[tuple[str, pd.DataFrame]],
                    archs: dict, specs: pd.DataFrame, *, profiles: dict[str, pd.DataFrame] | None = None,
                    contexts: dict[str, int | None] | None = None,
-                   validation: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                   validation: pd.DataFrame | None = None,
+                   hardware: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Estimates of every workload for every checked cell table (path, table), by both methods.
 
     ``method = binned`` (:func:`binned_cells`) from ``workloads`` (name, bins, bin summary);
     ``method = model`` from ``profiles`` (workload -> per-request lengths; none: no model rows) with
     each model's context length ``contexts`` (``max_position_embeddings``). ``validation``: the
-    replay validation tables, for ``systematic_error_pct``.
+    replay validation tables, for ``systematic_error_pct``; ``hardware``: the run's (:func:`no_replay_note`).
     Returns (estimates, per-bin contributions of the binned method, left-out cells).
     """
     estimates, by_bin, left_out = binned_cells(workloads, cells, archs, specs)
@@ -370,7 +389,7 @@ def estimate_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[
         binned = estimates.assign(method="binned", coverage=[coverage_of(summaries.get(w))[0]
                                                              for w in estimates["workload"]])
         estimates = pd.concat([binned, model_rows], ignore_index=True)
-    return add_method_columns(estimates, validation), by_bin, left_out
+    return add_method_columns(estimates, validation, hardware), by_bin, left_out
 
 
 def binned_cells(workloads: list[tuple[str, pd.DataFrame, dict]], cells: list[tuple[str, pd.DataFrame]],

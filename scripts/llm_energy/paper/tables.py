@@ -166,6 +166,17 @@ def _estimate_tex_row(r, with_hardware: bool) -> str:
             f"{_pair(r.binned_saving_pct, r.model_saving_pct, '.1f')} & {carbon}")
 
 
+def _why_no_replay(rows: pd.DataFrame) -> str:
+    """The reason(s) that apply to the stacks shown with ``?`` (the estimate's systematic_error_note)."""
+    notes = []
+    for method in METHODS:
+        col = f"{method}_systematic_error_note"
+        if col in rows:
+            unknown = rows[f"{method}_systematic_error_pct"].isna() & rows[f"{method}_energy_j"].notna()
+            notes += [str(n).split(": ", 1)[-1] for n in rows.loc[unknown, col].dropna() if ": " in str(n)]
+    return f": {tex_escape('; '.join(dict.fromkeys(notes)))}" if notes else ""
+
+
 def _estimates_caption(rows: pd.DataFrame, with_hardware: bool) -> str:
     where = "" if with_hardware else (f" Hardware \\texttt{{{tex_escape(rows['hardware'].iloc[0])}}}, model "
                                       f"\\texttt{{{tex_escape(rows['model'].iloc[0])}}}.")
@@ -176,7 +187,8 @@ def _estimates_caption(rows: pd.DataFrame, with_hardware: bool) -> str:
             "within the largest bin, as the paper's method needs; the CSV's coverage and n\\_excluded say "
             "which): the paper's binned estimate, $\\sum_{bins} N/B \\times E_{batch}$, and the cell's "
             "energy model served at the requests' true lengths, each $\\pm$ its systematic error (its largest "
-            "absolute error against the metered replays of that stack; ? where the stack has no replay). "
+            "absolute error against the metered replays of that stack; ? where the stack has no replay"
+            f"{_why_no_replay(rows)}). "
             "Whole trace: the energy model over every request of the workload (past the measured lengths "
             "extrapolated). Ideal: TDP / dense peak FLOPS $\\times$ FLOPs of the binned lengths (the model's "
             "own, of the true lengths, is in the CSV). Above ideal (each method against its own ideal) and "

@@ -804,3 +804,23 @@ def test_check_serving_accepts_the_written_outputs_and_catches_a_wrong_front_fla
     front.to_csv(figs / "fig_energy_latency_frontier.csv", index=False)
     with pytest.raises(AssertionError):
         check_serving(tmp_path)
+
+
+def test_every_written_figure_names_its_hardware_and_energy_source_on_the_image(tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from llm_energy.paper.figures.style import FigureFiles, save, stamp
+
+    data = pd.DataFrame({"hardware": ["cpu-x", "cpu-x"], "energy_source": ["cpu-estimate", "flops-ideal"],
+                         "energy_j": [1.0, 2.0]})
+    assert stamp(data) == "hardware: cpu-x; energy: cpu-estimate (CPU-time estimate, not a power meter)"
+    assert stamp(pd.DataFrame({"x": [1]})) == ""  # data that names neither: no footer
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [1, 2])
+    files = FigureFiles.in_folder(tmp_path, "figx")
+    save(fig, data, files, "caption")
+    png = Image.open(files.png)
+    assert png.info["Description"] == stamp(data) and png.info["Title"] == "figx"
+    pdf = files.pdf.read_bytes()
+    assert b"/Subject (hardware: cpu-x; energy: cpu-estimate \\(CPU-time estimate, not a power meter\\))" in pdf

@@ -99,12 +99,36 @@ class FigureFiles:
         return self.pdf.stem
 
 
+# How a footer names each meter's energy (anything else is named as it is).
+METER_WORDS = {ESTIMATED: "cpu-estimate (CPU-time estimate, not a power meter)", "rapl": "rapl (RAPL counter)"}
+NOT_A_METER = {"flops-ideal"}  # a computed reference drawn beside the measurements
+
+
+def stamp(data: pd.DataFrame) -> str:
+    """The footer of a figure read on its own (a PNG in the report, a PDF sent on): the hardware its data
+    came from and the meters' energy sources, from the plotted data's own columns; "" when it has none."""
+    def values(col: str) -> list[str]:
+        return sorted({str(v) for v in data[col].dropna().unique() if str(v)}) if col in data else []
+
+    hardware = values("hardware")
+    sources = [METER_WORDS.get(s, s) for s in values("energy_source") if s not in NOT_A_METER]
+    parts = ([f"hardware: {', '.join(hardware)}"] if hardware else []) + (
+        [f"energy: {', '.join(sources)}"] if sources else [])
+    return "; ".join(parts)
+
+
 def save(fig, data: pd.DataFrame, files: FigureFiles, caption: str) -> list[Path]:
-    """Write the figure, its plotted data and its caption fragment to ``files`` (each complete or absent)."""
+    """Write the figure, its plotted data and its caption fragment to ``files`` (each complete or absent).
+
+    Each image carries :func:`stamp` as a small footer and in its metadata (PDF Subject, PNG Description)."""
+    footer = stamp(data)
+    if footer:
+        fig.text(0.0, 0.0, footer, fontsize=5, color="0.4", ha="left", va="top", transform=fig.transFigure)
     width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width + 2 * plt.rcParams["savefig.pad_inches"]
+    meta = {"pdf": {"Title": files.name, "Subject": footer}, "png": {"Title": files.name, "Description": footer}}
     for ext in ("pdf", "png"):
         with atomic_path(getattr(files, ext)) as tmp:
-            fig.savefig(tmp, format=ext)
+            fig.savefig(tmp, format=ext, metadata=meta[ext])
     plt.close(fig)
     with atomic_path(files.csv) as tmp:
         data.to_csv(tmp, index=False)

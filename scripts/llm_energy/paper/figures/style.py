@@ -122,8 +122,10 @@ def save(fig, data: pd.DataFrame, files: FigureFiles, caption: str) -> list[Path
 
     Each image carries :func:`stamp` as a small footer and in its metadata (PDF Subject, PNG Description)."""
     footer = stamp(data)
-    if footer:
-        fig.text(0.0, 0.0, footer, fontsize=5, color="0.4", ha="left", va="top", transform=fig.transFigure)
+    if footer:  # below everything drawn (axis labels, legends under the axes), left-aligned with it
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        w, h = fig.get_size_inches()
+        fig.text(box.x0 / w, (box.y0 - 0.03) / h, footer, fontsize=5, color="0.4", ha="left", va="top")
     width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width + 2 * plt.rcParams["savefig.pad_inches"]
     meta = {"pdf": {"Title": files.name, "Subject": footer}, "png": {"Title": files.name, "Description": footer}}
     for ext in ("pdf", "png"):

@@ -44,11 +44,37 @@ PY
     touch "$stamp"
 }
 
+# Snakemake reads --configfile before the Snakefile, so the workflow cannot catch a mistake there: a
+# missing file is a traceback, and --configfile takes every word after it (a target too) as a config
+# file. One line instead, before Snakemake starts.
+check_configfiles() {
+    local taking=0 a
+    for a in "$@"; do
+        case "$a" in
+            --) return 0 ;;
+            --configfile|--configfiles) taking=1; continue ;;
+            --configfile=*|--configfiles=*) a=${a#*=}; taking=2 ;;
+            -*) taking=0; continue ;;
+        esac
+        [ "$taking" = 0 ] && continue
+        case "$a" in
+            *.yaml|*.yml|*.json)
+                [ -f "$a" ] || { echo "error: config file $a (given to --configfile) not found" >&2; exit 2; } ;;
+            *) [ -f "$a" ] && [[ "$a" != results/* && "$a" != paper/* ]] || {
+                   echo "error: $a follows --configfile, which reads every word after it as a config file: put" \
+                        "targets after -- (bash scripts/run.sh run --configfile my.yaml -- $a)" >&2; exit 2; } ;;
+        esac
+        [ "$taking" = 2 ] && taking=0
+    done
+    return 0
+}
+
 cmd=${1:-run}
 [ $# -gt 0 ] && shift
 case "$cmd" in
     install) install ;;
     run)
+        check_configfiles "$@"
         install
         # After kill -9 of a run, Snakemake's lock stays and its next run stops with a LockException:
         # unlock only when no Snakemake (nor a job it started) still runs here, then rerun what was

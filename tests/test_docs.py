@@ -85,3 +85,18 @@ def test_the_timing_pattern_catches_what_it_is_for():
         assert TIMING.search(typed), typed
     for setting in ("0.5 s windows instead of 5 s windows", "a 2-layer model", "batch 4"):
         assert not TIMING.search(setting), setting
+
+
+def test_the_readme_shows_targets_kept_apart_from_configfile_and_run_sh_says_so_in_one_line(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    assert re.search(r"snakemake --cores all --configfile \S+\.yaml -- results/\S+", readme)
+    # run.sh checks --configfile's words before Snakemake (which would print a traceback) or any install
+    for args, said in ((["--configfile", "missing.yaml"], "error: config file missing.yaml (given to --configfile) "
+                                                          "not found"),
+                       (["--configfile", str(tmp_path / "my.yaml"), "results/bins/w.parquet"],
+                        "error: results/bins/w.parquet follows --configfile, which reads every word after it as a "
+                        "config file: put targets after --")):
+        (tmp_path / "my.yaml").write_text("{}\n")
+        proc = subprocess.run(["bash", str(REPO / "scripts" / "run.sh"), "run", "-n", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and proc.stderr.startswith(said) and proc.stderr.count("\n") == 1, proc.stderr

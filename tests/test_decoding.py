@@ -287,6 +287,8 @@ def test_server_command_carries_the_engine_settings(tiny_model, draft_model):
     assert "--tensor-parallel-size 2" in joined and "--enforce-eager" in cmd and "--port 8123" in joined
     assert "--no-enable-prefix-caching" in cmd and "--max-num-seqs 8" in joined
     assert '"num_speculative_tokens": 4' in joined and str(draft_model) in joined
+    # drain at stop, not vLLM's abort (whose kill of the engine core logged an EngineDeadError traceback)
+    assert cmd[cmd.index("--shutdown-timeout") + 1] == "10"
 
 
 # Speculative decoding's acceptance ------------------------------------------------------------------

@@ -55,7 +55,10 @@ def server_command(args: dict, port: int) -> list[str]:
            "--max-num-seqs", str(args["max_num_seqs"]), "--max-num-batched-tokens",
            str(args["max_num_batched_tokens"]), "--tensor-parallel-size", str(args["tensor_parallel_size"]),
            "--enable-prefix-caching" if args["enable_prefix_caching"] else "--no-enable-prefix-caching",
-           "--disable-uvicorn-access-log"]
+           "--disable-uvicorn-access-log",
+           # stop by draining (nothing is in flight when close() stops it) rather than vLLM's default
+           # abort, whose immediate kill of the engine core logged an EngineDeadError traceback
+           "--shutdown-timeout", "10"]
     if args["enforce_eager"]:
         cmd.append("--enforce-eager")
     if "speculative_config" in args:
@@ -247,15 +250,25 @@ class VllmOnlineBackend(VllmBase):
         return self._stream(prompts, output_lens, batch_size)
 
     def close(self) -> None:
-        """Stop the server and every process of its group (engine core, workers); SIGKILL after 30 s."""
+        """Stop the server and every process of its group (engine core, workers); SIGKILL after 30 s.
+
+        SIGTERM goes to the API server alone, which stops its engine core and workers in its own order;
+        SIGTERM to the whole group made the engine core exit before the server, whose output handler then
+        logged an EngineDeadError traceback at every clean stop. The group gets SIGTERM only if it
+        outlives the server."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         try:
+            proc.terminate()
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 30
+            pass
+        deadline = time.monotonic() + 10
         while group_alive(proc.pid) and time.monotonic() < deadline:
             proc.poll()
             time.sleep(0.2)

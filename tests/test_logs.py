@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_energy.measurement.eta import estimate_remaining_s, point_cost
+from llm_energy.measurement.eta import estimate_remaining_s, fit_remaining_s, point_cost
 from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.pipeline import config as config_mod
 from llm_energy.pipeline.rulekit import run_rule, setup_logging
@@ -64,7 +64,7 @@ def test_eta_recovers_fixed_per_step_and_per_token_parts():
     points, protocol = _default_points()
     cost = [point_cost(p, protocol) for p in points]
     times = [1.5 + 0.01 * steps + 2e-5 * tokens for steps, tokens in cost]
-    left = estimate_remaining_s(cost[:6], times[:6], cost[6:])
+    left = fit_remaining_s(cost[:6], times[:6], cost[6:])  # the fit itself, before steadying
     assert left == pytest.approx(sum(times[6:]), rel=1e-6)
 
 

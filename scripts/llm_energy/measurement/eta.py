@@ -3,6 +3,8 @@ time from the points measured so far (the ETA line of a measurement job's log)."
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from llm_energy.measurement.protocol import Point, Protocol
@@ -20,9 +22,41 @@ def point_cost(point: Point, protocol: Protocol) -> tuple[float, float]:
     return float(steps), float(tokens)
 
 
+# The most the estimated total time of a cell (elapsed + remaining) moves from one point to the next.
+MAX_STEP = 1.5
+
+
 def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[float],
                          todo_cost: list[tuple[float, float]]) -> float | None:
-    """Seconds the points of ``todo_cost`` will take, from the points measured so far (None before any).
+    """Seconds the points of ``todo_cost`` will take, from the points measured so far (None before any),
+    steadied: the estimated total (elapsed + remaining) moves by at most ``MAX_STEP`` times from one
+    point to the next. The first points are the cell's smallest, and few short noisy times extrapolated
+    to its largest points made the estimate jump (a CPU cell's 26 points: 52, 51, 272, 35 s left). Each
+    earlier estimate is recomputed from the same lists (cached), so the function keeps no state.
+    """
+    if not done_s:
+        return None
+    if not todo_cost:
+        return 0.0
+    cost = [tuple(map(float, c)) for c in [*done_cost, *todo_cost]]
+    times = tuple(float(t) for t in done_s)
+    total = None
+    for j in range(1, len(times) + 1):
+        elapsed = sum(times[:j])
+        raw = elapsed + _fit_cached(tuple(cost[:j]), times[:j], tuple(cost[j:]))
+        total = raw if total is None else min(max(raw, total / MAX_STEP), total * MAX_STEP)
+        total = max(total, elapsed)
+    return total - sum(times)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fit_cached(done_cost: tuple, done_s: tuple, todo_cost: tuple) -> float:
+    return fit_remaining_s(list(done_cost), list(done_s), list(todo_cost))
+
+
+def fit_remaining_s(done_cost: list[tuple[float, float]], done_s: list[float],
+                    todo_cost: list[tuple[float, float]]) -> float:
+    """The remaining seconds a fit of the measured points predicts (unsteadied; at least one point).
 
     A point's time is fitted as ``a + b * steps + c * tokens`` (see :func:`point_cost`): a fixed part
     (windows last at least ``min_window_s``, per-call overheads), a per-decode-step part (weights
@@ -31,9 +65,9 @@ def estimate_remaining_s(done_cost: list[tuple[float, float]], done_s: list[floa
     point measured, its whole time counts as fixed. Scaling the elapsed time by a single work ratio
     made a cell's first estimate tens of times too long: points run smallest first, the first one's
     time is nearly all fixed part, and its work is thousands of times below the largest point's.
+    (Choosing the columns by leave-one-out error instead was tried: steadier on a CPU cell's noisy
+    times, but blind to a per-token part that the small points show only faintly.)
     """
-    if not done_s:
-        return None
     y = np.asarray(done_s, dtype=float)
     done = np.column_stack([np.ones(len(y)), np.asarray(done_cost, dtype=float).reshape(len(y), 2)])
     todo = np.column_stack([np.ones(len(todo_cost)), np.asarray(todo_cost, dtype=float).reshape(-1, 2)])

@@ -17,6 +17,7 @@ import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +29,12 @@ DEFAULT_LOCK_DIR = "/tmp/llm-energy-locks"
 DIR_MODE = 0o1777  # shared by every user of the machine, like /tmp
 FILE_MODE = 0o666
 ELSEWHERE = "set LLM_ENERGY_LOCK_DIR to a folder you can write"
+# Seconds a cell waits for a busy device before it fails (unset: as long as it takes; 0: not at all).
+LOCK_TIMEOUT_ENV = "LLM_ENERGY_LOCK_TIMEOUT"
+_HOW_NOT_TO_WAIT = (f"python -m llm_energy measure --no-wait or --lock-timeout SECONDS; pipeline jobs: "
+                    f"{LOCK_TIMEOUT_ENV}=SECONDS snakemake ...")
+_TIMEOUT_SET = f"--no-wait, --lock-timeout or {LOCK_TIMEOUT_ENV}"
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def _user_error(msg: str):
@@ -127,36 +134,34 @@ def _permission_line(path: Path, exc: OSError) -> str:
 
 
 @contextmanager
-def device_locks(keys: list[str], *, poll_s: float = 5.0, timeout_s: float | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on every key (sorted, so two cells never deadlock); wait while taken."""
+def device_locks(keys: list[str], *, poll_s: float = 5.0, timeout_s: float | None = None,
+                 report_s: float = 60.0) -> Iterator[None]:
+    """Hold an exclusive lock on every key (sorted, so two cells never deadlock); wait while taken.
+
+    ``timeout_s`` (default: ``$LLM_ENERGY_LOCK_TIMEOUT``, unset: no limit; 0: do not wait) bounds the
+    wait: a Snakemake job reads the variable, so that choosing not to wait changes no rule's params (which
+    would re-run finished measurements). While waiting, a line every ``report_s`` says who holds it.
+    """
+    if timeout_s is None:
+        timeout_s = lock_timeout_from_env()
     handles = []
     try:
         for key in sorted(set(keys)):
             path = lock_dir() / (re.sub(r"[^A-Za-z0-9_.-]", "_", key) + ".lock")
             f = _open_lock_file(path)
-            waited = 0.0
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    f.seek(0)
-                    holder = f.read().strip() or "another process"
-                    if timeout_s is not None and waited >= timeout_s:
-                        f.close()
-                        raise _user_error(f"device {key} is being measured by {holder}; gave up after "
-                                          f"{waited:.0f} s") from None
-                    if waited == 0:
-                        log.info("device %s is being measured by %s; waiting", key, holder)
-                    time.sleep(poll_s)
-                    waited += poll_s
-                except OSError as exc:  # e.g. ENOLCK: a network file system without flock
-                    f.close()
-                    raise _user_error(f"cannot lock {path} ({exc.strerror or exc}); {ELSEWHERE} on a local "
-                                      f"disk") from None
+            try:
+                _wait_for(f, key, poll_s=poll_s, timeout_s=timeout_s, report_s=report_s)
+            except OSError as exc:  # e.g. ENOLCK: a network file system without flock
+                f.close()
+                raise _user_error(f"cannot lock {path} ({exc.strerror or exc}); {ELSEWHERE} on a local "
+                                  f"disk") from None
+            except BaseException:
+                f.close()
+                raise
             f.seek(0)
             f.truncate()
-            f.write(f"pid {os.getpid()} ({_user(os.geteuid())})\n")
+            since = datetime.now(UTC).strftime(STAMP)
+            f.write(f"pid {os.getpid()} ({_user(os.geteuid())}) in {os.getcwd()} since {since}\n")
             f.flush()
             handles.append(f)
         yield
@@ -164,3 +169,79 @@ def device_locks(keys: list[str], *, poll_s: float = 5.0, timeout_s: float | Non
         for f in handles:
             fcntl.flock(f, fcntl.LOCK_UN)
             f.close()
+
+
+def lock_timeout_from_env() -> float | None:
+    """``$LLM_ENERGY_LOCK_TIMEOUT`` in seconds (None where unset or empty: wait as long as it takes)."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise _user_error(f"{LOCK_TIMEOUT_ENV} must be a number of seconds (0: do not wait for a busy device), "
+                          f"got {raw!r}")
+    return value
+
+
+def _wait_for(f: IO[str], key: str, *, poll_s: float, timeout_s: float | None, report_s: float) -> None:
+    """Take the lock of an open lock file, waiting while another process holds it: a line when the wait
+    starts and every ``report_s`` while it lasts, a one-line :class:`UserError` after ``timeout_s``."""
+    started = time.monotonic()
+    reported = None
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if reported is not None:
+                log.info("device %s is free after %s; measuring", key, _span(time.monotonic() - started))
+            return
+        except BlockingIOError:
+            pass
+        now = time.monotonic()
+        waited = now - started
+        if timeout_s is not None and waited >= timeout_s:
+            how = "at once" if timeout_s == 0 else f"after waiting {_span(waited)}"
+            raise _user_error(f"device {key} is being measured by {_holder(f)}; gave up {how} (lock timeout "
+                              f"{timeout_s:g} s, set by {_TIMEOUT_SET}); wait for that measurement to end, or "
+                              f"stop it, then rerun") from None
+        if reported is None:
+            log.info("device %s is being measured by %s; waiting for it (a line every %s; to fail instead: %s)",
+                     key, _holder(f), _span(report_s), _HOW_NOT_TO_WAIT)
+            reported = now
+        elif now - reported >= report_s:
+            log.info("still waiting for device %s after %s: it is being measured by %s", key, _span(waited),
+                     _holder(f))
+            reported = now
+        left = poll_s if timeout_s is None else max(0.0, min(poll_s, timeout_s - waited))
+        time.sleep(left)
+
+
+def _holder(f: IO[str]) -> str:
+    """Who holds a lock file and for how long: what the holder wrote in it (pid, user, folder), and the
+    time it took the lock (written there; for a holder of an older version, the file's mtime)."""
+    f.seek(0)
+    text = f.read().strip().splitlines()
+    line = text[0] if text else ""
+    found = re.search(r" since (\S+)$", line)
+    try:
+        since = datetime.strptime(found[1], STAMP).replace(tzinfo=UTC) if found else \
+            datetime.fromtimestamp(os.fstat(f.fileno()).st_mtime, UTC)
+    except (ValueError, OSError):
+        since = None
+    who = (line[:found.start()] if found else line) or "another process"
+    if since is None:
+        return who
+    held = max(0.0, (datetime.now(UTC) - since).total_seconds())
+    return f"{who}, which has held it for {_span(held)} (since {since.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+
+
+def _span(seconds: float) -> str:
+    """``42 s``, ``3 min 20 s``, ``2 h 05 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min" + (f" {s % 60:02d} s" if s % 60 else "")
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

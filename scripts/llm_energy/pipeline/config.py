@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 from pathlib import Path
 
@@ -60,6 +61,17 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+def _suggest(extra: list[str], allowed: list[str]) -> str:
+    """'did you mean ...?' for a misspelt key (the allowed keys are long lists: 31 at the top level);
+    the allowed keys only where no unknown key is close to one."""
+    close = {k: difflib.get_close_matches(k, allowed, n=1, cutoff=0.6) for k in extra}
+    if not all(close.values()):
+        return f"allowed keys: {', '.join(allowed)}"
+    if len(close) == 1:
+        return f"did you mean {next(iter(close.values()))[0]!r}?"
+    return "did you mean " + " and ".join(f"{m[0]!r} (for {k!r})" for k, m in close.items()) + "?"
+
+
 def _one_line(error: jsonschema.ValidationError, schema: dict) -> str:
     """Turn a schema error into one line naming the key, the bad value and what is allowed."""
     key = _key_path(error)
@@ -67,7 +79,7 @@ def _one_line(error: jsonschema.ValidationError, schema: dict) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         where = key if error.absolute_path else "the top level"
-        return f"unknown key {', '.join(map(repr, extra))} in {where}; allowed keys: {', '.join(allowed)}"
+        return f"unknown key {', '.join(map(repr, extra))} in {where}; {_suggest(extra, allowed)}"
     if error.validator == "required":
         return f"{key}: {error.message}"
     if error.validator == "enum":
@@ -256,15 +268,44 @@ def check_gpus_suffice(cfg: dict, hardware: str, gpus: int, missing) -> None:
 
 def load(path: str | Path) -> dict:
     """Read a YAML config file and validate it."""
+    return validate(read_mapping(path))
+
+
+def read_mapping(path: str | Path) -> dict:
+    """A config file's mapping of keys, not yet validated; one line on why not."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UserError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {path} is a folder") from None
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise UserError(f"config file {path} must hold a mapping of keys")
+    return raw
+
+
+def merge(config: dict, overlay: dict) -> dict:
+    """``config`` updated by ``overlay`` as Snakemake merges a ``--configfile`` into the Snakefile's
+    ``configfile`` (``snakemake.utils.update_config``): mappings key by key, lists and values replaced."""
+    out = copy.deepcopy(config) if isinstance(config, dict) else {}
+    for key, value in overlay.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
+
+
+def load_overlays(files: list[str | Path], base: str | Path | None = "config.yaml") -> dict:
+    """``base`` (the Snakefile's ``configfile``; None: none) merged with each of ``files`` in order, as
+    ``snakemake --configfile FILE ...`` sees it, validated. A file that is ``base`` is not merged twice."""
+    raw: dict = {}
+    if base is not None:
+        raw = read_mapping(base)
+    for f in files:
+        if base is not None and Path(f).exists() and Path(base).exists() and Path(f).samefile(base):
+            continue
+        raw = merge(raw, read_mapping(f))
     return validate(raw)
 
 

@@ -67,6 +67,9 @@ def by_cell(df: pd.DataFrame) -> pd.DataFrame:
     """Per cell of measure_cell and replay_cell: each rule's seconds, their sum, its share of the cells' time
     (`share_pct`) and of all job time (`share_of_run_pct`), largest RSS."""
     cells = df[df["rule"].isin(CELL_RULES)]
+    # a replay job is one (cell, workload): results/benchmarks/replay_cell/<cell>/<workload>.tsv
+    replay = cells["rule"] == "replay_cell"
+    cells = cells.assign(job=cells["job"].where(~replay, cells["job"].str.rsplit("/", n=1).str[0]))
     cols = ["cell", "jobs", *[f"{r}_s" for r in CELL_RULES], "s", "share_pct", "share_of_run_pct", "max_rss_mib"]
     if cells.empty:
         return pd.DataFrame(columns=cols)

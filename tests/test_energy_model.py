@@ -407,6 +407,27 @@ def test_meter_drift_is_the_control_points_level_in_the_replay_job_against_the_g
     assert math.isnan(old["meter_drift_pct"]) and math.isnan(old["meter_drift_end_pct"])
 
 
+def test_each_workload_carries_the_drift_of_its_own_replay_job():
+    """One replay job (and file) per workload: the validation concatenates them, and each row's drift is
+    its own job's control points against the grid job's, never another workload's."""
+    from llm_energy.estimates.replay import validate
+
+    sample, m = _sample(), synthetic()
+    served = serve(TRUE, sample["input_tokens"], sample["output_tokens"], 8, "vllm").energy_j
+    shape = (256, 32)
+    grid_e = float(TRUE.batch_j(*shape, 8))
+
+    def job(workload: str, level: float) -> pd.DataFrame:
+        controls = {"control_input_len": [shape[0]], "control_output_len": [shape[1]], "control_batch_size": 8,
+                    "control_energy_j": [grid_e * level], "control_end_energy_j": [grid_e * level]}
+        return _replays(sample, [served, served]).assign(workload=workload, **{k: [v] * 2 for k, v in controls.items()})
+
+    both = pd.concat([job("a", 1.05), job("b", 0.80)], ignore_index=True)
+    v = validate(both, m, EDGES_IN, EDGES_OUT, context_len=8704).set_index("workload")
+    assert v.loc["a", "meter_drift_pct"] == pytest.approx(5.0) and v.loc["b", "meter_drift_pct"] == pytest.approx(-20.0)
+    assert v.loc["b", "meter_interval_pct"] > v.loc["a", "meter_interval_pct"]
+
+
 def test_validation_of_a_cell_too_small_for_the_model_flags_it():
     from llm_energy.estimates.replay import validate
 

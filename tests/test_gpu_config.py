@@ -32,7 +32,8 @@ EXPECTED_CELLS = {
     **{(m, v, "greedy"): ("batch",) for m in ("olmo-1b", "olmoe-1b-7b") for v in ("transformers-eager", "vllm-eager")},
 }
 # Jobs this configuration decides (the rest - figures, tables - follow the workflow's own registry).
-EXPECTED_JOBS = {"measure_cell": 19, "check_cell": 19, "download_model": 4, "replay_cell": 3, "validate_cell": 3,
+# One replay job per (grid cell, workload): 3 grid cells, all 7 workloads (replay.workloads: null).
+EXPECTED_JOBS = {"measure_cell": 19, "check_cell": 19, "download_model": 4, "replay_cell": 3 * 7, "validate_cell": 3,
                  "serve_cell": 1, "profile_workload": 7, "bin_workload": 7, "estimate": 1}
 
 

@@ -120,6 +120,21 @@ def test_a_protocol_or_bin_edit_replans_exactly_the_metering_jobs_that_read_it(r
     assert ("bin_workload" in {r for r, _ in changed}) == ("bins" in edit)
 
 
+def test_a_workload_added_to_a_finished_run_is_replayed_alone(run_dir, tmp_path):
+    """One replay job per (cell, workload): a new trace is profiled, binned and replayed by each grid
+    cell; the workloads replayed before are kept and nothing is measured again."""
+    added = tmp_path / "added.yaml"
+    added.write_text(yaml.safe_dump({"workloads": {"azure_conv_2023": {**AZURE_CODE,
+                                                                       "file": "AzureLLMInferenceTrace_conv.csv"}}}))
+    changed = _planned_jobs(snakemake(run_dir, "-n", "--configfile", str(added)))
+    replays = {re.search(r"variant=([^,\s]+)", w)[1] + "/" + re.search(r"workload=([^,\s]+)", w)[1]
+               for rule, w in changed if rule == "replay_cell"}
+    assert replays == {"transformers-eager/azure_conv_2023", "vllm-eager/azure_conv_2023"}, changed
+    rules = {r for r, _ in changed}
+    assert "measure_cell" not in rules and "build_model" not in rules
+    assert {"profile_workload", "bin_workload", "validate_cell", "estimate"} <= rules
+
+
 def test_report_and_paper(run_dir):
     """The browsable report builds from the finished run, and the paper is built or says how to get it."""
     proc = snakemake(run_dir, "--report", "report.html", timeout=300)

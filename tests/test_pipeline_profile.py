@@ -28,7 +28,9 @@ def bench(run: Path, rel: str, *rows: tuple[float, object, object]) -> None:
 def run(tmp_path):
     bench(tmp_path, f"measure_cell/{CELL_A}.tsv", (30.0, 800.0, 55.0))
     bench(tmp_path, f"measure_cell/{CELL_B}.tsv", (50.0, 1200.0, 90.0))
-    bench(tmp_path, f"replay_cell/{CELL_B}.tsv", (10.0, 1100.0, 18.0))
+    # one replay job per (cell, workload): 6 + 4 s for CELL_B
+    bench(tmp_path, f"replay_cell/{CELL_B}/w1.tsv", (6.0, 1100.0, 10.0))
+    bench(tmp_path, f"replay_cell/{CELL_B}/w2.tsv", (4.0, 900.0, 8.0))
     bench(tmp_path, "build_model/m1.tsv", (4.0, 300.0, 3.0))
     # two repeats: the times add up, the RSS is the larger
     bench(tmp_path, "figure/fig1_workload_energy.tsv", (2.0, 150.0, 1.5), (1.0, 170.0, 0.5))
@@ -39,7 +41,8 @@ def run(tmp_path):
 
 def test_load_reads_rule_and_wildcards_from_the_path(run):
     df = pipeline_profile.load(run).set_index(["rule", "job"])
-    assert len(df) == 6
+    assert len(df) == 7
+    assert df.loc[("replay_cell", f"{CELL_B}/w2"), "s"] == 4.0
     assert df.loc[("measure_cell", CELL_B), "s"] == 50.0
     assert df.loc[("figure", "fig1_workload_energy"), "s"] == 3.0
     assert df.loc[("figure", "fig1_workload_energy"), "max_rss_mib"] == 170.0
@@ -54,7 +57,7 @@ def test_stage_shares_are_sorted_and_sum_to_the_total(run):
     assert t.loc["measure_cell", "share_pct"] == pytest.approx(80.0)
     assert t.loc["replay_cell", "share_pct"] == pytest.approx(10.0)
     assert t.loc["figure", "share_pct"] == pytest.approx(3.0)
-    assert t.loc["measure_cell", "jobs"] == 2 and t.loc["total", "jobs"] == 6
+    assert t.loc["measure_cell", "jobs"] == 2 and t.loc["replay_cell", "jobs"] == 2 and t.loc["total", "jobs"] == 7
     assert t.loc["total", "s"] == pytest.approx(100.0) and t.loc["total", "share_pct"] == 100.0
     assert t.drop("total")["share_pct"].sum() == pytest.approx(100.0)
     assert t.loc["measure_cell", "max_rss_mib"] == 1200.0 and t.loc["total", "max_rss_mib"] == 1200.0
@@ -66,7 +69,7 @@ def test_cell_shares_add_measure_and_replay(run):
     t = pipeline_profile.by_cell(pipeline_profile.load(run)).set_index("cell")
     assert list(t.index) == [CELL_B, CELL_A, "total"]
     assert t.loc[CELL_B, "measure_cell_s"] == 50.0 and t.loc[CELL_B, "replay_cell_s"] == 10.0
-    assert t.loc[CELL_B, "s"] == 60.0 and t.loc[CELL_B, "jobs"] == 2
+    assert t.loc[CELL_B, "s"] == 60.0 and t.loc[CELL_B, "jobs"] == 3  # its replays summed into the cell
     assert pd.isna(t.loc[CELL_A, "replay_cell_s"])
     # of the cells' 90 s, and of the run's 100 s
     assert t.loc[CELL_B, "share_pct"] == pytest.approx(200 / 3)
@@ -80,7 +83,7 @@ def test_cell_shares_add_measure_and_replay(run):
 def test_main_prints_both_tables(run, capsys):
     assert pipeline_profile.main([str(run)]) == 0
     out = capsys.readouterr().out
-    assert "6 jobs, 100.0 s of job time" in out
+    assert "7 jobs, 100.0 s of job time" in out
     assert "80.0%" in out and "66.7%" in out and CELL_B in out
 
 

@@ -230,11 +230,19 @@ def requests_files():
     return [c.path("requests") for c in HERE_CELLS if c.variant.online]
 
 
-def replay_files():
-    """The metered replays of every grid cell measured here (the offline baseline of the rate sweep)."""
+def replay_files(workloads=None):
+    """The metered replays of every grid cell measured here, one file per (cell, workload) of
+    ``workloads`` (default: replay.workloads); the rate sweep's offline baseline is online.trace's.
+    """
     if not config["replay"]["enabled"]:
         return []
-    return [c.path("replay") for c in HERE_CELLS if c.has_grid]
+    workloads = REPLAY_WORKLOADS if workloads is None else workloads
+    return [c.replay(w) for c in HERE_CELLS if c.has_grid for w in workloads]
+
+
+def cell_replays(wildcards):
+    """A cell's replay files, one per workload it replays: what its validation compares."""
+    return [cell_of(wildcards).replay(w) for w in REPLAY_WORKLOADS]
 
 
 def validation_files():
@@ -282,7 +290,10 @@ def paper_inputs(wildcards):
         elif kind == "requests":
             files[kind] = requests_files()
         elif kind == "replay":
-            files[kind] = replay_files()
+            # Figure 9's offline baseline: the rate sweep's trace only
+            files[kind] = replay_files(
+                [w for w in [config["online"].get("trace")] if w in REPLAY_WORKLOADS]
+            )
         elif "{workload}" in PAPER_FILES[kind]:
             files[kind] = expand(PAPER_FILES[kind], workload=workloads)
         else:

@@ -1,4 +1,4 @@
-"""Rule replay_cell: serve a seeded sample of each workload with the cell's stack, metered (replay.runs
+"""Rule replay_cell: serve a seeded sample of one workload with the cell's stack, metered (replay.runs
 times); writes only what it metered (validate_cell compares it with the estimates).
 
 The body runs under the ``__main__`` guard because vLLM starts worker processes.
@@ -14,7 +14,7 @@ def main(sm):
     w = sm.wildcards
     replay_cell(sm.config, params=sm.params.job, hardware=w.hardware, model=w.model, variant=w.variant,
                 decoding=w.decoding,
-                model_dir=sm.input.model, profiles=dict(zip(sm.params.workloads, sm.input.profiles)),
+                model_dir=sm.input.model, profiles={w.workload: sm.input.profile},
                 measurements=sm.input.measurements, out=sm.output[0], draft_dir=sm.input.get("draft"))
 
 

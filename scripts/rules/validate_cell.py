@@ -13,7 +13,8 @@ from llm_energy.pipeline.rulekit import run_rule
 def main(sm):
     w = sm.wildcards
     name = f"{w.hardware}/{w.model}/{w.variant}/{w.decoding}"
-    table = validate(pd.read_parquet(sm.input.replay), pd.read_parquet(sm.input.measurements),
+    replays = pd.concat([pd.read_parquet(f) for f in sm.input.replay], ignore_index=True)  # one file a workload
+    table = validate(replays, pd.read_parquet(sm.input.measurements),
                      sm.params.input_edges, sm.params.output_edges,
                      context_len=context_length(Path(sm.input.model) / "config.json"), name=name)
     write_parquet(table, sm.output[0])

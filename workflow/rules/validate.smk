@@ -26,9 +26,10 @@ rule check_cell:
 
 
 # Replay validation, in two stages so that an estimate can be improved without metering again:
-# replay_cell (metered, on this machine, like the cells themselves) serves a seeded sample of each
+# replay_cell (metered, on this machine, like the cells themselves) serves a seeded sample of one
 # workload with its true lengths, replay.runs times, and writes only what it metered; the cheap
-# validate_cell compares the binned estimate and the energy model with the same requests.
+# validate_cell compares the binned estimate and the energy model with the same requests. One replay
+# job per (cell, workload): a workload added or changed is replayed alone, the others are kept.
 
 
 localrules:
@@ -39,7 +40,7 @@ rule replay_cell:
     input:
         unpack(draft_input),
         model=model_dir,
-        profiles=expand("results/profile/{workload}.parquet", workload=REPLAY_WORKLOADS),
+        profile="results/profile/{workload}.parquet",
         # ancient: a re-check after an edit of the validation code never re-runs the metered replay
         # (only the grid's batch size and the shapes of its control points are read from it) ...
         measurements=ancient(f"results/checked/{CELL_PATH}.parquet"),
@@ -48,11 +49,11 @@ rule replay_cell:
         # replay whose own params changed)
         grid=f"results/measurements/{CELL_PATH}.parquet",
     output:
-        f"results/replay/{CELL_PATH}.parquet",
+        f"results/replay/{CELL_PATH}/{{workload}}.parquet",
     log:
-        f"logs/replay/{CELL_PATH}.log",
+        f"logs/replay/{CELL_PATH}/{{workload}}.log",
     benchmark:
-        f"results/benchmarks/replay_cell/{CELL_PATH}.tsv"
+        f"results/benchmarks/replay_cell/{CELL_PATH}/{{workload}}.tsv"
     wildcard_constraints:
         hardware=re.escape(HARDWARE),
     priority: REPLAY_NEXT
@@ -62,7 +63,6 @@ rule replay_cell:
     resources:
         gpu=cell_gpus,
     params:
-        workloads=REPLAY_WORKLOADS,
         job=replay_params,
     script:
         "../../scripts/rules/replay_cell.py"
@@ -70,7 +70,7 @@ rule replay_cell:
 
 rule validate_cell:
     input:
-        replay=f"results/replay/{CELL_PATH}.parquet",
+        replay=cell_replays,
         measurements=f"results/checked/{CELL_PATH}.parquet",
         model=model_dir,
         code=package_code(

@@ -1,12 +1,14 @@
 """Replay validation, in two stages so that the estimates can be improved without metering again.
 
-1. :func:`replay_cell` (rule ``replay_cell``, metered, on the cell's hardware): serve a seeded sample of
-   every workload with its true lengths on the cell's stack, ``runs`` times after a warm-up, each run
-   one metered window. It writes only what it metered: ``results/replay/...parquet``, one row per
-   (workload, run) with the sample's requests in serving order (``input_tokens``, ``output_tokens``
-   lists) and the run's energy.
-   Before and after the replays it measures ``control_points`` of the cell's grid points again, with
-   the grid's protocol (``control_*`` columns): the meter's level in this job against the grid job's.
+1. :func:`replay_cell` (rule ``replay_cell``, metered, on the cell's hardware; one job per workload in
+   the workflow, so that a workload added is replayed alone): serve a seeded sample of the workload
+   with its true lengths on the cell's stack, ``runs`` times after a warm-up, each run one metered
+   window. It writes only what it metered: ``results/replay/<cell>/<workload>.parquet``, one row per
+   run with the sample's requests in serving order (``input_tokens``, ``output_tokens`` lists) and
+   the run's energy.
+   Before the replay it measures ``control_points`` of the cell's grid points again, with the grid's
+   protocol (``control_*`` columns): the meter's level in this job against the grid job's, so each
+   workload's comparison carries the drift of its own job.
 2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
    of the very same requests, from the cell's checked measurements, against the mean of the runs; and
    ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job
@@ -165,10 +167,8 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
             energies = [m["replay_energy_j"] for m in metered]
             log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
                      _cv(energies))
-        # The same points once more after the replays: the meter's drift within this job (a host that
-        # slows down under minutes of load shows here, not in the points measured first).
-        end = measure_controls(backend, protocol, meter, shapes, batch_size)
-        rows = [{**row, "control_end_energy_j": end["control_energy_j"]} for row in rows]
+        # No second measurement of the points after the replays: a job replays one workload (seconds
+        # to a minute), so the points measured just before it are its meter's level.
     df = pd.DataFrame(rows)
     if out is not None:
         write_parquet(df, out)
@@ -232,9 +232,9 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
     ``model_error_pct``) of the same requests."""
     model, note = fitted_model(measurements, name)
     points = measured_points(measurements)
-    drift = meter_drift(replays, measurements)
     rows = []
     for workload, runs in replays.groupby("workload", sort=False):
+        drift = meter_drift(runs, measurements)  # each workload's own replay job and control points
         first = runs.iloc[0]
         labels = {k: first[k] for k in CELL_KEYS}
         sample = pd.DataFrame({"input_tokens": np.asarray(first["input_tokens"], dtype=np.int64),
@@ -289,8 +289,9 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     """How much more the control points cost in the replay job than in the grid job, in percent (the
     geometric mean of their ratios; NaN without control points): ``meter_drift_pct``, the lowest and
     highest ratio (``control_ratio_min_pct``, ``control_ratio_max_pct``, in % above the grid job's),
-    ``n_control_points``; and ``meter_drift_end_pct``, the same points measured again after the replays
-    (NaN in replay files without them). The grid side is the mean of the point's valid repeats."""
+    ``n_control_points``; and ``meter_drift_end_pct``, the same points measured again after the replays,
+    only in replay files written before the replay became one job per workload (#33; NaN otherwise).
+    The grid side is the mean of the point's valid repeats."""
     none = {"meter_drift_pct": math.nan, "control_ratio_min_pct": math.nan, "control_ratio_max_pct": math.nan,
             "n_control_points": 0, "meter_drift_end_pct": math.nan}
     if replays.empty or "control_energy_j" not in replays:

@@ -150,6 +150,10 @@ class Cell:
         """``results/checked/...parquet``: the measurement with each row's validity."""
         return self.path("checked")
 
+    def replay(self, workload: str) -> str:
+        """``results/replay/<cell>/<workload>.parquet``: the metered replay of one workload's sample."""
+        return self.path("replay", f"/{workload}.parquet")
+
     @property
     def validation(self) -> str:
         """``results/validation/...parquet``: the cell's replay validation."""

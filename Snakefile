@@ -28,3 +28,16 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+# At the end of a run, the first lines of its summary (rule summary: paper/summary.md); never fails the run.
+onsuccess:
+    try:
+        from llm_energy.paper.summary import short_form
+
+        _summary = short_form("paper/summary.md")
+        if _summary:
+            print(f"\n{_summary}\n", flush=True)
+    # a summary that cannot be read must not fail a finished run
+    except Exception as _err:
+        print(f"(paper/summary.md not printed: {_err})")

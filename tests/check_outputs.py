@@ -49,6 +49,7 @@ def check(root: str | Path, configfiles: tuple[str | Path, ...] = ()) -> dict:
     piv = fig7.pivot_table(index=["workload", "axis", "quantile"], columns="kind", values="tokens")
     assert (piv["binned"] >= piv["real"]).all()
     verdicts = check_findings(root, est)
+    check_summary(root, seen)
     return {"workloads": seen, "cells": len(cells), "estimates": len(est), "replay_error_pct": errors,
             "findings": verdicts,
             "energy_kj": {f"{r.workload}/{r.variant}": round(r.energy_j / 1e3, 3) for r in est.itertuples()}}
@@ -83,6 +84,28 @@ def check_findings(root: Path, est: pd.DataFrame) -> dict[str, str]:
     assert all(name in md for name in f["finding"])
     assert (root / "paper/findings.tex").read_text().count("\\\\\n") == len(f) + 1
     return dict(zip(f["finding"], f["verdict"]))
+
+
+def check_summary(root: Path, seen: dict) -> None:
+    """The leaderboard holds each estimate's energy per request, and the summary page the verdict
+    counts of findings.csv and a line for every workload with requests beyond the bin edges."""
+    board = pd.read_csv(root / "paper/tables/leaderboard.csv")
+    both = pd.read_parquet(root / "results/estimates/estimates.parquet")
+    assert len(board) == len(both[KEYS].drop_duplicates())
+    for method in ("binned", "model"):
+        part = both[both["method"] == method][KEYS + ["energy_per_request_j"]].astype({k: str for k in KEYS})
+        merged = board.astype({k: str for k in KEYS}).merge(part, on=KEYS, how="left", suffixes=("", "_est"))
+        assert _close(merged[f"{method}_energy_per_request_j"], merged["energy_per_request_j_est"]), method
+    chosen = board.apply(lambda r: r[f"{r['method']}_energy_per_request_j"], axis=1)
+    assert _close(board["energy_per_request_j"], chosen)
+    text = (root / "paper/summary.md").read_text()
+    counts = pd.read_csv(root / "paper/findings.csv")["verdict"].value_counts()
+    for verdict, n in counts.items():
+        assert f"{n} {verdict}" in text, verdict
+    for workload in seen:
+        s = json.loads((root / f"results/bins/{workload}.summary.json").read_text())
+        said = f"{workload}: {s['n_excluded']:,} of {s['n_requests']:,} requests" in text
+        assert said == (s["n_excluded"] > 0), workload
 
 
 def check_bins(root: Path) -> dict[str, int]:

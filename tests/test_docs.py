@@ -14,7 +14,7 @@ TOP = {line.split("/")[0] for line in subprocess.run(["git", "ls-files"], cwd=RE
                                                      check=True).stdout.splitlines()}
 # Written by the pipeline or by the user, not shipped: never checked for existence.
 GENERATED = ("results/", "data/", "models/", "logs/", "paper/figures/", "paper/tables/", "paper/main.pdf",
-             "paper/findings", ".venv", ".snakemake", "report.zip")
+             "paper/findings", "paper/summary", ".venv", ".snakemake", "report.zip")
 
 
 def named_paths(page: Path) -> set[str]:

@@ -340,6 +340,8 @@ def all_targets():
         + [f"paper/figures/{f}.pdf" for f in FIGURES]
         + [f"paper/tables/{t}.tex" for t in TABLES]
         + ["paper/findings.md"]
+        # the summary a person reads first (printed by the Snakefile's onsuccess)
+        + ["paper/summary.md"]
         + ["paper/main.pdf.txt"]
         # provenance of the run: workflow/rules/manifest.smk
         + ["results/manifest.json"]

@@ -5,7 +5,7 @@ import pandas as pd
 from llm_energy.paper.figures import fig_distortion
 from llm_energy.pipeline.io import write_json, write_parquet
 from llm_energy.pipeline.rulekit import run_rule
-from llm_energy.workloads.binning import bin_requests
+from llm_energy.workloads.binning import bin_requests, warn_excluded
 
 
 def main(sm):
@@ -15,6 +15,7 @@ def main(sm):
                    sm.output.distortion)
     write_parquet(table, sm.output.table)
     write_json({"workload": sm.wildcards.workload, **summary}, sm.output.summary)
+    warn_excluded(sm.wildcards.workload, summary)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ localrules:
     figure,
     table,
     findings,
+    summary,
     paper_pdf,
 
 
@@ -99,6 +100,36 @@ rule findings:
         fixed_output=config["measurement"]["sweep_fixed_output"],
     script:
         "../../scripts/rules/findings.py"
+
+
+# The page a person reads first (llm_energy/paper/summary.py): per workload and stack the energy per request
+# and per 1,000 output tokens, the requests left out, each method's worst replay error, the verdict
+# counts and every flag in words; the Snakefile's onsuccess prints its first lines.
+rule summary:
+    input:
+        estimates="results/estimates/estimates.parquet",
+        left_out="results/estimates/left_out.csv",
+        bins=expand("results/bins/{workload}.summary.json", workload=WORKLOADS),
+        # the real output tokens of the requests the estimates price (Wh per 1,000 output tokens)
+        profiles=expand("results/profile/{workload}.parquet", workload=WORKLOADS),
+        validation=validation_files(),
+        findings="paper/findings.csv",
+        code=package_code("paper.summary", "paper.tables", "workloads.binning"),
+    output:
+        md="paper/summary.md",
+        csv=report(
+            "paper/tables/leaderboard.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/paper/summary.log",
+    benchmark:
+        "results/benchmarks/summary.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/rules/summary.py"
 
 
 # paper/main.pdf when latexmk is installed; the status file says what happened (or how to get the

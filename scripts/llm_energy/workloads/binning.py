@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 def bin_edges_ceiling(values: np.ndarray, edges: list[int]) -> np.ndarray:
@@ -49,3 +53,23 @@ def bin_requests(df: pd.DataFrame, input_edges: list[int], output_edges: list[in
         "input_edges": list(map(int, input_edges)), "output_edges": list(map(int, output_edges)),
     }
     return table, summary
+
+
+def excluded_message(workload: str, summary: dict) -> str:
+    """What the binned estimate leaves out of a workload (its bin summary), in words; empty when nothing."""
+    n, total = summary["n_excluded"], summary["n_requests"]
+    if not n:
+        return ""
+    return (f"{workload}: {n:,} of {total:,} requests ({100 * n / total:.1f} %), "
+            f"{100 * summary['excluded_token_share']:.1f} % of tokens, lie beyond the top bin edges (input "
+            f"{summary['input_edges'][-1]}, output {summary['output_edges'][-1]}) and are left out of the binned "
+            "estimate (and of the model estimate beside it, which prices the same requests); widen "
+            "bins.input/bins.output or read the energy model's whole-trace estimate "
+            "(model_whole_trace_energy_j in paper/tables/table4_estimates.csv), which extrapolates them")
+
+
+def warn_excluded(workload: str, summary: dict) -> None:
+    """A warning in the bin job's log when requests fall beyond the bin edges (nothing otherwise)."""
+    message = excluded_message(workload, summary)
+    if message:
+        log.warning("%s", message)

@@ -1,6 +1,6 @@
 """A second run that agrees? Re-measure a finished run's grid cells and replays in a copy, and compare.
 
-    .venv/bin/python benchmarks/reproducibility.py RUN [--copy DIR] [--cores N] [--compare-only]
+    .venv/bin/python benchmarks/reproducibility.py RUN [--copy DIR] [--cores N] [--all] [--compare-only]
 
 RUN is a finished pipeline run (its ``results/validation/`` holds one file per grid cell that was
 replayed). The run is copied (``--copy``, default ``RUN-rerun``; data links stay links, nothing in RUN
@@ -11,7 +11,13 @@ then prints, for both runs:
 1. every (cell, workload) error of the energy model and of the binned estimate against the metered
    replay, the model's change between the runs, and the meter's drift between the grid and replay jobs;
 2. the ratio of each grid point's energy (mean of its valid repeats) in the second run to the first's;
-3. each grid cell's leave-one-point-out median error, per point role.
+3. each grid cell's leave-one-point-out median error, per point role;
+4. with ``--all``, the findings' verdicts of both runs side by side: ``--all`` re-runs every metering
+   job of the run (``--forcerun measure_cell replay_cell serve_cell``: every cell, every replay, the
+   rate sweep) and rebuilds everything after them, a second default run but for the profiles and
+   models, because the verdicts compare cells other than the grid's. A verdict that moves between
+   ``reproduced`` and ``not reproduced`` is a flip (the verdict issue's goal: none); moves to or from
+   ``inconclusive`` or ``not testable here`` are counted apart.
 
 And, last, the model issue's goals on these two runs: |model error| <= 15 % in both, no row's model
 error moving by more than 10 points, leave-one-out median <= 10 % per grid cell. Nothing is tuned
@@ -55,10 +61,16 @@ def copy_run(run: Path, dest: Path) -> None:
     shutil.copytree(run, dest, symlinks=True, ignore=ignore)
 
 
-def rerun(copy: Path, cells: list[Path], cores: str) -> None:
+METERING_RULES = ("measure_cell", "replay_cell", "serve_cell")
+
+
+def rerun(copy: Path, cells: list[Path], cores: str, everything: bool = False) -> None:
     measured = [f"results/measurements/{c}.parquet" for c in cells]
     validation = [f"results/validation/{c}.parquet" for c in cells]
-    cmd = [sys.executable, "-m", "snakemake", "--cores", cores, *validation, "--forcerun", *measured]
+    if everything:  # the default target (the whole paper), every metering job forced
+        cmd = [sys.executable, "-m", "snakemake", "--cores", cores, "--forcerun", *METERING_RULES]
+    else:
+        cmd = [sys.executable, "-m", "snakemake", "--cores", cores, *validation, "--forcerun", *measured]
     print("in", copy, ":", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, cwd=copy, check=True)
 
@@ -86,12 +98,42 @@ def errors_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+SIDES = ("reproduced", "not reproduced")
+
+
+def verdict_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Both runs' findings side by side (paper/findings.csv), with how each verdict moved: ``same``,
+    ``flip`` (reproduced <-> not reproduced) or ``moved`` (to or from inconclusive / not testable)."""
+    keys = ["finding", "hardware"]
+    cols = ["verdict", "our_value", "our_noise"]
+    t = first[keys + cols].merge(second[keys + cols], on=keys, how="outer", suffixes=("_1", "_2"))
+    t["move"] = ["same" if a == b else "flip" if {a, b} == set(SIDES) else "moved"
+                 for a, b in zip(t["verdict_1"], t["verdict_2"])]
+    return t
+
+
+def print_verdicts(run: Path, copy: Path) -> None:
+    files = [d / "paper" / "findings.csv" for d in (run, copy)]
+    if not all(f.exists() for f in files):
+        print("\n4. Verdicts: paper/findings.csv missing in a run (run with --all)")
+        return
+    t = verdict_table(*(pd.read_csv(f) for f in files))
+    print("\n4. Findings' verdicts, run 1 and run 2 (our_noise: the interval of the noise gate)")
+    print(t.round(3).to_string(index=False))
+    n = t["move"].value_counts()
+    print(f"   {n.get('same', 0)} same, {n.get('flip', 0)} flipped between reproduced and not reproduced, "
+          f"{n.get('moved', 0)} moved to or from inconclusive / not testable here")
+    print(f"   no finding flips between reproduced and not reproduced: {_ok(n.get('flip', 0) == 0)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--copy", type=Path, help="where the second run goes (default: RUN-rerun)")
     ap.add_argument("--cores", default="all")
     ap.add_argument("--compare-only", action="store_true", help="compare RUN with an existing copy")
+    ap.add_argument("--all", action="store_true", help="re-run every metering job and the whole paper, and "
+                    "compare the findings' verdicts too")
     args = ap.parse_args(argv)
     run = args.run.resolve()
     copy = (args.copy or run.with_name(run.name + "-rerun")).resolve()
@@ -100,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{run}: no results/validation/ files: run the pipeline there first (with replay on)")
     if not args.compare_only:
         copy_run(run, copy)
-        rerun(copy, cells, args.cores)
+        rerun(copy, cells, args.cores, everything=args.all)
     first, second = validation_rows(run, cells), validation_rows(copy, cells)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
@@ -136,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(largest {move:.1f})")
     print(f"   leave-one-out grid median <= {GOAL_LOO_PCT:g} % for every grid cell: "
           f"{_ok(loo_worst <= GOAL_LOO_PCT)} (largest {loo_worst:.1f} %)")
+    print_verdicts(run, copy)
     return 0
 
 

@@ -1,0 +1,41 @@
+"""benchmarks/reproducibility.py's comparisons: both runs' errors and verdicts side by side, flips told
+apart from moves to or from inconclusive."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("reproducibility", REPO / "benchmarks" / "reproducibility.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def _findings(verdicts: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({"finding": list(verdicts), "hardware": "cpu-x", "verdict": list(verdicts.values()),
+                         "our_value": [1.0] * len(verdicts), "our_noise": [0.1] * len(verdicts)})
+
+
+def test_verdicts_side_by_side_count_flips_apart_from_moves(tmp_path, capsys):
+    first = _findings({"a": "reproduced", "b": "reproduced", "c": "inconclusive", "d": "not reproduced",
+                       "e": "not testable here"})
+    second = _findings({"a": "reproduced", "b": "not reproduced", "c": "reproduced", "d": "not reproduced",
+                        "e": "not testable here"})
+    t = bench.verdict_table(first, second).set_index("finding")
+    assert t["move"].to_dict() == {"a": "same", "b": "flip", "c": "moved", "d": "same", "e": "same"}
+    for i, f in enumerate((first, second)):
+        (tmp_path / f"r{i}" / "paper").mkdir(parents=True)
+        f.to_csv(tmp_path / f"r{i}" / "paper" / "findings.csv", index=False)
+    bench.print_verdicts(tmp_path / "r0", tmp_path / "r1")
+    out = capsys.readouterr().out
+    assert "3 same, 1 flipped between reproduced and not reproduced, 1 moved" in out
+    assert "no finding flips between reproduced and not reproduced: NOT met" in out
+
+
+def test_errors_table_moves_are_run_two_minus_run_one():
+    row = {"hardware": "cpu-x", "model": "m", "variant": "v", "decoding": "greedy", "workload": "w",
+           "error_pct": 30.0, "model_error_pct": 4.0, "meter_drift_pct": 2.0, "model_flag": ""}
+    t = bench.errors_table(pd.DataFrame([row]), pd.DataFrame([{**row, "model_error_pct": -7.5}]))
+    assert t["model_move_pts"].tolist() == [-11.5]
+    assert t[["model_error_pct_1", "model_error_pct_2"]].values.tolist() == [[4.0, -7.5]]

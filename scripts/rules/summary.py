@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_energy.paper.summary import short_form, summarize
+from llm_energy.paper.summary import summarize
 from llm_energy.pipeline.io import atomic_path, write_text
 from llm_energy.pipeline.rulekit import run_rule
 
@@ -25,7 +25,8 @@ def main(sm):
     with atomic_path(sm.output.csv) as tmp:
         board.to_csv(tmp, index=False)
     write_text(text, sm.output.md)
-    log.info("summary written: %s\n%s", sm.output.md, short_form(sm.output.md))
+    # the page itself is printed once, at the end of the run (the Snakefile's onsuccess)
+    log.info("summary written: %s and %s (%d rows)", sm.output.md, sm.output.csv, len(board))
 
 
 if __name__ == "__main__":

@@ -114,6 +114,28 @@ def test_prefill_flat_then_growing_and_decode_linear():
     assert row["verdict"] == NOT_REPRODUCED and "first step median 0.75" in row["evidence"]
 
 
+def test_prefill_order_within_the_repeats_spread_is_inconclusive():
+    """#32: one noisy repeat reordered one curve's steps and flipped the verdict between two runs. A
+    curve whose last step is flatter than its first by less than the repeats' noise is inconclusive;
+    by more, not reproduced."""
+    flat_then_linear = lambda i, b: b * max(i, 256) / 256  # noqa: E731
+    m = sweep("vllm-eager", flat_then_linear, lambda o, b: 0.1 * o * b)
+    # Batch 8's curve reordered: first step slope 0.6 (its 256-token point lifted), last step 0.5; the
+    # medians still pass (first 0.3, last 0.75), so the order alone decides.
+    at = (m["batch_size"] == 8) & (m["output_len"] == FO)
+    m.loc[at & (m["input_len"] == 256), "prefill_energy_j"] *= 4 ** 0.6
+    m.loc[at & (m["input_len"] == 4096), "prefill_energy_j"] *= 0.5
+    quiet = verdict_of("Prefill energy", m)
+    assert quiet["verdict"] == NOT_REPRODUCED and "not clearly steeper at the end: m/vllm-eager/8" in quiet["evidence"]
+    noisy = m.copy()
+    second = at & (noisy["repeat"] == 1)
+    noisy.loc[second, "prefill_energy_j"] *= 3.0  # repeats 3x apart at batch 8's points
+    row = verdict_of("Prefill energy", noisy)
+    assert row["verdict"] == INCONCLUSIVE and row["our_noise"] > 0.3, row["evidence"]
+    assert "repeats' spread" in row["noise_basis"]
+    assert "lands on both sides of the criterion (ungated: not reproduced)" in row["evidence"]
+
+
 def test_decode_dominates_uses_outputs_of_32_and_more():
     m = sweep("vllm-eager", lambda i, b: 1.0, lambda o, b: 0.1 * o)  # decode 3.2 J vs prefill 1 J at 32
     assert verdict_of("Decode dominates", m)["verdict"] == REPRODUCED

@@ -125,24 +125,59 @@ def _loglog_slopes(curve: pd.DataFrame) -> list[float]:
 FLAT_SLOPE = 0.5
 
 
+def _prefill_points(d: Data) -> pd.DataFrame:
+    """The prefill sweep's points: per (model, variant, batch, input) the mean prefill energy of the
+    repeats, y, and its relative standard error, rel_se (0 for a point measured once)."""
+    m, _ = usable(d.measurements)
+    if m.empty:
+        return m
+    m = m[(m["decoding"] == "greedy") & (tensor_parallel(m) == 1) & ~m["variant"].astype(str).map(is_online)]
+    m = m[m["output_len"] == d.fixed_output]
+    g = m.groupby(["model", "variant", "batch_size", "input_len"])["prefill_energy_j"]
+    s = pd.DataFrame({"y": g.mean(), "sd": g.std(), "n": g.count()}).reset_index().rename(columns={"input_len": "x"})
+    return s.assign(rel_se=(s["sd"] / s["y"].abs() / np.sqrt(s["n"])).fillna(0.0)).drop(columns=["sd", "n"])
+
+
+def _step_noise(curve: pd.DataFrame, first: bool) -> float:
+    """One standard error of a curve's first (or last) log-log step, from its two points' repeats."""
+    c = curve.sort_values("x").iloc[:2] if first else curve.sort_values("x").iloc[-2:]
+    return float(np.hypot(*c["rel_se"]) / abs(np.diff(np.log(c["x"].to_numpy(float)))[0]))
+
+
 def prefill_shape(d: Data) -> Result | None:
-    s = _sweep(d, "prefill")
-    curves = [g for _, g in s.groupby(["model", "variant", "batch_size"]) if g["x"].nunique() >= 3] if len(s) else []
+    s = _prefill_points(d)
+    curves = [(k, g) for k, g in s.groupby(["model", "variant", "batch_size"]) if g["x"].nunique() >= 3] \
+        if len(s) else []
     if not curves:
         return None
-    first, last = [], []
-    for g in curves:
+    first, last, order = [], [], []
+    for key, g in curves:
         slopes = _loglog_slopes(g)
         first.append(slopes[0])
         last.append(slopes[-1])
+        # Steeper at the end than at the start, by more than one standard error of the difference (the
+        # repeats' spread at the four points): within it, a single noisy repeat could reorder the curve.
+        gap, noise = slopes[-1] - slopes[0], float(np.hypot(_step_noise(g, True), _step_noise(g, False)))
+        order.append(("steeper" if gap - noise > 0 else "flatter" if gap + noise < 0 else "within noise",
+                      "/".join(str(k) for k in key), gap, noise))
     # "Flat" is a first step of log-log slope at most FLAT_SLOPE (energy grows at most as the square
     # root of the prompt): a first slope of 0.65-0.89 grows nearly in proportion and is not flat.
-    ok = all(f < la for f, la in zip(first, last)) and float(np.median(first)) <= FLAT_SLOPE \
-        and 0.5 <= float(np.median(last)) <= 2.0
-    return Result(float(np.median(last)), verdict(ok),
+    medians_ok = float(np.median(first)) <= FLAT_SLOPE and 0.5 <= float(np.median(last)) <= 2.0
+    if not medians_ok or any(o[0] == "flatter" for o in order):
+        verdict_ = verdict(False)
+    else:
+        verdict_ = INCONCLUSIVE if any(o[0] == "within noise" for o in order) else verdict(True)
+    unclear = [f"{name} last - first {gap:+.2f} +- {noise:.2f}"
+               for kind, name, gap, noise in order if kind != "steeper"]
+    return Result(float(np.median(last)), verdict_,
                   f"{len(curves)} curves (model, variant, batch); log-log slope first step median "
-                  f"{np.median(first):.2f}, last step median {np.median(last):.2f}",
-                  float(np.std(last)))
+                  f"{np.median(first):.2f}, last step median {np.median(last):.2f}"
+                  + (f"; not clearly steeper at the end: {', '.join(unclear)}" if unclear else "")
+                  + ("; an interval lands on both sides of the criterion (ungated: "
+                     f"{verdict(all(f < la for f, la in zip(first, last)))})" if verdict_ == INCONCLUSIVE else ""),
+                  max(o[3] for o in order),
+                  noise_basis="each curve's last minus first log-log step, +- one standard error from the "
+                              "repeats' spread at its points (one job: no drift between jobs); the largest shown")
 
 
 def decode_linear(d: Data) -> Result | None:

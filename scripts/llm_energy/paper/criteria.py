@@ -102,16 +102,20 @@ def _fmt_changes(c: pd.DataFrame) -> str:
 
 # --- Figures 2 and 10: prefill and decode against length -----------------------------------------------
 
-def _sweep(d: Data, phase: str) -> pd.DataFrame:
-    """Greedy, offline, single-device sweep rows: per (variant, batch) the mean phase energy by length."""
+def _sweep_rows(d: Data) -> pd.DataFrame:
+    """The usable greedy, offline, single-device rows of the length sweeps (one per repeat)."""
     m, _ = usable(d.measurements)
     if m.empty:
         return m
-    m = m[(m["decoding"] == "greedy") & (tensor_parallel(m) == 1) & ~m["variant"].astype(str).map(is_online)]
-    if phase == "prefill":
-        m = m[m["output_len"] == d.fixed_output].assign(x=lambda t: t["input_len"], y=lambda t: t["prefill_energy_j"])
-    else:
-        m = m[m["input_len"] == d.fixed_input].assign(x=lambda t: t["output_len"], y=lambda t: t["decode_energy_j"])
+    return m[(m["decoding"] == "greedy") & (tensor_parallel(m) == 1) & ~m["variant"].astype(str).map(is_online)]
+
+
+def _decode_sweep(d: Data) -> pd.DataFrame:
+    """Per (model, variant, batch) the mean decode energy by output length, at the fixed input."""
+    m = _sweep_rows(d)
+    if m.empty:
+        return m
+    m = m[m["input_len"] == d.fixed_input].assign(x=lambda t: t["output_len"], y=lambda t: t["decode_energy_j"])
     return m.groupby(["model", "variant", "batch_size", "x"])["y"].mean().reset_index()
 
 
@@ -128,10 +132,9 @@ FLAT_SLOPE = 0.5
 def _prefill_points(d: Data) -> pd.DataFrame:
     """The prefill sweep's points: per (model, variant, batch, input) the mean prefill energy of the
     repeats, y, and its relative standard error, rel_se (0 for a point measured once)."""
-    m, _ = usable(d.measurements)
+    m = _sweep_rows(d)
     if m.empty:
         return m
-    m = m[(m["decoding"] == "greedy") & (tensor_parallel(m) == 1) & ~m["variant"].astype(str).map(is_online)]
     m = m[m["output_len"] == d.fixed_output]
     g = m.groupby(["model", "variant", "batch_size", "input_len"])["prefill_energy_j"]
     s = pd.DataFrame({"y": g.mean(), "sd": g.std(), "n": g.count()}).reset_index().rename(columns={"input_len": "x"})
@@ -181,7 +184,7 @@ def prefill_shape(d: Data) -> Result | None:
 
 
 def decode_linear(d: Data) -> Result | None:
-    s = _sweep(d, "decode")
+    s = _decode_sweep(d)
     curves = [g for _, g in s.groupby(["model", "variant", "batch_size"]) if g["x"].nunique() >= 3] if len(s) else []
     if not curves:
         return None

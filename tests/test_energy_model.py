@@ -355,6 +355,26 @@ def test_each_validation_row_has_an_interval_of_the_replay_the_meter_and_the_mod
     assert blind["meter_interval_pct"] == 0 and "not included" in blind["interval_note"]
 
 
+def test_the_drift_corrected_errors_bring_the_replay_to_the_grid_jobs_meter_level():
+    from llm_energy.estimates.replay import drift_corrected, intervals
+
+    row = {"replay_energy_j": 112.0, "estimate_energy_j": 150.0, "model_estimate_energy_j": 100.0,
+           "replay_cv": 0.04, "n_replay_runs": 4, "meter_drift_pct": 12.0, "control_ratio_min_pct": 8.0,
+           "control_ratio_max_pct": 16.0, "loo_median_error_pct": 3.0}
+    row.update(intervals(row))
+    got = drift_corrected(row)
+    # the control points cost 12 % more in the replay job: the replay at the grid job's level is 100 J
+    assert got["replay_energy_corrected_j"] == pytest.approx(100.0)
+    assert got["model_error_corrected_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert got["error_corrected_pct"] == pytest.approx(50.0)
+    # the drift's level is taken out, its uncertainty (half the control range, 4) stays in the interval
+    assert got["interval_corrected_pct"] == pytest.approx(math.hypot(2.0, 4.0))
+    assert got["model_interval_corrected_pct"] == pytest.approx(math.sqrt(2.0**2 + 4.0**2 + 3.0**2))
+    assert got["model_interval_corrected_pct"] < row["model_interval_pct"]
+    blind = drift_corrected({**row, "meter_drift_pct": math.nan})
+    assert all(v != v for v in blind.values())  # NaN: without control points nothing is corrected
+
+
 def test_a_replayed_request_beyond_every_measured_length_is_counted_and_said(caplog):
     from llm_energy.estimates.replay import validate
 

@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("reproducibility", REPO / "benchmarks" / "reproducibility.py")
@@ -39,3 +40,18 @@ def test_errors_table_moves_are_run_two_minus_run_one():
     t = bench.errors_table(pd.DataFrame([row]), pd.DataFrame([{**row, "model_error_pct": -7.5}]))
     assert t["model_move_pts"].tolist() == [-11.5]
     assert t[["model_error_pct_1", "model_error_pct_2"]].values.tolist() == [[4.0, -7.5]]
+
+
+def test_errors_table_compares_the_drift_corrected_errors_too_and_tolerates_files_without_them():
+    row = {"hardware": "cpu-x", "model": "m", "variant": "v", "decoding": "greedy", "workload": "w",
+           "error_pct": 30.0, "model_error_pct": 0.7, "model_error_corrected_pct": 6.7, "meter_drift_pct": 6.0,
+           "model_flag": ""}
+    second = {**row, "model_error_pct": -12.8, "model_error_corrected_pct": -2.0, "meter_drift_pct": 12.4}
+    t = bench.errors_table(pd.DataFrame([row]), pd.DataFrame([second]))
+    assert t["model_move_pts"].round(1).tolist() == [-13.5]
+    assert t["corrected_move_pts"].round(1).tolist() == [-8.7]
+    assert bench.model_goals(t, "model_error_pct", "model_move_pts") == pytest.approx((12.8, 13.5))
+    assert bench.model_goals(t, bench.CORRECTED, "corrected_move_pts") == pytest.approx((6.7, 8.7))
+    old = {k: v for k, v in row.items() if k != "model_error_corrected_pct"}
+    t = bench.errors_table(pd.DataFrame([old]), pd.DataFrame([old]))
+    assert t["corrected_move_pts"].isna().all() and t["model_move_pts"].tolist() == [0.0]

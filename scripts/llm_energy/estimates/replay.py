@@ -258,6 +258,7 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row["model_error_pct"] = pct_error(row["model_estimate_energy_j"], row["replay_energy_j"])
         row.update(drift)
         row.update(intervals(row))
+        row.update(drift_corrected(row))
         log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
                  "from the grid job's, %+.1f … %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
                  row["error_pct"], row["model_error_pct"], drift["meter_drift_pct"], drift["control_ratio_min_pct"],
@@ -283,6 +284,29 @@ def intervals(row: dict) -> dict:
     return {"replay_se_pct": se, "meter_interval_pct": meter, "interval_pct": binned,
             "model_interval_pct": math.hypot(binned, loo) if not math.isnan(loo) else math.nan,
             "interval_note": "" if measured else "no control points: the meter's drift between jobs is not included"}
+
+
+def drift_corrected(row: dict) -> dict:
+    """The errors with the replay brought back to the grid job's meter level, beside the raw ones: the
+    metered replay divided by (1 + ``meter_drift_pct``/100), the control points' cost in the replay job
+    against the grid job's (``replay_energy_corrected_j``, ``error_corrected_pct``,
+    ``model_error_corrected_pct``). The correction removes the drift's level, not its uncertainty: the
+    corrected intervals (``interval_corrected_pct``, ``model_interval_corrected_pct``) keep the replay's
+    standard error, half the control points' range and (the model's) its leave-one-out median. NaN
+    without control points. The raw columns stay what was metered; docs/method.md says when to read which."""
+    drift = row.get("meter_drift_pct", math.nan)
+    none = dict.fromkeys(("replay_energy_corrected_j", "error_corrected_pct", "model_error_corrected_pct",
+                          "interval_corrected_pct", "model_interval_corrected_pct"), math.nan)
+    if math.isnan(drift):
+        return none
+    replay = row["replay_energy_j"] / (1.0 + drift / 100.0)
+    spread = (row["control_ratio_max_pct"] - row["control_ratio_min_pct"]) / 2
+    binned = math.hypot(row["replay_se_pct"], spread)
+    loo = row.get("loo_median_error_pct", math.nan)
+    return {"replay_energy_corrected_j": replay, "error_corrected_pct": pct_error(row["estimate_energy_j"], replay),
+            "model_error_corrected_pct": pct_error(row["model_estimate_energy_j"], replay),
+            "interval_corrected_pct": binned,
+            "model_interval_corrected_pct": math.hypot(binned, loo) if not math.isnan(loo) else math.nan}
 
 
 def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:

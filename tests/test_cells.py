@@ -166,7 +166,9 @@ def test_cell_params_are_what_the_job_gets(cfg):
         and q["online"] == {}
     m, top_in, low_out = cfg["measurement"], max(cfg["bins"]["input"]), min(cfg["bins"]["output"])
     assert {p[:2] for p in padded} == {*((i, m["sweep_fixed_output"]) for i in m["sweep_input_lengths"]),
-                                       (m["sweep_fixed_input"], max(m["sweep_output_lengths"])), (top_in, low_out)}
+                                       (m["sweep_fixed_input"], max(m["sweep_output_lengths"])),
+                                       (max(m["sweep_input_lengths"]), max(m["sweep_output_lengths"])),
+                                       (top_in, low_out)}
     assert {p[2] for p in padded} == {m["batch_size"]}
 
 

@@ -350,8 +350,10 @@ def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
     shape that the grid measures, and every replayed batch of a real trace is padded: the energy model
     fits that cost from these points (``energy_model``). The shapes, at the grid's batch size: each
     sweep input length at the fixed sweep output, the fixed sweep input at the longest sweep output,
-    and the longest input edge at the shortest output edge. None for continuous batching (vLLM never
-    pads), speculative decoding (one request at a time) or batch 1."""
+    the longest sweep input at the longest sweep output (the one point whose decode runs over long
+    padded prompts: the padded decode terms' context term rests on it) and the longest input edge at
+    the shortest output edge. None for continuous batching (vLLM never pads), speculative decoding
+    (one request at a time) or batch 1."""
     m = cfg["measurement"]
     b = m["batch_size"]
     if "grid" not in cell.kinds or cell.variant.framework != "transformers" or cell.decoding in SPECULATIVE \
@@ -359,6 +361,7 @@ def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
         return []
     shapes = {(i, m["sweep_fixed_output"]) for i in m["sweep_input_lengths"]}
     shapes.add((m["sweep_fixed_input"], max(m["sweep_output_lengths"])))
+    shapes.add((max(m["sweep_input_lengths"]), max(m["sweep_output_lengths"])))
     shapes.add((max(cfg["bins"]["input"]), min(cfg["bins"]["output"])))
     return [(i, o, b, PADDED) for i, o in sorted(shapes)]
 

@@ -187,7 +187,7 @@ def with_padded(model=PADDED_TRUE, **kw) -> pd.DataFrame:
     """``synthetic`` (equal-length batches) plus padded points at batch 8, energies from ``model``."""
     grid = synthetic(model, **kw)
     rows = []
-    for i, o in [(64, 8), (256, 8), (1024, 8), (64, 128), (4096, 8)]:
+    for i, o in [(64, 8), (256, 8), (1024, 8), (64, 128), (1024, 128), (4096, 8)]:  # the default's shapes
         for r in (0, 1):
             rows.append({**grid.iloc[0].to_dict(), "input_len": i, "output_len": o, "batch_size": 8, "repeat": r,
                          "role": "padded", "energy_j": float(model.batch_j(i, o, 8, True)),
@@ -216,7 +216,7 @@ def test_padded_batches_are_fitted_apart_and_charged_only_to_padded_static_batch
     # the padded rows share shapes with grid rows, and neither moves the other's point
     pts = measured_points(m)
     assert pts.duplicated(["input_len", "output_len", "batch_size"]).sum() >= 1
-    assert len(pts) == len(measured_points(synthetic())) + 5
+    assert len(pts) == len(measured_points(synthetic())) + 6
 
 
 def _padded_at(shapes, model=PADDED_TRUE, noise=0.0, seed=1) -> pd.DataFrame:
@@ -238,19 +238,29 @@ def test_padded_decode_terms_need_a_padded_point_that_shows_decode():
     assert {"padded_prefill_token", "padded_prefill_token_sq"} <= set(model.terms)
     assert not {"padded_decode_step", "padded_decode_context"} & set(model.terms)
     assert model.form_note.startswith("padded decode terms left out: no padded point's decode is 50 %")
-    # with a padded point at a long output (decode most of its energy) and the terms real, they are fitted
-    shown = fit_cell(_padded_at([(64, 8), (256, 8), (1024, 8), (1024, 128), (4096, 8)]))
+    # with padded points at a long output (decode most of their energy) at a short and a long input, and
+    # the terms real, they are fitted
+    shown = fit_cell(_padded_at([(64, 8), (256, 8), (1024, 8), (64, 128), (1024, 128), (4096, 8)]))
     assert "padded_decode_context" in shown.terms and shown.form_note == ""
+    for i, o in [(700, 60), (3000, 200)]:  # between and beyond the points that show the padded decode
+        assert float(shown.batch_j(i, o, 8, True)) == pytest.approx(float(PADDED_TRUE.batch_j(i, o, 8, True)), rel=0.02)
 
 
-def test_padded_decode_terms_are_kept_only_where_they_predict_the_padded_points():
-    # Padding that costs nothing in decode: the extra terms do not lower the padded points'
-    # leave-one-out error, so the model keeps the smaller form and reports both errors.
-    no_decode = EnergyModel({t: c for t, c in PADDED_TRUE.coef.items() if not t.startswith("padded_decode")})
-    model = fit_cell(_padded_at([(64, 8), (256, 8), (1024, 8), (1024, 128), (4096, 8)], model=no_decode,
-                                noise=0.01))
+def test_padded_decode_terms_need_decode_shown_at_a_short_and_a_long_input():
+    from llm_energy.modelling.energy_model import decode_shown
+
+    # decode shown at one input length only: the step and the context terms cannot be told apart
+    one = fit_cell(_padded_at([(64, 8), (256, 8), (1024, 8), (1024, 128), (4096, 8)], noise=0.01))
+    assert not {"padded_decode_step", "padded_decode_context"} & set(one.terms)
+    assert "at input 1024 only; both terms need two input lengths, one of at least 1024 tokens" in one.form_note
+    # decode shown at short prompts only: the context term would be extrapolated from them to long prompts
+    short = _padded_at([(64, 8), (64, 128), (128, 128), (4096, 8)], noise=0.01)
+    pts = measured_points(short)
+    assert sorted(set(pts.loc[decode_shown(pts), "input_len"])) == [64, 128]
+    model = fit_cell(short)
     assert not {"padded_decode_step", "padded_decode_context"} & set(model.terms)
-    assert "do not lower the padded points' leave-one-out error" in model.form_note
+    assert "at input 64, 128 only" in model.form_note
+    # the padded points' leave-one-out error is reported either way
     assert set(model.loo_by_role()) == {"grid", "sweep", "padded"}
 
 

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -134,6 +135,27 @@ def test_prefill_order_within_the_repeats_spread_is_inconclusive():
     assert row["verdict"] == INCONCLUSIVE and row["our_noise"] > 0.3, row["evidence"]
     assert "repeats' spread" in row["noise_basis"]
     assert "lands on both sides of the criterion (ungated: not reproduced)" in row["evidence"]
+
+
+def test_prefill_flat_clause_within_the_repeats_spread_is_inconclusive():
+    """#32: three default runs gave a median first slope of 0.61, 0.54 and 0.50 against the 0.5 of "flat",
+    so the ungated clause decided the verdict alone. A first slope of 0.56 with quiet repeats is not flat;
+    with repeats 30 % either side of their mean at the shortest prompts, it may be: inconclusive."""
+    def steepening(i, b):
+        return b * (i ** 0.56 if i <= 256 else 256 ** 0.56 * i / 256)
+
+    m = sweep("vllm-eager", steepening, lambda o, b: 0.1 * o * b)
+    quiet = verdict_of("Prefill energy", m)
+    assert quiet["verdict"] == NOT_REPRODUCED and "first step median 0.56 +- 0.00 (flat: <= 0.5; not flat)" \
+        in quiet["evidence"], quiet["evidence"]
+    noisy = m.copy()
+    at = (noisy["output_len"] == FO) & (noisy["input_len"] == 64)
+    noisy.loc[at & (noisy["repeat"] == 0), "prefill_energy_j"] *= 0.7
+    noisy.loc[at & (noisy["repeat"] == 1), "prefill_energy_j"] *= 1.3
+    row = verdict_of("Prefill energy", noisy)
+    assert row["verdict"] == INCONCLUSIVE and "within noise" in row["evidence"], row["evidence"]
+    assert "(ungated: not reproduced)" in row["evidence"]
+    assert row["our_noise"] == pytest.approx(0.3 / np.log(4), rel=0.01)  # 30 % relative error over a 4x step
 
 
 def test_decode_dominates_uses_outputs_of_32_and_more():

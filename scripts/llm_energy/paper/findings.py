@@ -231,7 +231,8 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("Prefill energy is flat at short inputs, then grows with input length (Fig. 2, 10)",
             "flat, then slope ~1 (log-log) above ~128 tokens",
             "every curve's first log-log step flatter than its last (inconclusive where a curve's difference is "
-            "within one standard error of its repeats), the median first step flat (slope <= 0.5) "
+            "within one standard error of its repeats), the median first step flat (slope <= 0.5; inconclusive "
+            "where the median curve's standard error reaches across 0.5) "
             "and the median last step in [0.5, 2]",
             "a greedy cell with sweep points over >= 3 input lengths", prefill_shape),
     Finding("Decode energy grows linearly with output length (Fig. 2, 10)", "slope 1 (log-log)",

@@ -275,8 +275,7 @@ def intervals(row: dict) -> dict:
     ``interval_note`` says so), and for the model its own leave-one-out median error. ``interval_pct``
     is the binned estimate's interval, ``model_interval_pct`` the model's."""
     se = 100.0 * row["replay_cv"] / math.sqrt(max(row["n_replay_runs"], 1))
-    drift = row.get("meter_drift_pct", math.nan)
-    spread = (row.get("control_ratio_max_pct", math.nan) - row.get("control_ratio_min_pct", math.nan)) / 2
+    drift, spread = row.get("meter_drift_pct", math.nan), _control_half_range(row)
     measured = not (math.isnan(drift) or math.isnan(spread))
     meter = math.hypot(drift, spread) if measured else 0.0
     loo = row.get("loo_median_error_pct", math.nan)
@@ -284,6 +283,11 @@ def intervals(row: dict) -> dict:
     return {"replay_se_pct": se, "meter_interval_pct": meter, "interval_pct": binned,
             "model_interval_pct": math.hypot(binned, loo) if not math.isnan(loo) else math.nan,
             "interval_note": "" if measured else "no control points: the meter's drift between jobs is not included"}
+
+
+def _control_half_range(row: dict) -> float:
+    """Half the range of the control points' ratios (% of the grid job's); NaN without them."""
+    return (row.get("control_ratio_max_pct", math.nan) - row.get("control_ratio_min_pct", math.nan)) / 2
 
 
 def drift_corrected(row: dict) -> dict:
@@ -300,8 +304,7 @@ def drift_corrected(row: dict) -> dict:
     if math.isnan(drift):
         return none
     replay = row["replay_energy_j"] / (1.0 + drift / 100.0)
-    spread = (row["control_ratio_max_pct"] - row["control_ratio_min_pct"]) / 2
-    binned = math.hypot(row["replay_se_pct"], spread)
+    binned = math.hypot(row["replay_se_pct"], _control_half_range(row))
     loo = row.get("loo_median_error_pct", math.nan)
     return {"replay_energy_corrected_j": replay, "error_corrected_pct": pct_error(row["estimate_energy_j"], replay),
             "model_error_corrected_pct": pct_error(row["model_estimate_energy_j"], replay),

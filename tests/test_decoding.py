@@ -240,14 +240,26 @@ def test_online_window_streams_all_batches_with_capped_concurrency(vllm_server):
     import threading
 
     vllm_server.decoding = "greedy"
-    in_flight, peak, lock = [0], [0], threading.Lock()
+    in_flight, peak, calls, lock = [0], [0], [0], threading.Lock()
     real = vllm_server._complete
+    # The first two requests wait for each other (30 s at most) before they go out: with two allowed in
+    # flight both get there and the peak is 2 whatever the machine's speed; with one allowed, the second
+    # never comes while the first waits, the wait times out and the peak stays 1. Without it a 4-token
+    # request could finish before the pool's second thread started and the peak read 1 on a busy machine.
+    both = threading.Barrier(2, timeout=30)
 
     def counting(prompt, length):
         with lock:
             in_flight[0] += 1
             peak[0] = max(peak[0], in_flight[0])
+            calls[0] += 1
+            first_two = calls[0] <= 2
         try:
+            if first_two:
+                try:
+                    both.wait()
+                except threading.BrokenBarrierError:
+                    pass
             return real(prompt, length)
         finally:
             with lock:
@@ -260,7 +272,7 @@ def test_online_window_streams_all_batches_with_capped_concurrency(vllm_server):
         del vllm_server._complete
         vllm_server.decoding = "beam"
     assert result.output_tokens == [4, 4]
-    assert peak[0] == 2
+    assert calls[0] == 10 and peak[0] == 2
 
 
 def test_poisson_arrivals_are_spaced(tiny_model):

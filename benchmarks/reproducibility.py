@@ -86,22 +86,37 @@ def point_energy(run: Path, cell: Path) -> pd.Series:
     return m.groupby(POINT)["energy_j"].mean()
 
 
+def reference_ratio(run: Path, copy: Path, cell: Path) -> float:
+    """The reference kernel's median energy in the second run's grid job over the first's: how far the
+    meter's level moved between the two jobs, by a fixed piece of work (NaN without readings)."""
+    def level(r: Path) -> float:
+        m = pd.read_parquet(r / "results" / "checked" / f"{cell}.parquet")
+        if "reference_energy_j" not in m:
+            return np.nan
+        return float(m.drop_duplicates(POINT)["reference_energy_j"].median())
+
+    return level(copy) / level(run)
+
+
 def loo_by_role(run: Path, cell: Path) -> dict[str, float]:
     return fit_cell(pd.read_parquet(run / "results" / "checked" / f"{cell}.parquet"), name=str(cell)).loo_by_role()
 
 
 CORRECTED = "model_error_corrected_pct"  # the model's error against the replay at the grid job's meter level
+REFERENCED = "model_error_ref_pct"  # the same, the level told by the reference kernel read through both jobs
 
 
 def errors_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Both runs' errors per (cell, workload): raw (the metered replay) and drift-corrected (the replay
     divided by its control points' drift; NaN in validation files written before the correction)."""
     cols = [*KEYS, "workload"]
-    keep = ["error_pct", "model_error_pct", CORRECTED, "meter_drift_pct", "model_flag"]
+    keep = ["error_pct", "model_error_pct", CORRECTED, REFERENCED, "meter_drift_pct", "reference_drift_pct",
+            "model_flag"]
     first, second = (d.reindex(columns=[*cols, *keep]) for d in (first, second))
     t = first.merge(second, on=cols, suffixes=("_1", "_2"))
     t["model_move_pts"] = t["model_error_pct_2"] - t["model_error_pct_1"]
     t["corrected_move_pts"] = t[f"{CORRECTED}_2"] - t[f"{CORRECTED}_1"]
+    t["ref_move_pts"] = t[f"{REFERENCED}_2"] - t[f"{REFERENCED}_1"]
     return t
 
 
@@ -160,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("display.max_columns", 20)
     t = errors_table(first, second)
     print("\n1. Errors against the metered replay (%), run 1 and run 2; model_move_pts = run 2 - run 1; "
-          "*_corrected: against the replay divided by its control points' drift (meter_drift_pct)")
+          "*_corrected: against the replay divided by its control points' drift (meter_drift_pct); *_ref: divided "
+          "by the reference kernel's (reference_drift_pct)")
     print(t.drop(columns=["model_flag_1", "model_flag_2"]).round(1).to_string(index=False))
     for _, r in t[(t["model_flag_1"] != "") | (t["model_flag_2"] != "")].iterrows():
         print(f"   flagged {r['variant']} {r['workload']}: {r['model_flag_1'] or '-'} | {r['model_flag_2'] or '-'}")
@@ -173,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         r.insert(0, "cell", str(cell))
         ratios.append(r)
         q = r["ratio"]
+        ref = reference_ratio(run, copy, cell)
         print(f"   {cell}: {len(q)} points, median {q.median():.3f}, min {q.min():.3f}, max {q.max():.3f}, "
-              f"geometric spread {np.exp(np.log(q).std()):.3f}")
+              f"geometric spread {np.exp(np.log(q).std()):.3f}; the reference kernel, run 2 / run 1: "
+              f"{ref:.3f}" + (f" (the points / the reference: median {q.median() / ref:.3f})" if ref == ref else ""))
     print(pd.concat(ratios, ignore_index=True).round(3).to_string(index=False))
     print("\n3. Leave-one-point-out median |error| (%) per point role")
     loo = {}
@@ -185,17 +203,21 @@ def main(argv: list[str] | None = None) -> int:
           "the grid job's meter level, raw beside it):")
     loo_worst = max(max(d.get("grid", np.nan) for d in pair) for pair in loo.values())
     for label, error, move_col in (("raw", "model_error_pct", "model_move_pts"),
-                                   ("corrected", CORRECTED, "corrected_move_pts")):
+                                   ("corrected", CORRECTED, "corrected_move_pts"),
+                                   ("reference", REFERENCED, "ref_move_pts")):
         worst, move = model_goals(t, error, move_col)
         if np.isnan(worst):
-            print(f"   {label}: no drift-corrected errors in these validation files")
+            print(f"   {label}: no such corrected errors in these validation files")
             continue
         print(f"   {label}: every |model error| <= {GOAL_MODEL_PCT:g} % in both runs: {_ok(worst <= GOAL_MODEL_PCT)} "
               f"(largest {worst:.1f} %); no row's model error moves by more than {GOAL_MOVE_PTS:g} points: "
               f"{_ok(move <= GOAL_MOVE_PTS)} (largest {move:.1f})")
-    if not t["corrected_move_pts"].isna().all():
-        raw, cor = t["model_move_pts"].abs(), t["corrected_move_pts"].abs()
-        print(f"   the correction brings the runs {'closer together' if cor.median() < raw.median() else 'no closer'}: "
+    for label, move_col in (("control points'", "corrected_move_pts"), ("reference kernel's", "ref_move_pts")):
+        if t[move_col].isna().all():
+            continue
+        raw, cor = t["model_move_pts"].abs(), t[move_col].abs()
+        print(f"   the {label} correction brings the runs "
+              f"{'closer together' if cor.median() < raw.median() else 'no closer'}: "
               f"median |move| {raw.median():.1f} points raw, {cor.median():.1f} corrected "
               f"(largest {raw.max():.1f} / {cor.max():.1f})")
     print(f"   leave-one-out grid median <= {GOAL_LOO_PCT:g} % for every grid cell: "

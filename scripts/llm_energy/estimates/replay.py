@@ -37,6 +37,7 @@ from llm_energy.estimates.estimate import CellNotEstimable, binned_estimate, gri
 from llm_energy.measurement.cell import CellParams, cell_job
 from llm_energy.measurement.loop import FIRST_TEXT_TOKEN, VOCAB_SIZE, CellRun
 from llm_energy.measurement.protocol import Point
+from llm_energy.measurement.reference import reference_for
 from llm_energy.modelling.energy_model import (
     FLAG_SUPPORT_SHARE,
     FLAG_USE_SHARE,
@@ -72,8 +73,12 @@ def prompts_for(sample: pd.DataFrame, seed: int) -> list[list[int]]:
 
 
 def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, runs: int = 1,
-           warmup: bool = True) -> list[dict]:
-    """Serve the sample ``runs`` times (after one warm-up batch), each run inside its own metered window."""
+           warmup: bool = True, reference=None) -> list[dict]:
+    """Serve the sample ``runs`` times (after one warm-up batch), each run inside its own metered window.
+
+    ``reference`` (a :class:`~llm_energy.measurement.reference.ReferenceKernel`): measured right before
+    and right after each run, outside its window; the run's ``reference_energy_j`` is their mean, the
+    meter's level while it ran (NaN without one)."""
     prompts = prompts_for(sample, seed)
     outs = sample["output_tokens"].astype(int).tolist()
     if warmup:  # the first batch's prompts (their shapes), a few tokens each: the decode steps are alike
@@ -83,9 +88,13 @@ def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, run
                  "%d run(s)", min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs),
                  batch_size, runs)
     rows = []
+    level = reference.measure if reference is not None else lambda: math.nan
+    after = level()
     for run in range(runs):
+        before = after
         with meter.window() as w:
             tokens = backend.serve(prompts, outs, batch_size)
+        after = level()
         log.info("replay run %d: served %d requests, %d tokens in %.1f s, %.1f J (%s)", run, len(prompts),
                  sum(tokens), w.duration_s, w.energy_j, w.energy_source)
         short = [(t, o) for t, o in zip(tokens, outs) if t < o]
@@ -94,7 +103,7 @@ def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, run
         rows.append({"run": run, "n_requests": len(sample), "replay_energy_j": w.energy_j,
                      "replay_duration_s": w.duration_s, "replay_tokens_generated": int(sum(tokens)),
                      "replay_tokens_requested": int(sum(outs)), "energy_source": w.energy_source,
-                     "batch_size": batch_size})
+                     "batch_size": batch_size, "reference_energy_j": (before + after) / 2})
     return rows
 
 
@@ -160,9 +169,10 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     with job:
         backend, protocol, meter = job.backend, job.protocol, job.meter
         controls = measure_controls(backend, protocol, meter, shapes, batch_size)
+        reference = reference_for(meter)
         for workload, path in profiles.items():
             sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], top_in, top_out)
-            metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs)
+            metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs, reference=reference)
             rows += [{**row, **controls} for row in replay_rows(workload, sample, metered, labels, r["seed"])]
             energies = [m["replay_energy_j"] for m in metered]
             log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
@@ -259,6 +269,7 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row.update(drift)
         row.update(intervals(row))
         row.update(drift_corrected(row))
+        row.update(reference_corrected(row, reference_level(runs, measurements)))
         log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
                  "from the grid job's, %+.1f … %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
                  row["error_pct"], row["model_error_pct"], drift["meter_drift_pct"], drift["control_ratio_min_pct"],
@@ -310,6 +321,45 @@ def drift_corrected(row: dict) -> dict:
             "model_error_corrected_pct": pct_error(row["model_estimate_energy_j"], replay),
             "interval_corrected_pct": binned,
             "model_interval_corrected_pct": math.hypot(binned, loo) if not math.isnan(loo) else math.nan}
+
+
+def _median_reference(values) -> float:
+    v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
+    v = v[v > 0]
+    return float(v.median()) if len(v) else math.nan
+
+
+def reference_level(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
+    """The reference kernel's energy in the grid job (median over its points: one reading per point,
+    before its windows) and in the replay job (median over the runs: each the mean of the readings just
+    before and after it), and ``reference_drift_pct``, how much more it cost in the replay job; with
+    ``reference_grid_cv``, the readings' spread in the grid job. NaN where either file has no readings
+    (a GPU meter, or files written before the reference)."""
+    m = measurements
+    grid = []
+    if "reference_energy_j" in m:
+        grid = m.drop_duplicates(["input_len", "output_len", "batch_size", "role"])["reference_energy_j"].tolist()
+    level_grid = _median_reference(grid)
+    level_replay = _median_reference(replays.get("reference_energy_j", []))
+    g = pd.to_numeric(pd.Series(grid, dtype=object), errors="coerce").dropna()
+    return {"reference_grid_j": level_grid, "reference_replay_j": level_replay,
+            "reference_drift_pct": 100.0 * (level_replay / level_grid - 1.0),
+            "reference_grid_cv": _cv(g) if len(g) > 1 else math.nan, "n_reference_grid": int(len(g))}
+
+
+def reference_corrected(row: dict, level: dict) -> dict:
+    """The errors against the replay brought to the grid job's level by the reference kernel (the replay
+    divided by 1 + ``reference_drift_pct``/100): ``replay_energy_ref_j``, ``error_ref_pct``,
+    ``model_error_ref_pct``, beside the raw ones and the control points' correction; NaN without
+    readings in both jobs. A diagnostic: ``benchmarks/reproducibility.py`` prints whether it brings two
+    runs closer, and the goals stay judged on the raw errors unless it does."""
+    drift = level["reference_drift_pct"]
+    out = {**level, "replay_energy_ref_j": math.nan, "error_ref_pct": math.nan, "model_error_ref_pct": math.nan}
+    if math.isnan(drift):
+        return out
+    replay = row["replay_energy_j"] / (1.0 + drift / 100.0)
+    return {**out, "replay_energy_ref_j": replay, "error_ref_pct": pct_error(row["estimate_energy_j"], replay),
+            "model_error_ref_pct": pct_error(row["model_estimate_energy_j"], replay)}
 
 
 def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:

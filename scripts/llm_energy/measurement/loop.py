@@ -40,9 +40,11 @@ from llm_energy.measurement.job import MeteredJob
 from llm_energy.measurement.meters import DeviceLost
 from llm_energy.measurement.prompts import RandomPrompts
 from llm_energy.measurement.protocol import Point, Protocol, padded_lengths
+from llm_energy.measurement.reference import reference_for
 from llm_energy.pipeline.cells import SPECULATIVE
 from llm_energy.pipeline.io import write_parquet
 from llm_energy.pipeline.manifest import git_commit
+from llm_energy.pipeline.roles import GRID
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +128,14 @@ def acceptance(before: tuple[int, int] | None, after: tuple[int, int] | None, de
 class CellRun:
     """Measures the points of one cell with one loaded backend and one meter."""
 
-    def __init__(self, backend: Backend, protocol: Protocol, meter, prompts=None, prefill_windows: bool = True):
+    def __init__(self, backend: Backend, protocol: Protocol, meter, prompts=None, prefill_windows: bool = True,
+                 reference=None):
         """``prefill_windows=False``: full windows only (rows without a prefill/decode split), for
-        points whose energy per batch is all that is read (the replay job's control points)."""
+        points whose energy per batch is all that is read (the replay job's control points).
+        ``reference``: a :class:`~llm_energy.measurement.reference.ReferenceKernel` measured before each
+        point (``reference_energy_j``, the meter's level there; NaN without one)."""
         self.prefill_windows = prefill_windows
+        self.reference = reference
         self.prompts = prompts or RandomPrompts(protocol.seed, FIRST_TEXT_TOKEN, VOCAB_SIZE)
         self.backend = backend
         self.p = protocol
@@ -277,11 +283,21 @@ class CellRun:
         self.warmup_s += waited
         return waited
 
+    def measure_reference(self) -> float:
+        """The reference kernel's energy now (unmetered protocol time for the point); NaN without one."""
+        if self.reference is None:
+            return math.nan
+        t0 = time.perf_counter()
+        energy = self.reference.measure()
+        self.warmup_s += time.perf_counter() - t0
+        return energy
+
     def measure_point(self, point: Point, idle_power_w: float) -> list[dict]:
         """Rows for every repeat of one point; one ``oom`` row when it does not fit."""
         base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
                 "role": point.role}
         try:
+            base["reference_energy_j"] = self.measure_reference()
             warm = (self.p.warmup_per_shape and not self.backend.variant.compiled
                     and point.shape in self.measured_shapes)
             if not warm:
@@ -364,7 +380,9 @@ def run_job(job: MeteredJob, points: list[Point], labels: dict | None = None, pr
         # Idle power of the same meter over a quiet window, reported beside (never subtracted from) energy.
         with meter.window() as idle:
             time.sleep(p.idle_s)
-        run = CellRun(backend, p, meter, prompts)
+        # The meter's level through the job, where a replay is compared with this cell's fit: grid cells.
+        replayed = any(GRID in pt.role.split(",") for pt in points)
+        run = CellRun(backend, p, meter, prompts, reference=reference_for(meter) if replayed else None)
         t_probe = time.perf_counter()
         points = plan_points(run, points)
         run.warmup_s += time.perf_counter() - t_probe

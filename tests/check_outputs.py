@@ -278,6 +278,21 @@ def check_replay(root: Path, n_expected: int) -> dict[str, float]:
     c = val[controlled]
     assert ((c["control_ratio_min_pct"] <= c["meter_drift_pct"] + 1e-9)
             & (c["meter_drift_pct"] <= c["control_ratio_max_pct"] + 1e-9)).all()
+    # ... and they are the grid shapes that carry most of that workload's replay energy, recomputed here from
+    # the cell's checked grid and the replayed requests.
+    from llm_energy.estimates.replay import control_points
+    from llm_energy.modelling.serving import framework_of
+
+    for path in sorted((root / "results/replay").rglob("*.parquet")):
+        rep = pd.read_parquet(path).iloc[0]
+        if "control_input_len" not in rep.index or not len(rep["control_input_len"]):
+            continue
+        cell = path.relative_to(root / "results/replay").parent
+        grid = pd.read_parquet(root / "results/checked" / f"{cell}.parquet")
+        sample = pd.DataFrame({"input_tokens": rep["input_tokens"], "output_tokens": rep["output_tokens"]})
+        expect = control_points(grid, len(rep["control_input_len"]), int(rep["control_batch_size"]), sample,
+                                framework_of(rep["variant"]))
+        assert list(zip(rep["control_input_len"], rep["control_output_len"])) == expect, path
     fig = pd.read_csv(root / "paper/figures/fig_replay_validation.csv")
     for col in ("error_pct", "model_error_pct"):
         assert sorted(fig[col].dropna().round(6)) == sorted(val[col].dropna().round(6)), col

@@ -410,6 +410,30 @@ def test_control_points_spread_over_the_grid_energies_at_the_grid_batch():
     assert control_points(m, 0, 8) == [] and control_points(m, 2, 4) == []  # none asked, or no grid at batch 4
 
 
+def test_control_points_of_a_workload_are_the_grid_shapes_that_carry_its_replay_energy():
+    from llm_energy.estimates.replay import control_points, replay_shapes
+
+    m = synthetic()
+    # Static batches of 8: one batch padded to (1000, 400) and one of short requests; the long batch's
+    # nearest shape (1024, 512) carries most of the energy, the short one's (64, 8) the rest.
+    long = [(1000, 400)] + [(30, 10)] * 7
+    short = [(50, 6)] * 8
+    sample = pd.DataFrame(long + short, columns=["input_tokens", "output_tokens"])
+    assert control_points(m, 2, 8, sample, "transformers") == [(1024, 512), (64, 8)]
+    # Continuous batching prices each request on its own: fifteen short requests and one long one still put
+    # (1024, 512) first (the long one outweighs the short ones at this model) and (64, 8) next.
+    assert control_points(m, 2, 8, sample, "vllm") == [(1024, 512), (64, 8)]
+    carried = replay_shapes(m[m["role"] == "grid"].groupby(["input_len", "output_len"])["energy_j"].mean(),
+                            sample, 8, "transformers")
+    grid = m[m["role"] == "grid"].groupby(["input_len", "output_len"])["energy_j"].mean()
+    assert carried.iloc[0] == pytest.approx(grid[(1024, 512)]) and carried.iloc[1] == pytest.approx(grid[(64, 8)])
+    # A sample of one shape still gets k points: the next nearest to it, not the spread over the grid.
+    one = pd.DataFrame([(64, 8)] * 8, columns=["input_tokens", "output_tokens"])
+    picks = control_points(m, 2, 8, one, "transformers")
+    assert picks[0] == (64, 8) and picks[1] in {(64, 32), (256, 8)}
+    assert control_points(m, 2, 8, one, "transformers") != control_points(m, 2, 8)
+
+
 def test_meter_drift_is_the_control_points_level_in_the_replay_job_against_the_grid_job(tmp_path):
     from llm_energy.estimates.replay import validate
 

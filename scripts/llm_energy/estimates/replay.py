@@ -45,7 +45,7 @@ from llm_energy.modelling.energy_model import (
     fit_cell,
     measured_points,
 )
-from llm_energy.modelling.serving import framework_of, serve
+from llm_energy.modelling.serving import framework_of, serve, static_batches
 from llm_energy.pipeline.cells import CELL_KEYS
 from llm_energy.pipeline.config import cell_of, job_params
 from llm_energy.pipeline.io import write_parquet
@@ -115,19 +115,58 @@ def replay_rows(workload: str, sample: pd.DataFrame, runs: list[dict], labels: d
              "output_tokens": outputs} for r in runs]
 
 
-def control_points(measurements: pd.DataFrame, k: int, batch_size: int) -> list[tuple[int, int]]:
-    """``k`` of the cell's measured grid shapes (input, output) at ``batch_size``, spread over their
-    energies (at the quantiles 1/(k+1) ... k/(k+1)), for the replay job to measure again."""
-    m = measurements
-    if k <= 0 or m.empty or "role" not in m:
-        return []
-    grid = m[is_grid(m["role"]) & (m["batch_size"] == batch_size) & (m["status"] == "ok")]
-    shapes = grid.groupby(["input_len", "output_len"])["energy_j"].mean().sort_values()
+def control_points(measurements: pd.DataFrame, k: int, batch_size: int, sample: pd.DataFrame | None = None,
+                   framework: str = "vllm") -> list[tuple[int, int]]:
+    """``k`` of the cell's measured grid shapes (input, output) at ``batch_size``, for the replay job to
+    measure again.
+
+    With the workload's ``sample``: the shapes that carry most of its replay's energy (:func:`replay_shapes`),
+    so that the drift they measure is the drift of the work the replay does (a long-context decode and a
+    short prefill do not drift alike on a shared CPU: on two default runs a decode-heavy replay ran 28 %
+    slower in one job while short control points moved 3 %). Without one: shapes spread over the grid's
+    energies (at the quantiles 1/(k+1) ... k/(k+1))."""
+    shapes = _grid_shapes(measurements, k, batch_size)
     if shapes.empty:
         return []
+    if sample is not None and len(sample):
+        carried = replay_shapes(shapes, sample, batch_size, framework)
+        return [(int(i), int(o)) for i, o in carried.index[:k]]
     n = len(shapes)
+    shapes = shapes.sort_values()
     picks = sorted({min(n - 1, max(0, round((j + 1) * n / (k + 1)) - 1)) for j in range(k)})
     return [(int(i), int(o)) for i, o in shapes.index[picks]]
+
+
+def _grid_shapes(measurements: pd.DataFrame, k: int, batch_size: int) -> pd.Series:
+    """Mean energy per batch of each ok grid shape (input, output) at ``batch_size``; empty when none (or k <= 0)."""
+    m = measurements
+    if k <= 0 or m.empty or "role" not in m:
+        return pd.Series(dtype=float)
+    grid = m[is_grid(m["role"]) & (m["batch_size"] == batch_size) & (m["status"] == "ok")]
+    return grid.groupby(["input_len", "output_len"])["energy_j"].mean()
+
+
+def replay_shapes(shapes: pd.Series, sample: pd.DataFrame, batch_size: int, framework: str) -> pd.Series:
+    """The energy of the replay that each grid shape stands for, largest first (then those that stand
+    for none, nearest to a batch first): each batch the stack
+    serves (transformers: the longest prompt and output of each static batch of ``batch_size``; vLLM:
+    each request, a ``batch_size``-th of a batch) goes to the nearest shape in log2 (input, output) and
+    adds that shape's measured energy per batch. The grid's own energies weigh them, so no model is needed."""
+    inputs = np.maximum(sample["input_tokens"].to_numpy(dtype=np.int64), 1)
+    outputs = np.maximum(sample["output_tokens"].to_numpy(dtype=np.int64), 1)
+    if framework == "transformers":
+        inputs, outputs, sizes, _ = static_batches(inputs, outputs, batch_size)
+        weight = sizes / batch_size
+    else:
+        weight = np.full(len(inputs), 1.0 / batch_size)
+    grid_in = np.log2(shapes.index.get_level_values(0).to_numpy(dtype=float))
+    grid_out = np.log2(shapes.index.get_level_values(1).to_numpy(dtype=float))
+    dist = np.hypot(np.log2(inputs)[:, None] - grid_in[None, :], np.log2(outputs)[:, None] - grid_out[None, :])
+    nearest = np.argmin(dist, axis=1)
+    carried = np.bincount(nearest, weights=weight * shapes.to_numpy()[nearest], minlength=len(shapes))
+    # Shapes that carry nothing follow, nearest to some batch first (a sample of one shape still gets k).
+    order = np.lexsort((dist.min(axis=0), -carried))
+    return pd.Series(carried[order], index=shapes.index[order])
 
 
 def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int) -> dict:
@@ -161,17 +200,19 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
     runs = max(int(runs or r.get("runs", DEFAULT_RUNS)), 2)  # at least two: their spread is replay_cv
     grid = pd.read_parquet(measurements)
     batch_size = grid_batch_size(grid)
-    shapes = control_points(grid, int(r.get("control_points", 0)), batch_size)
+    framework = framework_of(variant)
     job = cell_job(cfg, cell, CellParams((), p["measurement"], p["decoding"], p["online"]), model_dir=model_dir,
                    longest=top_in + top_out, batch_size=batch_size, draft_dir=draft_dir)
     labels = dict(zip(CELL_KEYS, (hardware, model, variant, decoding)))
     rows = []
     with job:
         backend, protocol, meter = job.backend, job.protocol, job.meter
-        controls = measure_controls(backend, protocol, meter, shapes, batch_size)
         reference = reference_for(meter)
         for workload, path in profiles.items():
             sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], top_in, top_out)
+            # The grid shapes that carry most of this sample's energy, measured right before its replay.
+            shapes = control_points(grid, int(r.get("control_points", 0)), batch_size, sample, framework)
+            controls = measure_controls(backend, protocol, meter, shapes, batch_size)
             metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs, reference=reference)
             rows += [{**row, **controls} for row in replay_rows(workload, sample, metered, labels, r["seed"])]
             energies = [m["replay_energy_j"] for m in metered]

@@ -18,7 +18,7 @@ import logging
 log = logging.getLogger(__name__)
 
 CPU_SOURCES = ("cpu-estimate", "rapl")
-ITERATIONS = 300  # about 0.2 CPU seconds here: 20 ticks of the 10 ms CPU-time clock
+ITERATIONS = 300  # about 0.2 CPU seconds here, read to the microsecond (meters/cpu_estimate.py)
 MATRIX = 384  # bf16 matmul of this size, and a pass over a 8 MiB buffer, per iteration
 BUFFER = 1 << 21
 

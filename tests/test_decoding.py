@@ -212,8 +212,14 @@ def test_online_rate_sweep_on_a_real_server_records_latency_and_energy(vllm_serv
         vllm_server.decoding = "beam"
     assert list(rows["rate_per_s"]) == [1.0, 4.0, 16.0]
     assert set(rows["status"]) <= {"ok", "saturated"} and (rows["energy_j"] > 0).all()
-    for col in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "e2e_p50_s", "e2e_p99_s"):
+    for col in ("ttft_p50_s", "ttft_p99_s", "e2e_p50_s", "e2e_p99_s"):
         assert (rows[col] > 0).all(), col
+    # TPOT is (last chunk - first chunk) / (tokens - 1), as the field's serving benchmarks define it. The
+    # server streams a tiny model's tokens faster than its API process sends them, so it merges them into
+    # fewer chunks; a request whose tokens all came in one chunk has TPOT 0 (a CI run read p50 = 0 at 16/s).
+    assert (rows["tpot_p50_s"] >= 0).all() and (requests["tpot_s"].dropna() >= 0).all()
+    streamed = requests.dropna(subset=["ttft_s", "e2e_s"])
+    assert len(streamed) == len(requests) and (streamed["e2e_s"] >= streamed["ttft_s"]).all()
     assert (rows["e2e_p99_s"] >= rows["ttft_p99_s"]).all()
     assert (requests.groupby("rate_per_s")["output_tokens"].apply(list) == [list(sample["output_tokens"])] * 3).all()
     shares = requests.groupby("rate_per_s")["energy_share_j"].sum()

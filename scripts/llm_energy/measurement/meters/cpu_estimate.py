@@ -34,15 +34,15 @@ class CpuEstimateMeter(Windowed):
 
         self.watts_per_core = float(watts_per_core)
         self._root = psutil.Process(os.getpid())
+        self._root_key = (self._root.pid, self._root.create_time())  # read once, not at every window edge
         self._seen: dict[tuple[int, float], float] = {}  # (pid, create time) -> last CPU seconds read
 
     def _cpu_seconds(self) -> float:
         import psutil
 
-        root = (self._root.pid, self._root.create_time())
         # process_time() is this process's clock: after a fork the root is read like any other
         now = time.process_time() if os.getpid() == self._root.pid else sum(self._root.cpu_times()[:2])
-        self._seen[root] = max(self._seen.get(root, 0.0), now)
+        self._seen[self._root_key] = max(self._seen.get(self._root_key, 0.0), now)
         try:
             children = self._root.children(recursive=True)
         except psutil.Error:

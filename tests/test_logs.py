@@ -7,6 +7,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -129,6 +130,30 @@ def test_server_output_goes_to_the_log_with_its_levels(caplog):
     assert levels == {"(APIServer": logging.INFO, "(EngineCore": logging.ERROR, "Traceback": logging.ERROR,
                       "OSError:": logging.ERROR}
     assert pump.tail(2).splitlines() == ["Traceback (most recent call last):", "OSError: no such model"]
+
+
+def test_server_errors_after_the_shutdown_we_asked_for_go_to_the_log_at_info_and_are_counted(caplog):
+    from llm_energy.measurement.backends.vllm_online import OutputPump
+
+    script = ("import sys, time\n"
+              "print('(APIServer pid=1) ERROR 11-26 12:00:00 [core.py:1] a real error while serving', flush=True)\n"
+              "time.sleep(0.5)\n"
+              "print('(APIServer pid=1) ERROR 12-06 13:50:23 [async_llm.py:906] AsyncLLM output_handler failed.')\n"
+              "print('(APIServer pid=1) WARNING 12-06 13:50:23 [x.py:1] teardown warning')\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    logger = logging.getLogger("llm_energy.measurement.backends.vllm_online.server")
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        pump = OutputPump(proc.stdout, logger)
+        deadline = time.monotonic() + 20
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pump.stopping.set()  # what VllmOnlineBackend.close() does before it stops the server
+        proc.wait(timeout=30)
+        pump.join(timeout=10)
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.ERROR, logging.INFO, logging.INFO]  # the error while serving stays an error
+    assert "output_handler failed" in caplog.records[1].getMessage()  # kept in the log, not dropped
+    assert pump.errors_while_stopping == 1
 
 
 # --- a real vLLM cell through the rule's code path ----------------------------------------------------

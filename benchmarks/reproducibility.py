@@ -93,7 +93,7 @@ def reference_ratio(run: Path, copy: Path, cell: Path) -> float:
         m = pd.read_parquet(r / "results" / "checked" / f"{cell}.parquet")
         if "reference_energy_j" not in m:
             return np.nan
-        return float(m.drop_duplicates(POINT)["reference_energy_j"].median())
+        return float(m.drop_duplicates([*POINT, "reference_energy_j"])["reference_energy_j"].median())
 
     return level(copy) / level(run)
 

@@ -350,7 +350,7 @@ def test_validation_compares_both_estimates_with_the_mean_of_two_metered_runs(tm
 
 
 def test_each_validation_row_has_an_interval_of_the_replay_the_meter_and_the_model():
-    from llm_energy.estimates.replay import intervals
+    from llm_energy.estimates.drift import intervals
 
     row = {"replay_cv": 0.04, "n_replay_runs": 4, "meter_drift_pct": 6.0, "control_ratio_min_pct": -2.0,
            "control_ratio_max_pct": 14.0, "loo_median_error_pct": 4.0}
@@ -366,7 +366,7 @@ def test_each_validation_row_has_an_interval_of_the_replay_the_meter_and_the_mod
 
 
 def test_the_drift_corrected_errors_bring_the_replay_to_the_grid_jobs_meter_level():
-    from llm_energy.estimates.replay import drift_corrected, intervals
+    from llm_energy.estimates.drift import drift_corrected, intervals
 
     row = {"replay_energy_j": 112.0, "estimate_energy_j": 150.0, "model_estimate_energy_j": 100.0,
            "replay_cv": 0.04, "n_replay_runs": 4, "meter_drift_pct": 12.0, "control_ratio_min_pct": 8.0,

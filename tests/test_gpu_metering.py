@@ -17,8 +17,9 @@ from fake_nvml import FakeDevice, FakeNvml
 
 from llm_energy import UserError
 from llm_energy.measurement.backends.base import Backend, BatchResult
-from llm_energy.measurement.loop import partial_path, run_cell
+from llm_energy.measurement.loop import run_cell
 from llm_energy.measurement.meters import DeviceLost, NvmlMeter, counter_period_s, make_meter
+from llm_energy.measurement.partial import partial_path
 from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.measurement.validation import GATE_DEFAULTS, check_measurements, gate_options
 

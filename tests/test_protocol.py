@@ -2,12 +2,15 @@
 
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from llm_energy import UserError
 from llm_energy.measurement.backends.base import Backend, BatchResult
 from llm_energy.measurement.locks import device_locks
 from llm_energy.measurement.loop import run_cell
+from llm_energy.measurement.meters.base import Windowed
 from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.pipeline.cells import Variant
 
@@ -233,3 +236,111 @@ def test_the_protocol_has_the_schemas_names_and_only_the_schemas_defaults():
             return {}
 
     assert Bare("m", variant="transformers-eager").options == section_defaults("decoding")
+
+
+class DriftingMeter(Windowed):
+    """A counter whose level rises by ``drift`` per batch run (a shared CPU slowing down over the job):
+    each batch adds its work (request-tokens) times 1 + ``drift`` x the batches run before it."""
+
+    source = "cpu-estimate"
+
+    def __init__(self, drift=0.02):
+        self.total, self.batches, self.drift = 0.0, 0, drift
+
+    def read(self):
+        return self.total
+
+    def add(self, work):
+        self.total += work * (1 + self.drift * self.batches)
+        self.batches += 1
+
+
+class MeteredFake(FakeBackend):
+    def __init__(self, meter, variant="transformers-eager"):
+        super().__init__()
+        self.meter, self.variant = meter, Variant.parse(variant)
+
+    def run(self, prompts, output_len):
+        self.meter.add(len(prompts) * (len(prompts[0]) + output_len))
+        return BatchResult([output_len] * len(prompts))
+
+
+def _drifting_sweep(points, variant="transformers-eager", **kw):
+    from llm_energy.measurement.loop import CellRun, _sweep
+
+    meter = DriftingMeter()
+    backend = MeteredFake(meter, variant)
+    run = CellRun(backend, _protocol(**{"warmup_batches": 0, **kw}), meter)
+    rows = []
+    _sweep(run, points, 0.0, rows, 0.0)
+    df = pd.DataFrame(rows)
+    work = df["batch_size"] * (df["input_len"] + df["output_len"])
+    return df, df.assign(level=df["energy_j"] / work).groupby(["input_len", "output_len"], sort=False)["level"].mean()
+
+
+def test_visits_put_every_points_repeats_at_the_same_mean_time():
+    from llm_energy.measurement.protocol import visits
+
+    order = visits(4, 3, interleaved=True)
+    assert [k for k, _ in order] == [0, 1, 2, 3, 3, 2, 1, 0, 0, 1, 2, 3]
+    assert all(len(reps) == 1 for _, reps in order)
+    assert [reps.start for k, reps in order if k == 2] == [0, 1, 2]  # each repeat once, in order
+    even = visits(5, 2, interleaved=True)
+    times = {k: np.mean([t for t, (j, _) in enumerate(even) if j == k]) for k in range(5)}
+    assert len(set(times.values())) == 1  # with an even number of rounds, the same mean time exactly
+    assert visits(3, 2, interleaved=False) == [(0, range(2)), (1, range(2)), (2, range(2))]
+
+
+def test_serpentine_repeats_make_a_drift_of_the_meter_fall_alike_on_every_point():
+    points = [Point(8, 4, 2), Point(64, 4, 2), Point(8, 32, 2), Point(64, 32, 2)]
+    df, level = _drifting_sweep(points, repeat_order="serpentine")
+    # The same level of the meter on every point (the drift is linear and each point's windows are
+    # at the same mean time); consecutive repeats tilt the grid: the later points read higher.
+    assert level.max() / level.min() == pytest.approx(1.0, abs=1e-9)
+    _, tilted = _drifting_sweep(points, repeat_order="consecutive")
+    assert tilted.is_monotonic_increasing and tilted.iloc[-1] / tilted.iloc[0] > 1.1
+    # Rows come back by point and repeat; sweep_index says when each window was measured.
+    assert list(zip(df["output_len"], df["input_len"], df["repeat"])) == \
+        [(o, i, r) for i, o in [(8, 4), (64, 4), (8, 32), (64, 32)] for r in (0, 1)]
+    first = df[df["input_len"].eq(8) & df["output_len"].eq(4)]
+    assert first["sweep_index"].tolist() == [0, 7]
+    assert df["warmed_up"].all()  # each point warmed up, at its first visit
+
+
+def test_a_compiled_variant_keeps_consecutive_repeats_and_warms_up_once_per_point():
+    points = [Point(8, 4, 2), Point(64, 4, 2)]
+    df, level = _drifting_sweep(points, variant="transformers-compile", repeat_order="serpentine",
+                                warmup_batches=1)
+    assert df["sweep_index"].tolist() == [0, 1, 2, 3]  # repeats 0 and 1 of a point, then the next
+    assert level.iloc[1] > level.iloc[0]
+
+
+def test_an_oom_point_is_not_visited_again_in_later_rounds():
+    backend = FakeBackend(fits=4)
+    df, _ = run_cell(backend, [Point(8, 2, 8), Point(8, 2, 2)], _protocol(repeat_order="serpentine"))
+    assert df.loc[df["batch_size"] == 8, "status"].tolist() == ["oom"]
+    assert df.loc[df["batch_size"] == 2, "repeat"].tolist() == [0, 1]
+    assert sum(1 for c in backend.calls if c[0] == 8) == 1  # the failed warm-up batch, once
+
+
+def test_replay_controls_bracket_the_replay_runs_with_serpentine_repeats():
+    from llm_energy.estimates.replay import Controls
+
+    meter = DriftingMeter()
+    backend = MeteredFake(meter)
+    controls = Controls(backend, _protocol(warmup_batches=0, repeat_order="serpentine"), meter, [(8, 6)], 2)
+    controls.before()
+    runs_at = meter.batches
+    for _ in range(10):  # the replay's batches
+        backend.run([[1] * 8] * 2, 6)
+    controls.after()
+    cols = controls.columns()
+    start, end = cols["control_start_energy_j"][0], cols["control_end_energy_j"][0]
+    work = 2 * (8 + 6)
+    assert start == pytest.approx(work * (1 + 0.02 * (runs_at - 1)))  # its one repeat, before the runs
+    assert end > start  # the meter's level rose over the runs; the mean brackets them
+    assert cols["control_energy_j"][0] == pytest.approx((start + end) / 2)
+    consecutive = Controls(backend, _protocol(warmup_batches=0), meter, [(8, 6)], 2)
+    consecutive.before()
+    consecutive.after()
+    assert "control_end_energy_j" not in consecutive.columns()  # all repeats before the replay

@@ -11,7 +11,8 @@ import pytest
 import torch
 from test_protocol import FakeBackend, _protocol
 
-from llm_energy.estimates.replay import reference_corrected, reference_level, replay
+from llm_energy.estimates.drift import reference_corrected, reference_level
+from llm_energy.estimates.replay import replay
 from llm_energy.measurement.loop import run_cell
 from llm_energy.measurement.meters.base import Window
 from llm_energy.measurement.meters.cpu_estimate import CpuEstimateMeter
@@ -133,3 +134,25 @@ def test_the_benchmark_compares_the_reference_corrected_errors_and_the_grid_jobs
         (tmp_path / name / "results" / "checked" / cell.parent).mkdir(parents=True)
         _grid(level).to_parquet(tmp_path / name / "results" / "checked" / f"{cell}.parquet")
     assert bench.reference_ratio(tmp_path / "a", tmp_path / "b", cell) == pytest.approx(1.3)
+
+
+def test_serpentine_rounds_read_the_reference_at_every_visit_and_the_level_counts_each_reading():
+    from llm_energy.measurement.loop import CellRun, _sweep
+
+    class Counting:
+        """Readings 1, 2, 3, ... in the order they are taken."""
+
+        n = 0
+
+        def measure(self):
+            self.n += 1
+            return float(self.n)
+
+    run = CellRun(FakeBackend(), _protocol(warmup_batches=0, repeat_order="serpentine"), CpuEstimateMeter(4.0),
+                  reference=Counting())
+    rows = []
+    _sweep(run, [Point(8, 2, 1), Point(8, 4, 1), Point(8, 6, 1)], 0.0, rows, 0.0)
+    # Rows by point and repeat; visits 0 1 2 2 1 0: each repeat carries the reading taken before it.
+    assert [r["reference_energy_j"] for r in rows] == [1.0, 6.0, 2.0, 5.0, 3.0, 4.0]
+    level = reference_level(pd.DataFrame({"reference_energy_j": [7.0]}), pd.DataFrame(rows))
+    assert level["n_reference_grid"] == 6 and level["reference_grid_j"] == 3.5

@@ -6,9 +6,10 @@
    window. It writes only what it metered: ``results/replay/<cell>/<workload>.parquet``, one row per
    run with the sample's requests in serving order (``input_tokens``, ``output_tokens`` lists) and
    the run's energy.
-   Before the replay it measures ``control_points`` of the cell's grid points again, with the grid's
-   protocol (``control_*`` columns): the meter's level in this job against the grid job's, so each
-   workload's comparison carries the drift of its own job.
+   Around the replay it measures ``control_points`` of the cell's grid points again, with the grid's
+   protocol (``control_*`` columns; with ``repeat_order: serpentine`` half their repeats before the
+   runs and half after): the meter's level in this job against the grid job's, so each workload's
+   comparison carries the drift of its own job.
 2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
    of the very same requests, from the cell's checked measurements, against the mean of the runs; and
    ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job
@@ -33,6 +34,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llm_energy.estimates.drift import (
+    cv,
+    drift_corrected,
+    intervals,
+    meter_drift,
+    pct_error,
+    reference_corrected,
+    reference_level,
+)
 from llm_energy.estimates.estimate import CellNotEstimable, binned_estimate, grid_batch_size
 from llm_energy.measurement.cell import CellParams, cell_job
 from llm_energy.measurement.loop import FIRST_TEXT_TOKEN, VOCAB_SIZE, CellRun
@@ -169,19 +179,63 @@ def replay_shapes(shapes: pd.Series, sample: pd.DataFrame, batch_size: int, fram
     return pd.Series(carried[order], index=shapes.index[order])
 
 
-def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int) -> dict:
-    """The control points measured in this job with the grid's protocol (warm-up, repeats, windows):
-    list columns of the replay file (the mean energy per batch of each point's ok repeats). Only the
-    full windows: a control point's prefill window would be measured and never read."""
+class Controls:
+    """The control points of one replay job, measured with the grid's protocol (warm-up, repeats,
+    windows; only the full windows: a control point's prefill window would be measured and never read).
 
-    run = CellRun(backend, protocol, meter, prefill_windows=False)
-    energies = []
-    for i, o in shapes:
-        rows = [r for r in run.measure_point(Point(i, o, batch_size, GRID), math.nan) if r["status"] == "ok"]
-        energies.append(float(np.mean([r["energy_j"] for r in rows])) if rows else math.nan)
-        log.info("control point in=%d out=%d batch=%d: %.3g J per batch", i, o, batch_size, energies[-1])
-    return {"control_input_len": [i for i, _ in shapes], "control_output_len": [o for _, o in shapes],
-            "control_batch_size": batch_size, "control_energy_j": energies}
+    :meth:`before` measures them ahead of the replay runs, :meth:`after` behind them: with
+    ``repeat_order: serpentine`` each point's repeats are split around the runs (ABBA: the first half
+    before, the rest after, so a linear drift of the meter's level over the job cancels between the
+    points and the runs); otherwise all of them before (:meth:`after` measures nothing)."""
+
+    def __init__(self, backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int):
+        self.run = CellRun(backend, protocol, meter, prefill_windows=False)
+        self.shapes, self.batch_size = shapes, batch_size
+        n = protocol.repeats
+        split = (n + 1) // 2 if protocol.interleaved(backend.variant.compiled) and n > 1 else n
+        self.repeats = (range(0, split), range(split, n))
+        self.energies: list[list[list[float]]] = []  # per visit (before, after): per point, its ok repeats
+
+    def _measure(self, repeats: range, when: str) -> None:
+        if not len(repeats):
+            return
+        visit = []
+        for i, o in self.shapes:
+            rows = self.run.measure_point(Point(i, o, self.batch_size, GRID), math.nan, repeats)
+            visit.append([r["energy_j"] for r in rows if r["status"] == "ok"])
+            log.info("control point in=%d out=%d batch=%d %s the replay: %s J per batch", i, o, self.batch_size,
+                     when, ", ".join(f"{e:.3g}" for e in visit[-1]) or "no ok repeat")
+        self.energies.append(visit)
+
+    def before(self) -> None:
+        self._measure(self.repeats[0], "before")
+
+    def after(self) -> None:
+        self._measure(self.repeats[1], "after")
+
+    def columns(self) -> dict:
+        """List columns of the replay file: ``control_energy_j``, each point's mean over its ok repeats
+        (before and after the runs); with a bracket, ``control_start_energy_j`` and
+        ``control_end_energy_j``, the means of each side."""
+        def mean(values: list[float]) -> float:
+            return float(np.mean(values)) if values else math.nan
+
+        per_point = [sum((v[j] for v in self.energies), []) for j in range(len(self.shapes))]
+        cols = {"control_input_len": [i for i, _ in self.shapes], "control_output_len": [o for _, o in self.shapes],
+                "control_batch_size": self.batch_size, "control_energy_j": [mean(v) for v in per_point]}
+        if len(self.energies) == 2:
+            cols["control_start_energy_j"] = [mean(v) for v in self.energies[0]]
+            cols["control_end_energy_j"] = [mean(v) for v in self.energies[1]]
+        return cols
+
+
+def measure_controls(backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int) -> dict:
+    """All of the control points' repeats at once, without a replay between them (the columns of
+    :meth:`Controls.columns`)."""
+    controls = Controls(backend, protocol, meter, shapes, batch_size)
+    controls.before()
+    controls.after()
+    return controls.columns()
 
 
 def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding: str, model_dir: str | Path,
@@ -212,24 +266,19 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
             sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], top_in, top_out)
             # The grid shapes that carry most of this sample's energy, measured right before its replay.
             shapes = control_points(grid, int(r.get("control_points", 0)), batch_size, sample, framework)
-            controls = measure_controls(backend, protocol, meter, shapes, batch_size)
+            controls = Controls(backend, protocol, meter, shapes, batch_size)
+            controls.before()
             metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs, reference=reference)
-            rows += [{**row, **controls} for row in replay_rows(workload, sample, metered, labels, r["seed"])]
+            controls.after()
+            rows += [{**row, **controls.columns()}
+                     for row in replay_rows(workload, sample, metered, labels, r["seed"])]
             energies = [m["replay_energy_j"] for m in metered]
             log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
-                     _cv(energies))
-        # No second measurement of the points after the replays: a job replays one workload (seconds
-        # to a minute), so the points measured just before it are its meter's level.
+                     cv(energies))
     df = pd.DataFrame(rows)
     if out is not None:
         write_parquet(df, out)
     return df
-
-
-def _cv(values) -> float:
-    """Coefficient of variation (sample std / mean); 0 for one value."""
-    v = np.asarray(values, dtype=float)
-    return float(v.std(ddof=1) / v.mean()) if len(v) > 1 and v.mean() else 0.0
 
 
 def compare(sample: pd.DataFrame, measurements: pd.DataFrame, input_edges, output_edges) -> dict:
@@ -250,11 +299,6 @@ def model_compare(sample: pd.DataFrame, model, framework: str, decoding: str, ba
             "model_n_excluded": s.n_excluded}
 
 
-def pct_error(estimate: float, measured: float) -> float:
-    """100 x (estimate / measured - 1): positive when the estimate is higher."""
-    return 100.0 * (estimate / measured - 1.0) if measured and not math.isnan(measured) else math.nan
-
-
 def fitted_model(measurements: pd.DataFrame, name: str):
     """The cell's energy model, or (None, the one-line reason) when it has too few points."""
     try:
@@ -269,7 +313,7 @@ def _runs_summary(runs: pd.DataFrame) -> dict:
     first = runs.iloc[0]
     e = runs["replay_energy_j"].to_numpy(dtype=float)
     return {"n_requests": int(first["n_requests"]), "n_replay_runs": len(runs), "replay_energy_j": float(e.mean()),
-            "replay_energy_std_j": float(e.std(ddof=1)) if len(e) > 1 else 0.0, "replay_cv": _cv(e),
+            "replay_energy_std_j": float(e.std(ddof=1)) if len(e) > 1 else 0.0, "replay_cv": cv(e),
             "replay_duration_s": float(runs["replay_duration_s"].mean()),
             "replay_tokens_requested": int(first["replay_tokens_requested"]),
             "replay_tokens_generated": int(runs["replay_tokens_generated"].min()),
@@ -317,128 +361,6 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
                  drift["control_ratio_max_pct"])
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def intervals(row: dict) -> dict:
-    """How far an estimate may sit from its replay for the noise alone, in % of the replay (each part a
-    one-sigma-like width, combined in quadrature): ``replay_se_pct`` (the standard error of the mean of
-    the replay's runs), ``meter_interval_pct`` (the meter's disagreement between the grid job and the
-    replay job: the control points' mean drift and half their range; 0 without control points, and
-    ``interval_note`` says so), and for the model its own leave-one-out median error. ``interval_pct``
-    is the binned estimate's interval, ``model_interval_pct`` the model's."""
-    se = 100.0 * row["replay_cv"] / math.sqrt(max(row["n_replay_runs"], 1))
-    drift, spread = row.get("meter_drift_pct", math.nan), _control_half_range(row)
-    measured = not (math.isnan(drift) or math.isnan(spread))
-    meter = math.hypot(drift, spread) if measured else 0.0
-    loo = row.get("loo_median_error_pct", math.nan)
-    binned = math.hypot(se, meter)
-    return {"replay_se_pct": se, "meter_interval_pct": meter, "interval_pct": binned,
-            "model_interval_pct": math.hypot(binned, loo) if not math.isnan(loo) else math.nan,
-            "interval_note": "" if measured else "no control points: the meter's drift between jobs is not included"}
-
-
-def _control_half_range(row: dict) -> float:
-    """Half the range of the control points' ratios (% of the grid job's); NaN without them."""
-    return (row.get("control_ratio_max_pct", math.nan) - row.get("control_ratio_min_pct", math.nan)) / 2
-
-
-def drift_corrected(row: dict) -> dict:
-    """The errors with the replay brought back to the grid job's meter level, beside the raw ones: the
-    metered replay divided by (1 + ``meter_drift_pct``/100), the control points' cost in the replay job
-    against the grid job's (``replay_energy_corrected_j``, ``error_corrected_pct``,
-    ``model_error_corrected_pct``). The correction removes the drift's level, not its uncertainty: the
-    corrected intervals (``interval_corrected_pct``, ``model_interval_corrected_pct``) keep the replay's
-    standard error, half the control points' range and (the model's) its leave-one-out median. NaN
-    without control points. The raw columns stay what was metered; docs/method.md says when to read which."""
-    drift = row.get("meter_drift_pct", math.nan)
-    none = dict.fromkeys(("replay_energy_corrected_j", "error_corrected_pct", "model_error_corrected_pct",
-                          "interval_corrected_pct", "model_interval_corrected_pct"), math.nan)
-    if math.isnan(drift):
-        return none
-    replay = row["replay_energy_j"] / (1.0 + drift / 100.0)
-    binned = math.hypot(row["replay_se_pct"], _control_half_range(row))
-    loo = row.get("loo_median_error_pct", math.nan)
-    return {"replay_energy_corrected_j": replay, "error_corrected_pct": pct_error(row["estimate_energy_j"], replay),
-            "model_error_corrected_pct": pct_error(row["model_estimate_energy_j"], replay),
-            "interval_corrected_pct": binned,
-            "model_interval_corrected_pct": math.hypot(binned, loo) if not math.isnan(loo) else math.nan}
-
-
-def _median_reference(values) -> float:
-    v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
-    v = v[v > 0]
-    return float(v.median()) if len(v) else math.nan
-
-
-def reference_level(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
-    """The reference kernel's energy in the grid job (median over its points: one reading per point,
-    before its windows) and in the replay job (median over the runs: each the mean of the readings just
-    before and after it), and ``reference_drift_pct``, how much more it cost in the replay job; with
-    ``reference_grid_cv``, the readings' spread in the grid job. NaN where either file has no readings
-    (a GPU meter, or files written before the reference)."""
-    m = measurements
-    grid = []
-    if "reference_energy_j" in m:
-        grid = m.drop_duplicates(["input_len", "output_len", "batch_size", "role"])["reference_energy_j"].tolist()
-    level_grid = _median_reference(grid)
-    level_replay = _median_reference(replays.get("reference_energy_j", []))
-    g = pd.to_numeric(pd.Series(grid, dtype=object), errors="coerce").dropna()
-    return {"reference_grid_j": level_grid, "reference_replay_j": level_replay,
-            "reference_drift_pct": 100.0 * (level_replay / level_grid - 1.0),
-            "reference_grid_cv": _cv(g) if len(g) > 1 else math.nan, "n_reference_grid": int(len(g))}
-
-
-def reference_corrected(row: dict, level: dict) -> dict:
-    """The errors against the replay brought to the grid job's level by the reference kernel (the replay
-    divided by 1 + ``reference_drift_pct``/100): ``replay_energy_ref_j``, ``error_ref_pct``,
-    ``model_error_ref_pct``, beside the raw ones and the control points' correction; NaN without
-    readings in both jobs. A diagnostic: ``benchmarks/reproducibility.py`` prints whether it brings two
-    runs closer, and the goals stay judged on the raw errors unless it does."""
-    drift = level["reference_drift_pct"]
-    out = {**level, "replay_energy_ref_j": math.nan, "error_ref_pct": math.nan, "model_error_ref_pct": math.nan}
-    if math.isnan(drift):
-        return out
-    replay = row["replay_energy_j"] / (1.0 + drift / 100.0)
-    return {**out, "replay_energy_ref_j": replay, "error_ref_pct": pct_error(row["estimate_energy_j"], replay),
-            "model_error_ref_pct": pct_error(row["model_estimate_energy_j"], replay)}
-
-
-def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
-    """How much more the control points cost in the replay job than in the grid job, in percent (the
-    geometric mean of their ratios; NaN without control points): ``meter_drift_pct``, the lowest and
-    highest ratio (``control_ratio_min_pct``, ``control_ratio_max_pct``, in % above the grid job's),
-    ``n_control_points``; and ``meter_drift_end_pct``, the same points measured again after the replays,
-    only in replay files written before the replay became one job per workload (#33; NaN otherwise).
-    The grid side is the mean of the point's valid repeats."""
-    none = {"meter_drift_pct": math.nan, "control_ratio_min_pct": math.nan, "control_ratio_max_pct": math.nan,
-            "n_control_points": 0, "meter_drift_end_pct": math.nan}
-    if replays.empty or "control_energy_j" not in replays:
-        return none
-    first = replays.iloc[0]
-    m = measurements[measurements["status"] == "ok"]
-    if "valid" in m:
-        m = m[m["valid"].fillna(False).astype(bool)]
-    m = m[is_grid(m["role"])] if "role" in m else m
-    grid = m.groupby(["input_len", "output_len", "batch_size"])["energy_j"].mean()
-    b = int(first["control_batch_size"])
-
-    def ratios_of(column: str) -> list[float]:
-        if column not in first.index:
-            return []
-        return [e / grid[(int(i), int(o), b)] for i, o, e in zip(first["control_input_len"],
-                                                                  first["control_output_len"], first[column])
-                if (int(i), int(o), b) in grid.index and np.isfinite(e) and e > 0 and grid[(int(i), int(o), b)] > 0]
-
-    def geomean_pct(ratios: list[float]) -> float:
-        return float(100 * (np.exp(np.mean(np.log(ratios))) - 1)) if ratios else math.nan
-
-    ratios = ratios_of("control_energy_j")
-    if not ratios:
-        return none
-    return {"meter_drift_pct": geomean_pct(ratios),
-            "control_ratio_min_pct": float(100 * (min(ratios) - 1)),
-            "control_ratio_max_pct": float(100 * (max(ratios) - 1)),
-            "n_control_points": len(ratios), "meter_drift_end_pct": geomean_pct(ratios_of("control_end_energy_j"))}
 
 
 def term_shares(sample: pd.DataFrame, model, framework: str, decoding: str, batch_size: int,

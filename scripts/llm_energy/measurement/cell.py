@@ -12,7 +12,8 @@ import pandas as pd
 from llm_energy import UserError
 from llm_energy.measurement.backends import make_backend
 from llm_energy.measurement.job import MeteredJob
-from llm_energy.measurement.loop import partial_path, run_job
+from llm_energy.measurement.loop import run_job
+from llm_energy.measurement.partial import partial_path
 from llm_energy.measurement.prompts import BookPrompts, TaskPrompts
 from llm_energy.measurement.protocol import Point, Protocol
 from llm_energy.models.build import check_model_dir, model_facts, weights_kind

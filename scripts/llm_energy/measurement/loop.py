@@ -19,6 +19,13 @@ batch size, padded or not); both are off in the paper's protocol (the schema's d
   run the same kernels on the same shapes the earlier windows just ran. Compiled variants warm up
   at every point (transformers' static KV cache is sized by the output length, so a new output
   length compiles anew). A row's ``warmed_up`` says whether its point ran warm-up batches.
+
+``repeat_order: serpentine`` (the paper's: consecutive) measures the repeats in rounds, one repeat of
+every point per round, in order and then in reverse (:func:`~llm_energy.measurement.protocol.visits`):
+on a meter whose level drifts over minutes (a shared CPU's speed), each point's mean then sits at the
+same mean time of the job, so the drift moves every point alike instead of bending the grid where
+it happened. A point warms up at its first visit only; compiled variants keep consecutive repeats.
+A row's ``sweep_index`` is its window's place in the job's order.
 """
 
 from __future__ import annotations
@@ -37,12 +44,11 @@ import pandas as pd
 from llm_energy.measurement.backends import Backend, Unsupported
 from llm_energy.measurement.eta import estimate_remaining_s, point_cost
 from llm_energy.measurement.job import MeteredJob
-from llm_energy.measurement.meters import DeviceLost
+from llm_energy.measurement.partial import keep_partial
 from llm_energy.measurement.prompts import RandomPrompts
-from llm_energy.measurement.protocol import Point, Protocol, padded_lengths
+from llm_energy.measurement.protocol import Point, Protocol, padded_lengths, visits
 from llm_energy.measurement.reference import reference_for
 from llm_energy.pipeline.cells import SPECULATIVE
-from llm_energy.pipeline.io import write_parquet
 from llm_energy.pipeline.manifest import git_commit
 from llm_energy.pipeline.roles import GRID
 
@@ -146,6 +152,7 @@ class CellRun:
         # output_len of the point that measured it)}.
         self.prefills: dict[tuple[int, int, bool], dict[int, tuple[_PerBatch, int, int]]] = {}
         self.measured_shapes: set[tuple[int, int, bool]] = set()  # shapes with a point measured (all repeats ok)
+        self.warmed: set[Point] = set()  # points that ran warm-up batches (at their first visit)
 
     def _metered(self, point: Point, prompts, output_len: int, min_batches: int, tag: dict, fresh=None):
         """Run the point's batch back to back until the window holds ``min_batches`` and lasts ``min_window_s``.
@@ -292,39 +299,44 @@ class CellRun:
         self.warmup_s += time.perf_counter() - t0
         return energy
 
-    def measure_point(self, point: Point, idle_power_w: float) -> list[dict]:
-        """Rows for every repeat of one point; one ``oom`` row when it does not fit."""
+    def measure_point(self, point: Point, idle_power_w: float, repeats: range | None = None) -> list[dict]:
+        """Rows for every repeat of one point (``repeats``: only those, one visit of a point measured in
+        rounds); one ``oom`` row when it does not fit. The point warms up at its first visit only."""
+        repeats = range(self.p.repeats) if repeats is None else repeats
         base = {"input_len": point.input_len, "output_len": point.output_len, "batch_size": point.batch_size,
                 "role": point.role}
         try:
             base["reference_energy_j"] = self.measure_reference()
-            warm = (self.p.warmup_per_shape and not self.backend.variant.compiled
-                    and point.shape in self.measured_shapes)
+            revisit = repeats.start > 0 and not self.backend.variant.compiled
+            warm = revisit or (self.p.warmup_per_shape and not self.backend.variant.compiled
+                               and point.shape in self.measured_shapes)
             if not warm:
                 shared = self._shared_prefill(point)
                 self._warm_up(point, prefill=self.prefill_windows and (shared is None or len(shared) < self.p.repeats))
+                self.warmed.add(point)
             rows = []
             min_batches = self.p.batches_per_window(point.batch_size)
-            for r in range(self.p.repeats):
+            for r in repeats:
                 if r and self.p.pause_s:
                     time.sleep(self.p.pause_s)
                     self.warmup_s += self.p.pause_s
                 cooldown_s = self._cool_down()
                 rows.append({**self._measure_repeat(point, r, min_batches, {**base, "repeat": r}, idle_power_w),
-                             "cooldown_s": cooldown_s, "warmed_up": not warm})
+                             "cooldown_s": cooldown_s, "warmed_up": point in self.warmed})
             self.measured_shapes.add(point.shape)
             return rows
         except Unsupported as exc:
             log.warning("point in=%d out=%d batch=%d is not supported here: %s", point.input_len, point.output_len,
                         point.batch_size, exc)
-            return [{**base, "repeat": 0, "status": "unsupported", "output_tokens": 0, "reason": str(exc)}]
+            return [{**base, "repeat": repeats.start, "status": "unsupported", "output_tokens": 0,
+                     "reason": str(exc)}]
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is a result; others re-raise
             if not is_oom(exc):
                 raise
             self.backend.release_memory()
             log.warning("point in=%d out=%d batch=%d does not fit: %s", point.input_len, point.output_len,
                         point.batch_size, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return [{**base, "repeat": 0, "status": "oom", "output_tokens": 0}]
+            return [{**base, "repeat": repeats.start, "status": "oom", "output_tokens": 0}]
 
 
 def plan_points(run: CellRun, points: list[Point]) -> list[Point]:
@@ -364,14 +376,15 @@ def run_job(job: MeteredJob, points: list[Point], labels: dict | None = None, pr
     power-reading meter). ``labels`` (hardware, model, variant, decoding, ...) go into every row.
     The job holds a lock on its devices from before the model loads until the sweep ends, and meters
     the GPUs the backend runs on (its tensor-parallel size). When a metered GPU stops answering
-    mid-cell, the rows measured so far are written to ``partial_out`` (see :func:`partial_path`; no
-    stage reads it as a measurement) and the cell stops with one line.
+    mid-cell, the rows measured so far are written to ``partial_out`` (see
+    :func:`~llm_energy.measurement.partial.partial_path`; no stage reads it as a measurement) and the
+    cell stops with one line.
     """
     backend, p = job.backend, job.protocol
     cell_started = time.perf_counter()
     rows: list[dict] = []
     provenance: dict = {}
-    job.on_lost = lambda lost: _keep_partial(rows, provenance, partial_out, lost)
+    job.on_lost = lambda lost: keep_partial(rows, provenance, partial_out, lost)
     with job:
         meter, load_s = job.meter, job.load_s
         log.info("loaded %s with %s in %.1f s; meter %s", backend.model_dir, backend.variant, load_s, meter.source)
@@ -396,28 +409,44 @@ def run_job(job: MeteredJob, points: list[Point], labels: dict | None = None, pr
 
 
 def _sweep(run: CellRun, points: list[Point], idle_power_w: float, rows: list[dict], load_s: float) -> float:
-    """Measure the points in order, appending their rows to ``rows`` as each point ends (so that a cell
-    stopped midway keeps them), with progress and an ETA in the log; the sweep's seconds."""
-    cost = [point_cost(pt, run.p) for pt in points]
+    """Measure the points (in the order of :func:`visits`), appending their rows to ``rows`` as each
+    visit ends (so that a cell stopped midway keeps them), with progress and an ETA in the log; the
+    sweep's seconds. Each row's ``sweep_index`` is its window's place in the job's order (0 first);
+    ``rows`` ends sorted by point and repeat whatever the order."""
+    interleaved = run.p.interleaved(run.backend.variant.compiled)
+    order = visits(len(points), run.p.repeats, interleaved)
+    share = [len(reps) / run.p.repeats for _, reps in order]
+    cost = [tuple(c * f for c in point_cost(points[k], run.p)) for (k, _), f in zip(order, share)]
     done_cost: list[tuple[float, float]] = []
     done_s: list[float] = []
-    log.info("sweeping %d points (model load %.1f s, batch probing %.1f s); ETA unknown until a point "
-             "is measured", len(points), load_s, run.warmup_s)
+    failed: set[int] = set()  # points that did not run (oom, unsupported): not visited again
+    log.info("sweeping %d points, repeats %s (model load %.1f s, batch probing %.1f s); ETA unknown until a "
+             "point is measured", len(points), "in serpentine rounds" if interleaved else "consecutive", load_s,
+             run.warmup_s)
     started = time.perf_counter()
-    for k, point in enumerate(points, 1):
+    for j, (k, reps) in enumerate(order, 1):
+        if k in failed:
+            continue
+        point = points[k]
         t_point = time.perf_counter()
-        point_rows = run.measure_point(point, idle_power_w)
+        point_rows = run.measure_point(point, idle_power_w, reps)
         point_s = time.perf_counter() - t_point
-        rows += point_rows
+        rows += [{**r, "sweep_index": len(rows) + i, "point_index": k} for i, r in enumerate(point_rows)]
         status = point_rows[0]["status"] if point_rows else "no rows"
         if point_rows and all(r["status"] == "ok" for r in point_rows):  # oom, unsupported: no timing
-            done_cost.append(cost[k - 1])
+            done_cost.append(cost[j - 1])
             done_s.append(point_s)
-        left = estimate_remaining_s(done_cost, done_s, cost[k:])
-        log.info("point %d/%d (in=%d out=%d batch=%d) %s in %.1f s; %.0f s elapsed, %s",
-                 k, len(points), point.input_len, point.output_len, point.batch_size, status, point_s,
+        else:
+            failed.add(k)
+        left = estimate_remaining_s(done_cost, done_s, cost[j:])
+        log.info("%s %d/%d (in=%d out=%d batch=%d%s) %s in %.1f s; %.0f s elapsed, %s",
+                 "visit" if interleaved else "point", j, len(order), point.input_len, point.output_len,
+                 point.batch_size, f", repeat {reps.start}" if interleaved else "", status, point_s,
                  time.perf_counter() - started,
                  "ETA unknown" if left is None else f"about {left:.0f} s left")
+    rows.sort(key=lambda r: (r["point_index"], r["repeat"]))
+    for r in rows:
+        del r["point_index"]
     return time.perf_counter() - started
 
 
@@ -437,32 +466,6 @@ def _cell_table(rows: list[dict], provenance: dict, run: CellRun, cell_started: 
     df["prompt_source"] = run.prompts.source
     df["prompts_wrapped"] = run.prompts.wrapped
     return df
-
-
-def partial_path(out: str | Path) -> Path:
-    """Where the rows of a cell stopped midway are kept: ``<stem>.partial.parquet`` beside ``out``.
-
-    No stage reads it (each reads ``<decoding>.parquet`` by its exact name); a complete measurement
-    of the cell later replaces ``out``, never this file.
-    """
-    out = Path(out)
-    return out.with_name(out.stem + ".partial.parquet")
-
-
-def _keep_partial(rows: list[dict], provenance: dict, partial_out: str | Path | None, lost: Exception) -> None:
-    """Write the rows measured before a device was lost (with the reason) and stop with one line."""
-    kept = "no point had been measured"
-    if rows and partial_out is not None:
-        df = pd.DataFrame(rows)
-        for key, value in provenance.items():
-            df[key] = value
-        df["partial_reason"] = str(lost)
-        write_parquet(df, partial_out)
-        kept = (f"the {len(rows)} rows measured before are kept in {partial_out} (a partial table: no stage "
-                "reads it)")
-    elif rows:
-        kept = f"the {len(rows)} rows measured before are lost (no output file was given)"
-    raise DeviceLost(f"{lost}; {kept}") from None
 
 
 def _per_gpu(full: _PerBatch, prefill: _PerBatch) -> dict:

@@ -58,6 +58,7 @@ class Protocol:
     prefill_per_shape: bool
     warmup_per_shape: bool
     repeats: int
+    repeat_order: str
     pause_s: float
     idle_s: float
     min_window_s: float
@@ -96,3 +97,23 @@ class Protocol:
         examples = self.examples_per_point_large_batch if batch_size >= LARGE_BATCH_FROM \
             else self.examples_per_point
         return max(1, math.ceil(examples / batch_size)) if examples else 1
+
+    def interleaved(self, compiled: bool) -> bool:
+        """Whether a variant's points are measured in serpentine rounds (``repeat_order``): never for a
+        compiled variant, which warms up (compiles) at every point."""
+        return self.repeat_order == "serpentine" and not compiled
+
+
+def visits(n_points: int, repeats: int, interleaved: bool) -> list[tuple[int, range]]:
+    """The order a cell measures its points in: (point index, repeats measured at that visit).
+    Consecutive: each point once, all its repeats. Interleaved (serpentine): round r measures repeat r
+    of every point, in order for even r and in reverse for odd r, so that point k's repeats sit at
+    times k and 2n - 1 - k, the same mean for every point: a linear drift of the meter's level over
+    the job falls on all points alike."""
+    if not interleaved or repeats == 1:
+        return [(k, range(repeats)) for k in range(n_points)]
+    order = []
+    for r in range(repeats):
+        ks = range(n_points) if r % 2 == 0 else range(n_points - 1, -1, -1)
+        order += [(k, range(r, r + 1)) for k in ks]
+    return order

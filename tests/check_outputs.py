@@ -273,8 +273,12 @@ def check_replay(root: Path, n_expected: int) -> dict[str, float]:
     # meter between the grid job and the replay job is a number, and the adjusted error follows from it.
     controlled = val["n_control_points"] > 0
     assert val.loc[controlled, "meter_drift_pct"].notna().all() and val.loc[~controlled, "meter_drift_pct"].isna().all()
-    # one replay job per (cell, workload) measures its control points before the replay only
-    assert val["meter_drift_end_pct"].isna().all()
+    # One replay job per (cell, workload): with serpentine repeats its control points are measured half
+    # before the replay and half after (the level after is a number); with consecutive ones, before only.
+    assert val.loc[~controlled, "meter_drift_end_pct"].isna().all()
+    bracketed = run_config(root)["measurement"]["repeat_order"] == "serpentine"
+    assert val.loc[controlled, "meter_drift_end_pct"].notna().all() if bracketed else \
+        val["meter_drift_end_pct"].isna().all()
     c = val[controlled]
     assert ((c["control_ratio_min_pct"] <= c["meter_drift_pct"] + 1e-9)
             & (c["meter_drift_pct"] <= c["control_ratio_max_pct"] + 1e-9)).all()

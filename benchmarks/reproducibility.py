@@ -10,7 +10,9 @@ then prints, for both runs:
 
 1. every (cell, workload) error of the energy model and of the binned estimate against the metered
    replay, the model's change between the runs, and the meter's drift between the grid and replay jobs;
-2. the ratio of each grid point's energy (mean of its valid repeats) in the second run to the first's;
+2. the ratio of each grid point's energy (mean of its valid repeats) in the second run to the first's,
+   and how it depends on the point's decode share of energy (a change of the meter's shape, not only
+   of its level);
 3. each grid cell's leave-one-point-out median error, per point role;
 4. with ``--all``, the findings' verdicts of both runs side by side: ``--all`` re-runs every metering
    job of the run (``--forcerun measure_cell replay_cell serve_cell``: every cell, every replay, the
@@ -84,6 +86,27 @@ def point_energy(run: Path, cell: Path) -> pd.Series:
     m = pd.read_parquet(run / "results" / "checked" / f"{cell}.parquet")
     m = m[(m["status"] == "ok") & m["valid"].fillna(False).astype(bool)]
     return m.groupby(POINT)["energy_j"].mean()
+
+
+def change_by_phase(run: Path, cell: Path, ratios: pd.DataFrame) -> tuple[float, float, float]:
+    """How the meter's change between the runs depends on what a point spends its energy on: log(ratio)
+    fitted linearly to the point's decode share of energy in run 1 (mean decode / mean full window).
+    Returns the fitted ratio of prefill-only work (share 0), of decode-only work (share 1), and the
+    correlation; NaNs with fewer than 3 points that have a decode share. A uniform change of level
+    gives the same ratio at both ends; one the runs' errors cancel, a change of shape they do not."""
+    m = pd.read_parquet(run / "results" / "checked" / f"{cell}.parquet")
+    m = m[(m["status"] == "ok") & m["valid"].fillna(False).astype(bool)]
+    if "decode_energy_j" not in m:
+        return np.nan, np.nan, np.nan
+    g = m.groupby(POINT)[["decode_energy_j", "energy_j"]].mean()
+    share = (g["decode_energy_j"] / g["energy_j"]).rename("share").reset_index()
+    both = ratios.merge(share, on=POINT)
+    both = both[np.isfinite(both["share"]) & both["share"].between(0, 1) & (both["ratio"] > 0)]
+    if len(both) < 3 or both["share"].nunique() < 2:
+        return np.nan, np.nan, np.nan
+    y = np.log(both["ratio"].to_numpy())
+    slope, intercept = np.polyfit(both["share"].to_numpy(), y, 1)
+    return float(np.exp(intercept)), float(np.exp(intercept + slope)), float(np.corrcoef(both["share"], y)[0, 1])
 
 
 def reference_ratio(run: Path, copy: Path, cell: Path) -> float:
@@ -193,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   {cell}: {len(q)} points, median {q.median():.3f}, min {q.min():.3f}, max {q.max():.3f}, "
               f"geometric spread {np.exp(np.log(q).std()):.3f}; the reference kernel, run 2 / run 1: "
               f"{ref:.3f}" + (f" (the points / the reference: median {q.median() / ref:.3f})" if ref == ref else ""))
+        pre, dec, corr = change_by_phase(run, cell, r)
+        if pre == pre:
+            print(f"     by phase (log-linear in the point's decode share of energy in run 1): prefill-only work "
+                  f"x{pre:.3f}, decode-only work x{dec:.3f}, correlation {corr:+.2f} (a uniform change of the "
+                  "meter's level gives one factor; a change of shape between a run's grid and replay jobs "
+                  "bends the model's errors, and no single drift factor removes it)")
     print(pd.concat(ratios, ignore_index=True).round(3).to_string(index=False))
     print("\n3. Leave-one-point-out median |error| (%) per point role")
     loo = {}

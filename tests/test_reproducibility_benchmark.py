@@ -55,3 +55,35 @@ def test_errors_table_compares_the_drift_corrected_errors_too_and_tolerates_file
     old = {k: v for k, v in row.items() if k != "model_error_corrected_pct"}
     t = bench.errors_table(pd.DataFrame([old]), pd.DataFrame([old]))
     assert t["corrected_move_pts"].isna().all() and t["model_move_pts"].tolist() == [0.0]
+
+
+def _checked(tmp_path, rows) -> Path:
+    cell = Path("hw/m/v/greedy")
+    path = tmp_path / "results" / "checked" / f"{cell}.parquet"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(path)
+    return cell
+
+
+def test_the_change_between_runs_is_split_by_phase_so_a_change_of_shape_shows(tmp_path):
+    import math
+
+    # Three points whose decode share is 0.1, 0.5 and 0.9; run 2 costs exp(-0.1 - 0.5 * share) of run 1:
+    # prefill-only work x0.905, decode-only work x0.549.
+    shares = {8: 0.1, 32: 0.5, 128: 0.9}
+    rows = [{"input_len": 64, "output_len": o, "batch_size": 4, "role": "grid", "status": "ok", "valid": True,
+             "energy_j": 10.0, "decode_energy_j": 10.0 * s} for o, s in shares.items()]
+    ratios = pd.DataFrame([{"input_len": 64, "output_len": o, "batch_size": 4, "role": "grid",
+                            "ratio": math.exp(-0.1 - 0.5 * s)} for o, s in shares.items()])
+    cell = _checked(tmp_path / "a", rows)
+    pre, dec, corr = bench.change_by_phase(tmp_path / "a", cell, ratios)
+    assert pre == pytest.approx(math.exp(-0.1)) and dec == pytest.approx(math.exp(-0.6))
+    assert corr == pytest.approx(-1.0)
+    # A uniform change of level: one factor at both ends.
+    cell = _checked(tmp_path / "b", rows)
+    pre, dec, _ = bench.change_by_phase(tmp_path / "b", cell, ratios.assign(ratio=0.7))
+    assert pre == pytest.approx(0.7) and dec == pytest.approx(0.7)
+    # Without decode energies (or fewer than three points) there is nothing to split.
+    cell = _checked(tmp_path / "c", [{k: v for k, v in r.items() if k != "decode_energy_j"} for r in rows])
+    assert all(math.isnan(x) for x in bench.change_by_phase(tmp_path / "c", cell, ratios))
+    assert all(math.isnan(x) for x in bench.change_by_phase(tmp_path / "a", cell, ratios.head(2)))

@@ -127,19 +127,21 @@ def loo_by_role(run: Path, cell: Path) -> dict[str, float]:
 
 CORRECTED = "model_error_corrected_pct"  # the model's error against the replay at the grid job's meter level
 REFERENCED = "model_error_ref_pct"  # the same, the level told by the reference kernel read through both jobs
+PHASED = "model_error_phase_pct"  # the model's prefill and decode parts each at the replay job's level
 
 
 def errors_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Both runs' errors per (cell, workload): raw (the metered replay) and drift-corrected (the replay
     divided by its control points' drift; NaN in validation files written before the correction)."""
     cols = [*KEYS, "workload"]
-    keep = ["error_pct", "model_error_pct", CORRECTED, REFERENCED, "meter_drift_pct", "reference_drift_pct",
-            "model_flag"]
+    keep = ["error_pct", "model_error_pct", CORRECTED, PHASED, REFERENCED, "meter_drift_pct",
+            "meter_drift_prefill_pct", "meter_drift_decode_pct", "reference_drift_pct", "model_flag"]
     first, second = (d.reindex(columns=[*cols, *keep]) for d in (first, second))
     t = first.merge(second, on=cols, suffixes=("_1", "_2"))
     t["model_move_pts"] = t["model_error_pct_2"] - t["model_error_pct_1"]
     t["corrected_move_pts"] = t[f"{CORRECTED}_2"] - t[f"{CORRECTED}_1"]
     t["ref_move_pts"] = t[f"{REFERENCED}_2"] - t[f"{REFERENCED}_1"]
+    t["phase_move_pts"] = t[f"{PHASED}_2"] - t[f"{PHASED}_1"]
     return t
 
 
@@ -198,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("display.max_columns", 20)
     t = errors_table(first, second)
     print("\n1. Errors against the metered replay (%), run 1 and run 2; model_move_pts = run 2 - run 1; "
-          "*_corrected: against the replay divided by its control points' drift (meter_drift_pct); *_ref: divided "
-          "by the reference kernel's (reference_drift_pct)")
+          "*_corrected: against the replay divided by its control points' drift (meter_drift_pct); *_phase: the "
+          "model's prefill and decode parts each moved by its own drift (meter_drift_prefill_pct, "
+          "meter_drift_decode_pct); *_ref: divided by the reference kernel's (reference_drift_pct)")
     print(t.drop(columns=["model_flag_1", "model_flag_2"]).round(1).to_string(index=False))
     for _, r in t[(t["model_flag_1"] != "") | (t["model_flag_2"] != "")].iterrows():
         print(f"   flagged {r['variant']} {r['workload']}: {r['model_flag_1'] or '-'} | {r['model_flag_2'] or '-'}")
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     loo_worst = max(max(d.get("grid", np.nan) for d in pair) for pair in loo.values())
     for label, error, move_col in (("raw", "model_error_pct", "model_move_pts"),
                                    ("corrected", CORRECTED, "corrected_move_pts"),
+                                   ("phase-corrected", PHASED, "phase_move_pts"),
                                    ("reference", REFERENCED, "ref_move_pts")):
         worst, move = model_goals(t, error, move_col)
         if np.isnan(worst):
@@ -241,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   {label}: every |model error| <= {GOAL_MODEL_PCT:g} % in both runs: {_ok(worst <= GOAL_MODEL_PCT)} "
               f"(largest {worst:.1f} %); no row's model error moves by more than {GOAL_MOVE_PTS:g} points: "
               f"{_ok(move <= GOAL_MOVE_PTS)} (largest {move:.1f})")
-    for label, move_col in (("control points'", "corrected_move_pts"), ("reference kernel's", "ref_move_pts")):
+    for label, move_col in (("control points'", "corrected_move_pts"), ("control points' per-phase", "phase_move_pts"),
+                            ("reference kernel's", "ref_move_pts")):
         if t[move_col].isna().all():
             continue
         raw, cor = t["model_move_pts"].abs(), t[move_col].abs()

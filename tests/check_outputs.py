@@ -279,6 +279,14 @@ def check_replay(root: Path, n_expected: int) -> dict[str, float]:
     bracketed = run_config(root)["measurement"]["repeat_order"] == "serpentine"
     assert val.loc[controlled, "meter_drift_end_pct"].notna().all() if bracketed else \
         val["meter_drift_end_pct"].isna().all()
+    # Each phase's drift too (the control points' prefill windows), and the phase-corrected model error
+    # follows from the model's prefill and decode parts: recomputed here.
+    assert val.loc[controlled, ["meter_drift_prefill_pct", "meter_drift_decode_pct"]].notna().all().all()
+    modelled = controlled & val["model_estimate_energy_j"].notna()
+    c = val[modelled]
+    phased = (c["model_prefill_energy_j"] * (1 + c["meter_drift_prefill_pct"] / 100)
+              + c["model_decode_energy_j"] * (1 + c["meter_drift_decode_pct"] / 100))
+    assert ((100 * (phased / c["replay_energy_j"] - 1) - c["model_error_phase_pct"]).abs() < 1e-9).all()
     c = val[controlled]
     assert ((c["control_ratio_min_pct"] <= c["meter_drift_pct"] + 1e-9)
             & (c["meter_drift_pct"] <= c["control_ratio_max_pct"] + 1e-9)).all()

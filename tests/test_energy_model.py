@@ -461,6 +461,52 @@ def test_meter_drift_is_the_control_points_level_in_the_replay_job_against_the_g
     assert math.isnan(old["meter_drift_pct"]) and math.isnan(old["meter_drift_end_pct"])
 
 
+def _phase_controls(shapes, prefill_level: float, decode_level: float) -> dict:
+    """The replay job's control points when its meter reads each phase at its own level."""
+    pre = [float(TRUE.prefill_j(i, 8)) for i, _ in shapes]
+    full = [float(TRUE.batch_j(i, o, 8)) for i, o in shapes]
+    return {"control_input_len": [i for i, _ in shapes], "control_output_len": [o for _, o in shapes],
+            "control_batch_size": 8, "control_energy_j": [p * prefill_level + (f - p) * decode_level
+                                                         for p, f in zip(pre, full)],
+            "control_prefill_energy_j": [p * prefill_level for p in pre]}
+
+
+def test_the_phase_correction_brings_each_phase_of_the_model_to_the_replay_jobs_level():
+    """A replay job whose meter reads prefill 10 % higher and decode 40 % lower than the grid job's (a CPU's
+    decode and prefill drift apart): no one level brings the model back, the two phases' drifts do."""
+    from llm_energy.estimates.replay import validate
+
+    sample, m = _sample(), synthetic()
+    s = serve(TRUE, sample["input_tokens"], sample["output_tokens"], 8, "vllm")
+    replay = s.prefill_energy_j * 1.10 + s.decode_energy_j * 0.60
+    controls = _phase_controls([(256, 32), (1024, 128)], 1.10, 0.60)
+    replays = _replays(sample, [replay, replay]).assign(**{k: [v] * 2 for k, v in controls.items()})
+    v = validate(replays, m, EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
+    assert v["meter_drift_prefill_pct"] == pytest.approx(10.0) and v["meter_drift_decode_pct"] == pytest.approx(-40.0)
+    assert v["phase_drift_note"] == ""
+    assert v["model_error_phase_pct"] == pytest.approx(0.0, abs=1e-6)
+    # The raw error keeps the change of shape, and one level (the control points' mix of the phases, not
+    # the replay's) only part of it: 27 % and 4 % here; the raw error stays beside the corrected ones.
+    assert abs(v["model_error_pct"]) > 20 and abs(v["model_error_corrected_pct"]) > 3
+    assert v["model_estimate_phase_j"] == pytest.approx(replay)
+
+
+def test_a_phase_the_control_points_barely_show_takes_the_levels_drift():
+    from llm_energy.estimates.replay import validate
+
+    sample, m = _sample(), synthetic()
+    served = serve(TRUE, sample["input_tokens"], sample["output_tokens"], 8, "vllm").energy_j
+    controls = _phase_controls([(4096, 8)], 1.10, 0.60)  # a long prompt, 8 tokens: decode ~2 % of its energy
+    v = validate(_replays(sample, [served, served]).assign(**{k: [v] * 2 for k, v in controls.items()}), m,
+                 EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
+    assert v["meter_drift_prefill_pct"] == pytest.approx(10.0)
+    assert v["meter_drift_decode_pct"] == pytest.approx(v["meter_drift_pct"])  # not the 2 %'s -40 %
+    assert v["phase_drift_note"].startswith("decode is 2 % of the control points' energy")
+    # A replay file of before the prefill windows: no phase drift, NaN, never 0.
+    old = validate(_replays(sample, [served, served]), m, EDGES_IN, EDGES_OUT).iloc[0]
+    assert math.isnan(old["meter_drift_prefill_pct"]) and math.isnan(old["model_error_phase_pct"])
+
+
 def test_each_workload_carries_the_drift_of_its_own_replay_job():
     """One replay job (and file) per workload: the validation concatenates them, and each row's drift is
     its own job's control points against the grid job's, never another workload's."""

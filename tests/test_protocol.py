@@ -194,17 +194,18 @@ def test_device_lock_keeps_a_second_measurement_out(tmp_path, monkeypatch):
         pass
 
 
-def test_replay_control_points_meter_full_windows_only():
+def test_replay_control_points_meter_a_full_and_a_prefill_window_per_repeat():
     from llm_energy.estimates.replay import measure_controls
 
     backend = FakeBackend()
     protocol = _protocol(warmup_batches=1)
     controls = measure_controls(backend, protocol, protocol.make_meter(), [(8, 6), (16, 4)], 2)
-    assert all(c[2] != 1 for c in backend.calls)  # no prefill window, nor its warm-up
-    # Per point: 1 warm-up batch and one full window per repeat.
-    assert [c[1:] for c in backend.calls] == [(8, 6)] * 3 + [(16, 4)] * 3
+    # Per point: a warm-up batch and its prefill, then per repeat a full window and a prefill window
+    # (one output token), so that the replay job's drift of each phase is measured apart.
+    assert [c[1:] for c in backend.calls] == ([(8, 6), (8, 1)] * 3 + [(16, 4), (16, 1)] * 3)
     assert controls["control_input_len"] == [8, 16] and controls["control_batch_size"] == 2
-    assert all(e >= 0 for e in controls["control_energy_j"])  # a number (NaN fails), from the ok repeats
+    full, prefill = controls["control_energy_j"], controls["control_prefill_energy_j"]
+    assert all(0 <= p < f for f, p in zip(full, prefill))  # numbers (NaN fails): a prefill is part of its batch
 
 
 def test_the_protocol_has_the_schemas_names_and_only_the_schemas_defaults():
@@ -337,7 +338,8 @@ def test_replay_controls_bracket_the_replay_runs_with_serpentine_repeats():
     cols = controls.columns()
     start, end = cols["control_start_energy_j"][0], cols["control_end_energy_j"][0]
     work = 2 * (8 + 6)
-    assert start == pytest.approx(work * (1 + 0.02 * (runs_at - 1)))  # its one repeat, before the runs
+    assert runs_at == 2  # its one repeat before the runs: a full window, then its prefill window
+    assert start == pytest.approx(work)  # the full window was the job's first batch: the meter's level 1
     assert end > start  # the meter's level rose over the runs; the mean brackets them
     assert cols["control_energy_j"][0] == pytest.approx((start + end) / 2)
     consecutive = Controls(backend, _protocol(warmup_batches=0), meter, [(8, 6)], 2)

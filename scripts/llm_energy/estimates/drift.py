@@ -5,7 +5,8 @@ some of the grid's points again (control points; with ``repeat_order: serpentine
 before its runs and half after) and reads the reference kernel beside them. From those:
 :func:`meter_drift` (how much more the control points cost in the replay job), :func:`intervals` (how
 far an estimate may sit from its replay for the noise alone), and two corrections beside the raw
-errors: :func:`drift_corrected` (by the control points) and :func:`reference_corrected` (by the
+errors: :func:`drift_corrected` (by the control points' level), :func:`phase_corrected` (by their
+prefill and decode drift apart, :func:`phase_drift`) and :func:`reference_corrected` (by the
 reference kernel). The raw errors stay what was metered; docs/method.md says when to read which.
 """
 
@@ -117,6 +118,74 @@ def reference_corrected(row: dict, level: dict) -> dict:
             "model_error_ref_pct": pct_error(row["model_estimate_energy_j"], replay)}
 
 
+# Below this share of the control points' grid energy a phase's drift is not read from them (a small
+# difference of two noisy windows): that phase takes the level's drift instead.
+MIN_PHASE_SHARE = 0.1
+
+
+def _ok_grid(measurements: pd.DataFrame) -> pd.DataFrame:
+    """The grid rows a drift is measured against: ok, valid (where validated), of the grid role."""
+    m = measurements[measurements["status"] == "ok"]
+    if "valid" in m:
+        m = m[m["valid"].fillna(False).astype(bool)]
+    return m[is_grid(m["role"])] if "role" in m else m
+
+
+def phase_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
+    """How much more each phase of the control points cost in the replay job than in the grid job, in
+    percent: ``meter_drift_prefill_pct`` from their prefill windows, ``meter_drift_decode_pct`` from
+    their full minus prefill windows, each the ratio of the points' summed energies (so the points that
+    carry the energy weigh most, and a near-zero phase of one point cannot dominate). A CPU's decode,
+    many small steps, and its prefill, a few large matrix products, speed up and slow down apart with
+    what else the host runs (on two default runs decode moved x0.57-0.68 while prefill moved
+    x0.86-0.90): one level cannot bring both back. A phase below ``MIN_PHASE_SHARE`` of the points' grid
+    energy takes the level's drift (``phase_drift_note`` says which). NaN without control points' prefill
+    windows (replay files written before them)."""
+    none = {"meter_drift_prefill_pct": math.nan, "meter_drift_decode_pct": math.nan, "phase_drift_note": ""}
+    if replays.empty or "control_prefill_energy_j" not in replays:
+        return none
+    first = replays.iloc[0]
+    m = _ok_grid(measurements)
+    if "prefill_energy_j" not in m:
+        return none
+    grid = m.assign(decode_j=m["energy_j"] - m["prefill_energy_j"]).groupby(
+        ["input_len", "output_len", "batch_size"])[["energy_j", "prefill_energy_j", "decode_j"]].mean()
+    b = int(first["control_batch_size"])
+    sums = np.zeros(4)  # grid prefill, grid decode, replay-job prefill, replay-job decode
+    for i, o, full, pre in zip(first["control_input_len"], first["control_output_len"], first["control_energy_j"],
+                               first["control_prefill_energy_j"]):
+        key = (int(i), int(o), b)
+        if key in grid.index and np.isfinite([full, pre]).all() and full > 0:
+            g = grid.loc[key]
+            sums += [g["prefill_energy_j"], g["decode_j"], pre, full - pre]
+    total = sums[0] + sums[1]
+    if not total > 0:
+        return none
+    level = meter_drift(replays, measurements)["meter_drift_pct"]
+    out, notes = {}, []
+    for phase, g, r in (("prefill", sums[0], sums[2]), ("decode", sums[1], sums[3])):
+        if g / total >= MIN_PHASE_SHARE and g > 0 and r > 0:
+            out[f"meter_drift_{phase}_pct"] = float(100 * (r / g - 1))
+        else:
+            out[f"meter_drift_{phase}_pct"] = level
+            notes.append(f"{phase} is {100 * g / total:.0f} % of the control points' energy: its drift is the level's")
+    return {**out, "phase_drift_note": "; ".join(notes)}
+
+
+def phase_corrected(row: dict) -> dict:
+    """The model's error with each phase of its estimate brought to the replay job's meter level:
+    ``model_estimate_phase_j`` = prefill part x (1 + ``meter_drift_prefill_pct``/100) + decode part x
+    (1 + ``meter_drift_decode_pct``/100), and ``model_error_phase_pct`` against the metered replay (raw,
+    beside the raw error and the level corrections). The interval is the level correction's
+    (``model_interval_corrected_pct``): the correction removes the phases' drift, not its noise. NaN
+    without the control points' prefill windows."""
+    fp, fd = row.get("meter_drift_prefill_pct", math.nan), row.get("meter_drift_decode_pct", math.nan)
+    if math.isnan(fp) or math.isnan(fd):
+        return {"model_estimate_phase_j": math.nan, "model_error_phase_pct": math.nan}
+    estimate = row["model_prefill_energy_j"] * (1 + fp / 100) + row["model_decode_energy_j"] * (1 + fd / 100)
+    return {"model_estimate_phase_j": estimate, "model_error_phase_pct": pct_error(estimate, row["replay_energy_j"])}
+
+
 def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     """How much more the control points cost in the replay job than in the grid job, in percent (the
     geometric mean of their ratios; NaN without control points): ``meter_drift_pct``, the lowest and
@@ -130,10 +199,7 @@ def meter_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     if replays.empty or "control_energy_j" not in replays:
         return none
     first = replays.iloc[0]
-    m = measurements[measurements["status"] == "ok"]
-    if "valid" in m:
-        m = m[m["valid"].fillna(False).astype(bool)]
-    m = m[is_grid(m["role"])] if "role" in m else m
+    m = _ok_grid(measurements)
     grid = m.groupby(["input_len", "output_len", "batch_size"])["energy_j"].mean()
     b = int(first["control_batch_size"])
 

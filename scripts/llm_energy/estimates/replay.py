@@ -40,6 +40,8 @@ from llm_energy.estimates.drift import (
     intervals,
     meter_drift,
     pct_error,
+    phase_corrected,
+    phase_drift,
     reference_corrected,
     reference_level,
 )
@@ -180,8 +182,9 @@ def replay_shapes(shapes: pd.Series, sample: pd.DataFrame, batch_size: int, fram
 
 
 class Controls:
-    """The control points of one replay job, measured with the grid's protocol (warm-up, repeats,
-    windows; only the full windows: a control point's prefill window would be measured and never read).
+    """The control points of one replay job, measured with the grid's protocol (warm-up, repeats, a full
+    and a prefill window per repeat: the meter's drift of each phase apart, since a CPU's prefill and
+    decode do not drift alike between jobs; see :func:`~llm_energy.estimates.drift.phase_drift`).
 
     :meth:`before` measures them ahead of the replay runs, :meth:`after` behind them: with
     ``repeat_order: serpentine`` each point's repeats are split around the runs (ABBA: the first half
@@ -189,23 +192,27 @@ class Controls:
     points and the runs); otherwise all of them before (:meth:`after` measures nothing)."""
 
     def __init__(self, backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int):
-        self.run = CellRun(backend, protocol, meter, prefill_windows=False)
+        self.run = CellRun(backend, protocol, meter)
         self.shapes, self.batch_size = shapes, batch_size
         n = protocol.repeats
         split = (n + 1) // 2 if protocol.interleaved(backend.variant.compiled) and n > 1 else n
         self.repeats = (range(0, split), range(split, n))
         self.energies: list[list[list[float]]] = []  # per visit (before, after): per point, its ok repeats
+        self.prefills: list[list[list[float]]] = []  # the same, the prefill windows
 
     def _measure(self, repeats: range, when: str) -> None:
         if not len(repeats):
             return
-        visit = []
+        visit, prefill = [], []
         for i, o in self.shapes:
-            rows = self.run.measure_point(Point(i, o, self.batch_size, GRID), math.nan, repeats)
-            visit.append([r["energy_j"] for r in rows if r["status"] == "ok"])
+            rows = [r for r in self.run.measure_point(Point(i, o, self.batch_size, GRID), math.nan, repeats)
+                    if r["status"] == "ok"]
+            visit.append([r["energy_j"] for r in rows])
+            prefill.append([r["prefill_energy_j"] for r in rows])
             log.info("control point in=%d out=%d batch=%d %s the replay: %s J per batch", i, o, self.batch_size,
                      when, ", ".join(f"{e:.3g}" for e in visit[-1]) or "no ok repeat")
         self.energies.append(visit)
+        self.prefills.append(prefill)
 
     def before(self) -> None:
         self._measure(self.repeats[0], "before")
@@ -214,15 +221,19 @@ class Controls:
         self._measure(self.repeats[1], "after")
 
     def columns(self) -> dict:
-        """List columns of the replay file: ``control_energy_j``, each point's mean over its ok repeats
-        (before and after the runs); with a bracket, ``control_start_energy_j`` and
-        ``control_end_energy_j``, the means of each side."""
+        """List columns of the replay file: ``control_energy_j`` and ``control_prefill_energy_j``, each
+        point's mean over its ok repeats (before and after the runs) of its full and prefill windows;
+        with a bracket, ``control_start_energy_j`` and ``control_end_energy_j``, the full windows' means
+        of each side."""
         def mean(values: list[float]) -> float:
             return float(np.mean(values)) if values else math.nan
 
-        per_point = [sum((v[j] for v in self.energies), []) for j in range(len(self.shapes))]
+        def pooled(visits: list[list[list[float]]]) -> list[float]:
+            return [mean(sum((v[j] for v in visits), [])) for j in range(len(self.shapes))]
+
         cols = {"control_input_len": [i for i, _ in self.shapes], "control_output_len": [o for _, o in self.shapes],
-                "control_batch_size": self.batch_size, "control_energy_j": [mean(v) for v in per_point]}
+                "control_batch_size": self.batch_size, "control_energy_j": pooled(self.energies),
+                "control_prefill_energy_j": pooled(self.prefills)}
         if len(self.energies) == 2:
             cols["control_start_energy_j"] = [mean(v) for v in self.energies[0]]
             cols["control_end_energy_j"] = [mean(v) for v in self.energies[1]]
@@ -354,6 +365,8 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row.update(drift)
         row.update(intervals(row))
         row.update(drift_corrected(row))
+        row.update(phase_drift(runs, measurements))
+        row.update(phase_corrected(row))
         row.update(reference_corrected(row, reference_level(runs, measurements)))
         log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
                  "from the grid job's, %+.1f … %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],

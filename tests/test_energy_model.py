@@ -502,6 +502,21 @@ def test_a_phase_the_control_points_barely_show_takes_the_levels_drift():
     assert v["meter_drift_prefill_pct"] == pytest.approx(10.0)
     assert v["meter_drift_decode_pct"] == pytest.approx(v["meter_drift_pct"])  # not the 2 %'s -40 %
     assert v["phase_drift_note"].startswith("decode is 2 % of the control points' energy")
+    # The replay job does not measure such a prefill (too small to read): it takes the level, and the
+    # decode is the full windows less the prefill's grid energy at that level.
+    from llm_energy.estimates.drift import MIN_PHASE_SHARE, prefill_share
+
+    shapes = [(64, 512)]
+    assert prefill_share(m, shapes, 8) < MIN_PHASE_SHARE
+    unread = {**_phase_controls(shapes, 1.10, 0.60), "control_prefill_energy_j": [math.nan]}
+    u = validate(_replays(sample, [served, served]).assign(**{k: [v] * 2 for k, v in unread.items()}), m,
+                 EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
+    level = u["meter_drift_pct"]
+    assert u["meter_drift_prefill_pct"] == pytest.approx(level) and u["phase_drift_note"].startswith("prefill is")
+    pre, full = float(TRUE.prefill_j(64, 8)), float(TRUE.batch_j(64, 512, 8))
+    decode = (pre * 1.10 + (full - pre) * 0.60 - pre * (1 + level / 100)) / (full - pre)
+    assert u["meter_drift_decode_pct"] == pytest.approx(100 * (decode - 1))
+    assert not math.isnan(u["model_error_phase_pct"])
     # A replay file of before the prefill windows: no phase drift, NaN, never 0.
     old = validate(_replays(sample, [served, served]), m, EDGES_IN, EDGES_OUT).iloc[0]
     assert math.isnan(old["meter_drift_prefill_pct"]) and math.isnan(old["model_error_phase_pct"])

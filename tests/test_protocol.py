@@ -1,5 +1,6 @@
 """The measurement protocol with a stand-in backend: batching per window, out-of-memory, probing, locks."""
 
+import math
 import time
 
 import numpy as np
@@ -206,6 +207,15 @@ def test_replay_control_points_meter_a_full_and_a_prefill_window_per_repeat():
     assert controls["control_input_len"] == [8, 16] and controls["control_batch_size"] == 2
     full, prefill = controls["control_energy_j"], controls["control_prefill_energy_j"]
     assert all(0 <= p < f for f, p in zip(full, prefill))  # numbers (NaN fails): a prefill is part of its batch
+    # Where the points' prefill is too small a share to be read, no prefill window is measured at all.
+    from llm_energy.estimates.replay import Controls
+
+    backend = FakeBackend()
+    unread = Controls(backend, protocol, protocol.make_meter(), [(8, 6)], 2, prefill_windows=False)
+    unread.before()
+    unread.after()
+    assert [c[1:] for c in backend.calls] == [(8, 6)] * 3
+    assert math.isnan(unread.columns()["control_prefill_energy_j"][0])
 
 
 def test_the_protocol_has_the_schemas_names_and_only_the_schemas_defaults():

@@ -131,45 +131,67 @@ def _ok_grid(measurements: pd.DataFrame) -> pd.DataFrame:
     return m[is_grid(m["role"])] if "role" in m else m
 
 
+def _grid_phases(measurements: pd.DataFrame) -> pd.DataFrame:
+    """Mean full and prefill energy per grid point (input, output, batch); empty without prefill windows."""
+    m = _ok_grid(measurements)
+    if "prefill_energy_j" not in m:
+        return pd.DataFrame(columns=["energy_j", "prefill_energy_j"])
+    return m.groupby(["input_len", "output_len", "batch_size"])[["energy_j", "prefill_energy_j"]].mean()
+
+
+def prefill_share(measurements: pd.DataFrame, shapes, batch_size: int) -> float:
+    """The prefill's share of the summed grid energy of the control ``shapes`` (input, output) at
+    ``batch_size``; NaN when the grid has none of them. Below ``MIN_PHASE_SHARE`` the replay job does
+    not measure their prefill windows: :func:`phase_drift` would not read them."""
+    grid = _grid_phases(measurements)
+    keys = [(int(i), int(o), int(batch_size)) for i, o in shapes if (int(i), int(o), int(batch_size)) in grid.index]
+    total = float(grid.loc[keys, "energy_j"].sum()) if keys else 0.0
+    return float(grid.loc[keys, "prefill_energy_j"].sum()) / total if total > 0 else math.nan
+
+
 def phase_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     """How much more each phase of the control points cost in the replay job than in the grid job, in
-    percent: ``meter_drift_prefill_pct`` from their prefill windows, ``meter_drift_decode_pct`` from
-    their full minus prefill windows, each the ratio of the points' summed energies (so the points that
-    carry the energy weigh most, and a near-zero phase of one point cannot dominate). A CPU's decode,
-    many small steps, and its prefill, a few large matrix products, speed up and slow down apart with
-    what else the host runs (on two default runs decode moved x0.57-0.68 while prefill moved
-    x0.86-0.90): one level cannot bring both back. A phase below ``MIN_PHASE_SHARE`` of the points' grid
-    energy takes the level's drift (``phase_drift_note`` says which). NaN without control points' prefill
-    windows (replay files written before them)."""
+    percent, each the ratio of the points' summed energies of that phase (so the points that carry the
+    energy weigh most, and a near-zero phase of one point cannot dominate): ``meter_drift_prefill_pct``
+    from their prefill windows, ``meter_drift_decode_pct`` from their full windows less the prefill
+    (its grid energy moved by the prefill's drift). A CPU's decode, many small steps, and its prefill,
+    a few large matrix products, speed up and slow down apart with what else the host runs (on two
+    default runs decode moved x0.57-0.68 while prefill moved x0.86-0.90): one level cannot bring both
+    back. A phase below ``MIN_PHASE_SHARE`` of the points' grid energy (a small difference of two noisy
+    windows; the replay job does not measure such a prefill at all) takes the level's drift, and
+    ``phase_drift_note`` says which. NaN for replay files without the control points' prefill column."""
     none = {"meter_drift_prefill_pct": math.nan, "meter_drift_decode_pct": math.nan, "phase_drift_note": ""}
     if replays.empty or "control_prefill_energy_j" not in replays:
         return none
     first = replays.iloc[0]
-    m = _ok_grid(measurements)
-    if "prefill_energy_j" not in m:
-        return none
-    grid = m.assign(decode_j=m["energy_j"] - m["prefill_energy_j"]).groupby(
-        ["input_len", "output_len", "batch_size"])[["energy_j", "prefill_energy_j", "decode_j"]].mean()
+    grid = _grid_phases(measurements)
     b = int(first["control_batch_size"])
-    sums = np.zeros(4)  # grid prefill, grid decode, replay-job prefill, replay-job decode
+    g_pre = g_full = r_pre = r_full = 0.0
+    measured = True  # every control point's prefill window was measured
     for i, o, full, pre in zip(first["control_input_len"], first["control_output_len"], first["control_energy_j"],
                                first["control_prefill_energy_j"]):
         key = (int(i), int(o), b)
-        if key in grid.index and np.isfinite([full, pre]).all() and full > 0:
-            g = grid.loc[key]
-            sums += [g["prefill_energy_j"], g["decode_j"], pre, full - pre]
-    total = sums[0] + sums[1]
-    if not total > 0:
+        if key in grid.index and np.isfinite(full) and full > 0:
+            g_pre, g_full, r_full = g_pre + grid.loc[key, "prefill_energy_j"], g_full + grid.loc[key, "energy_j"], \
+                r_full + full
+            measured, r_pre = measured and bool(np.isfinite(pre)), r_pre + (pre if np.isfinite(pre) else 0.0)
+    g_dec = g_full - g_pre
+    if not (g_full > 0 and np.isfinite(g_pre)):
         return none
     level = meter_drift(replays, measurements)["meter_drift_pct"]
-    out, notes = {}, []
-    for phase, g, r in (("prefill", sums[0], sums[2]), ("decode", sums[1], sums[3])):
-        if g / total >= MIN_PHASE_SHARE and g > 0 and r > 0:
-            out[f"meter_drift_{phase}_pct"] = float(100 * (r / g - 1))
-        else:
-            out[f"meter_drift_{phase}_pct"] = level
-            notes.append(f"{phase} is {100 * g / total:.0f} % of the control points' energy: its drift is the level's")
-    return {**out, "phase_drift_note": "; ".join(notes)}
+    notes = []
+
+    def fallback(phase: str, share: float) -> float:
+        notes.append(f"{phase} is {100 * share:.0f} % of the control points' energy: its drift is the level's")
+        return level
+
+    share = g_pre / g_full
+    fp = float(100 * (r_pre / g_pre - 1)) if share >= MIN_PHASE_SHARE and measured and r_pre > 0 else \
+        fallback("prefill", share)
+    r_dec = r_full - g_pre * (1 + fp / 100)
+    fd = float(100 * (r_dec / g_dec - 1)) if 1 - share >= MIN_PHASE_SHARE and r_dec > 0 else \
+        fallback("decode", 1 - share)
+    return {"meter_drift_prefill_pct": fp, "meter_drift_decode_pct": fd, "phase_drift_note": "; ".join(notes)}
 
 
 def phase_corrected(row: dict) -> dict:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.estimates.drift import (
+    MIN_PHASE_SHARE,
     cv,
     drift_corrected,
     intervals,
@@ -42,6 +43,7 @@ from llm_energy.estimates.drift import (
     pct_error,
     phase_corrected,
     phase_drift,
+    prefill_share,
     reference_corrected,
     reference_level,
 )
@@ -191,8 +193,11 @@ class Controls:
     before, the rest after, so a linear drift of the meter's level over the job cancels between the
     points and the runs); otherwise all of them before (:meth:`after` measures nothing)."""
 
-    def __init__(self, backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int):
-        self.run = CellRun(backend, protocol, meter)
+    def __init__(self, backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int,
+                 prefill_windows: bool = True):
+        """``prefill_windows=False``: full windows only (``control_prefill_energy_j`` NaN), where the
+        points' prefill is too small a share of their energy to be read (:func:`prefill_share`)."""
+        self.run = CellRun(backend, protocol, meter, prefill_windows=prefill_windows)
         self.shapes, self.batch_size = shapes, batch_size
         n = protocol.repeats
         split = (n + 1) // 2 if protocol.interleaved(backend.variant.compiled) and n > 1 else n
@@ -277,7 +282,8 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
             sample = sample_requests(pd.read_parquet(path), r["n_requests"], r["seed"], top_in, top_out)
             # The grid shapes that carry most of this sample's energy, measured right before its replay.
             shapes = control_points(grid, int(r.get("control_points", 0)), batch_size, sample, framework)
-            controls = Controls(backend, protocol, meter, shapes, batch_size)
+            share = prefill_share(grid, shapes, batch_size)
+            controls = Controls(backend, protocol, meter, shapes, batch_size, prefill_windows=share >= MIN_PHASE_SHARE)
             controls.before()
             metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs, reference=reference)
             controls.after()

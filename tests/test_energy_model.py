@@ -491,7 +491,7 @@ def test_the_phase_correction_brings_each_phase_of_the_model_to_the_replay_jobs_
     assert v["model_estimate_phase_j"] == pytest.approx(replay)
 
 
-def test_a_phase_the_control_points_barely_show_takes_the_levels_drift():
+def test_a_phase_the_control_points_barely_show_takes_the_levels_drift(tmp_path):
     from llm_energy.estimates.replay import validate
 
     sample, m = _sample(), synthetic()
@@ -509,8 +509,9 @@ def test_a_phase_the_control_points_barely_show_takes_the_levels_drift():
     shapes = [(64, 512)]
     assert prefill_share(m, shapes, 8) < MIN_PHASE_SHARE
     unread = {**_phase_controls(shapes, 1.10, 0.60), "control_prefill_energy_j": [math.nan]}
-    u = validate(_replays(sample, [served, served]).assign(**{k: [v] * 2 for k, v in unread.items()}), m,
-                 EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
+    path = tmp_path / "unread.parquet"  # as the replay job writes it: the NaN reads back as None
+    _replays(sample, [served, served]).assign(**{k: [v] * 2 for k, v in unread.items()}).to_parquet(path)
+    u = validate(pd.read_parquet(path), m, EDGES_IN, EDGES_OUT, context_len=8704).iloc[0]
     level = u["meter_drift_pct"]
     assert u["meter_drift_prefill_pct"] == pytest.approx(level) and u["phase_drift_note"].startswith("prefill is")
     pre, full = float(TRUE.prefill_j(64, 8)), float(TRUE.batch_j(64, 512, 8))

@@ -139,6 +139,10 @@ def _grid_phases(measurements: pd.DataFrame) -> pd.DataFrame:
     return m.groupby(["input_len", "output_len", "batch_size"])[["energy_j", "prefill_energy_j"]].mean()
 
 
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
 def prefill_share(measurements: pd.DataFrame, shapes, batch_size: int) -> float:
     """The prefill's share of the summed grid energy of the control ``shapes`` (input, output) at
     ``batch_size``; NaN when the grid has none of them. Below ``MIN_PHASE_SHARE`` the replay job does
@@ -171,6 +175,7 @@ def phase_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     for i, o, full, pre in zip(first["control_input_len"], first["control_output_len"], first["control_energy_j"],
                                first["control_prefill_energy_j"]):
         key = (int(i), int(o), b)
+        full, pre = _number(full), _number(pre)  # a window not measured reads back as None from parquet
         if key in grid.index and np.isfinite(full) and full > 0:
             g_pre, g_full, r_full = g_pre + grid.loc[key, "prefill_energy_j"], g_full + grid.loc[key, "energy_j"], \
                 r_full + full

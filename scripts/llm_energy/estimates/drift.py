@@ -153,7 +153,7 @@ def prefill_share(measurements: pd.DataFrame, shapes, batch_size: int) -> float:
     return float(grid.loc[keys, "prefill_energy_j"].sum()) / total if total > 0 else math.nan
 
 
-def phase_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
+def phase_drift(replays: pd.DataFrame, measurements: pd.DataFrame, level: float) -> dict:
     """How much more each phase of the control points cost in the replay job than in the grid job, in
     percent, each the ratio of the points' summed energies of that phase (so the points that carry the
     energy weigh most, and a near-zero phase of one point cannot dominate): ``meter_drift_prefill_pct``
@@ -163,7 +163,8 @@ def phase_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
     default runs decode moved x0.57-0.68 while prefill moved x0.86-0.90): one level cannot bring both
     back. A phase below ``MIN_PHASE_SHARE`` of the points' grid energy (a small difference of two noisy
     windows; the replay job does not measure such a prefill at all) takes the level's drift, and
-    ``phase_drift_note`` says which. NaN for replay files without the control points' prefill column."""
+    ``phase_drift_note`` says which. ``level``: the control points' ``meter_drift_pct``
+    (:func:`meter_drift`). NaN for replay files without the control points' prefill column."""
     none = {"meter_drift_prefill_pct": math.nan, "meter_drift_decode_pct": math.nan, "phase_drift_note": ""}
     if replays.empty or "control_prefill_energy_j" not in replays:
         return none
@@ -177,13 +178,14 @@ def phase_drift(replays: pd.DataFrame, measurements: pd.DataFrame) -> dict:
         key = (int(i), int(o), b)
         full, pre = _number(full), _number(pre)  # a window not measured reads back as None from parquet
         if key in grid.index and np.isfinite(full) and full > 0:
-            g_pre, g_full, r_full = g_pre + grid.loc[key, "prefill_energy_j"], g_full + grid.loc[key, "energy_j"], \
-                r_full + full
-            measured, r_pre = measured and bool(np.isfinite(pre)), r_pre + (pre if np.isfinite(pre) else 0.0)
+            g_pre += grid.loc[key, "prefill_energy_j"]
+            g_full += grid.loc[key, "energy_j"]
+            r_full += full
+            measured = measured and bool(np.isfinite(pre))
+            r_pre += pre if np.isfinite(pre) else 0.0
     g_dec = g_full - g_pre
     if not (g_full > 0 and np.isfinite(g_pre)):
         return none
-    level = meter_drift(replays, measurements)["meter_drift_pct"]
     notes = []
 
     def fallback(phase: str, share: float) -> float:

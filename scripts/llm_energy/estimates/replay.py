@@ -371,7 +371,7 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row.update(drift)
         row.update(intervals(row))
         row.update(drift_corrected(row))
-        row.update(phase_drift(runs, measurements))
+        row.update(phase_drift(runs, measurements, drift["meter_drift_pct"]))
         row.update(phase_corrected(row))
         row.update(reference_corrected(row, reference_level(runs, measurements)))
         log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "

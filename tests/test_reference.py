@@ -152,7 +152,8 @@ def test_serpentine_rounds_read_the_reference_at_every_visit_and_the_level_count
                   reference=Counting())
     rows = []
     _sweep(run, [Point(8, 2, 1), Point(8, 4, 1), Point(8, 6, 1)], 0.0, rows, 0.0)
-    # Rows by point and repeat; visits 0 1 2 2 1 0: each repeat carries the reading taken before it.
-    assert [r["reference_energy_j"] for r in rows] == [1.0, 6.0, 2.0, 5.0, 3.0, 4.0]
+    # Rows by point and repeat; visits 0 2 1 1 2 0 (spread_order): each repeat carries the reading taken
+    # before it.
+    assert [r["reference_energy_j"] for r in rows] == [1.0, 6.0, 3.0, 4.0, 2.0, 5.0]
     level = reference_level(pd.DataFrame({"reference_energy_j": [7.0]}), pd.DataFrame(rows))
     assert level["n_reference_grid"] == 6 and level["reference_grid_j"] == 3.5

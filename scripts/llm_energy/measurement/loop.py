@@ -46,7 +46,7 @@ from llm_energy.measurement.eta import estimate_remaining_s, point_cost
 from llm_energy.measurement.job import MeteredJob
 from llm_energy.measurement.partial import keep_partial
 from llm_energy.measurement.prompts import RandomPrompts
-from llm_energy.measurement.protocol import Point, Protocol, padded_lengths, visits
+from llm_energy.measurement.protocol import Point, Protocol, padded_lengths, spread_order, visits
 from llm_energy.measurement.reference import reference_for
 from llm_energy.pipeline.cells import SPECULATIVE
 from llm_energy.pipeline.manifest import git_commit
@@ -409,12 +409,13 @@ def run_job(job: MeteredJob, points: list[Point], labels: dict | None = None, pr
 
 
 def _sweep(run: CellRun, points: list[Point], idle_power_w: float, rows: list[dict], load_s: float) -> float:
-    """Measure the points (in the order of :func:`visits`), appending their rows to ``rows`` as each
+    """Measure the points (in the order of :func:`visits`, serpentine rounds in :func:`spread_order`),
+    appending their rows to ``rows`` as each
     visit ends (so that a cell stopped midway keeps them), with progress and an ETA in the log; the
     sweep's seconds. Each row's ``sweep_index`` is its window's place in the job's order (0 first);
     ``rows`` ends sorted by point and repeat whatever the order."""
     interleaved = run.p.interleaved(run.backend.variant.compiled)
-    order = visits(len(points), run.p.repeats, interleaved)
+    order = visits(len(points), run.p.repeats, interleaved, spread_order(points) if interleaved else None)
     share = [len(reps) / run.p.repeats for _, reps in order]
     cost = [tuple(c * f for c in point_cost(points[k], run.p)) for (k, _), f in zip(order, share)]
     done_cost: list[tuple[float, float]] = []

@@ -104,16 +104,43 @@ class Protocol:
         return self.repeat_order == "serpentine" and not compiled
 
 
-def visits(n_points: int, repeats: int, interleaved: bool) -> list[tuple[int, range]]:
+def visits(n_points: int, repeats: int, interleaved: bool, first: list[int] | None = None) -> list[tuple[int, range]]:
     """The order a cell measures its points in: (point index, repeats measured at that visit).
     Consecutive: each point once, all its repeats. Interleaved (serpentine): round r measures repeat r
-    of every point, in order for even r and in reverse for odd r, so that point k's repeats sit at
-    times k and 2n - 1 - k, the same mean for every point: a linear drift of the meter's level over
-    the job falls on all points alike."""
+    of every point, in the order ``first`` (default: index order) for even r and in reverse for odd r,
+    so that the point at place k of the round has its repeats at times k and 2n - 1 - k, the same mean
+    for every point: a linear drift of the meter's level over the job falls on all points alike."""
     if not interleaved or repeats == 1:
         return [(k, range(repeats)) for k in range(n_points)]
+    ks = list(range(n_points)) if first is None else list(first)
+    if sorted(ks) != list(range(n_points)):
+        raise ValueError(f"visits: {ks} is not an order of the {n_points} points")
     order = []
     for r in range(repeats):
-        ks = range(n_points) if r % 2 == 0 else range(n_points - 1, -1, -1)
-        order += [(k, range(r, r + 1)) for k in ks]
+        order += [(k, range(r, r + 1)) for k in (ks if r % 2 == 0 else ks[::-1])]
     return order
+
+
+def spread_order(points: list[Point]) -> list[int]:
+    """The order of a serpentine round: the points' shapes spread over the round, each padded point
+    right after the unpadded point of its shape. A shape's place is its bit-reversed Morton code of
+    (rank of its input length, of its output length, of its batch size) among the cell's: consecutive
+    places alternate between short and long inputs, then short and long outputs, then batch sizes, so
+    any few consecutive visits cover the corners of the grid. A drift of the meter that is not linear in time
+    (a stretch of the job where the shared CPU runs slower) then falls on points spread over the grid
+    instead of on one corner of it (in sorted order the long-input points sat together in the middle
+    of the round), and the padded batches' extra cost, a difference between a padded point and its
+    twin, is measured seconds apart."""
+    dims = [sorted({getattr(p, a) for p in points}) for a in ("input_len", "output_len", "batch_size")]
+    widths = [(len(d) - 1).bit_length() for d in dims]
+
+    def place(p: Point) -> int:
+        ranks = [d.index(v) for d, v in zip(dims, (p.input_len, p.output_len, p.batch_size))]
+        code = 0
+        for level in range(max(widths)):  # Morton: each rank's bits, highest first, interleaved
+            for r, w in zip(ranks, widths):
+                if level < w:
+                    code = code << 1 | (r >> (w - 1 - level)) & 1
+        return int(f"{code:0{max(1, sum(widths))}b}"[::-1], 2)
+
+    return sorted(range(len(points)), key=lambda k: (place(points[k]), points[k].padded, k))

@@ -128,13 +128,14 @@ def loo_by_role(run: Path, cell: Path) -> dict[str, float]:
 CORRECTED = "model_error_corrected_pct"  # the model's error against the replay at the grid job's meter level
 REFERENCED = "model_error_ref_pct"  # the same, the level told by the reference kernel read through both jobs
 PHASED = "model_error_phase_pct"  # the model's prefill and decode parts each at the replay job's level
+STEADY = "model_error_steady_pct"  # the same, of the model fitted to the grid job at its steady level
 
 
 def errors_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Both runs' errors per (cell, workload): raw (the metered replay) and drift-corrected (the replay
     divided by its control points' drift; NaN in validation files written before the correction)."""
     cols = [*KEYS, "workload"]
-    keep = ["error_pct", "model_error_pct", CORRECTED, PHASED, REFERENCED, "meter_drift_pct",
+    keep = ["error_pct", "model_error_pct", CORRECTED, PHASED, STEADY, REFERENCED, "meter_drift_pct",
             "meter_drift_prefill_pct", "meter_drift_decode_pct", "reference_drift_pct", "model_flag"]
     first, second = (d.reindex(columns=[*cols, *keep]) for d in (first, second))
     t = first.merge(second, on=cols, suffixes=("_1", "_2"))
@@ -142,6 +143,7 @@ def errors_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     t["corrected_move_pts"] = t[f"{CORRECTED}_2"] - t[f"{CORRECTED}_1"]
     t["ref_move_pts"] = t[f"{REFERENCED}_2"] - t[f"{REFERENCED}_1"]
     t["phase_move_pts"] = t[f"{PHASED}_2"] - t[f"{PHASED}_1"]
+    t["steady_move_pts"] = t[f"{STEADY}_2"] - t[f"{STEADY}_1"]
     return t
 
 
@@ -202,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n1. Errors against the metered replay (%), run 1 and run 2; model_move_pts = run 2 - run 1; "
           "*_corrected: against the replay divided by its control points' drift (meter_drift_pct); *_phase: the "
           "model's prefill and decode parts each moved by its own drift (meter_drift_prefill_pct, "
-          "meter_drift_decode_pct); *_ref: divided by the reference kernel's (reference_drift_pct)")
+          "meter_drift_decode_pct); *_steady: the same, of the model fitted to the grid job brought to its median "
+          "reference level window by window (steady_grid); *_ref: divided by the reference kernel's "
+          "(reference_drift_pct)")
     print(t.drop(columns=["model_flag_1", "model_flag_2"]).round(1).to_string(index=False))
     for _, r in t[(t["model_flag_1"] != "") | (t["model_flag_2"] != "")].iterrows():
         print(f"   flagged {r['variant']} {r['workload']}: {r['model_flag_1'] or '-'} | {r['model_flag_2'] or '-'}")
@@ -237,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, error, move_col in (("raw", "model_error_pct", "model_move_pts"),
                                    ("corrected", CORRECTED, "corrected_move_pts"),
                                    ("phase-corrected", PHASED, "phase_move_pts"),
+                                   ("steady grid, phase-corrected", STEADY, "steady_move_pts"),
                                    ("reference", REFERENCED, "ref_move_pts")):
         worst, move = model_goals(t, error, move_col)
         if np.isnan(worst):
@@ -246,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(largest {worst:.1f} %); no row's model error moves by more than {GOAL_MOVE_PTS:g} points: "
               f"{_ok(move <= GOAL_MOVE_PTS)} (largest {move:.1f})")
     for label, move_col in (("control points'", "corrected_move_pts"), ("control points' per-phase", "phase_move_pts"),
+                            ("steady grid's and per-phase", "steady_move_pts"),
                             ("reference kernel's", "ref_move_pts")):
         if t[move_col].isna().all():
             continue

@@ -287,6 +287,15 @@ def check_replay(root: Path, n_expected: int) -> dict[str, float]:
     phased = (c["model_prefill_energy_j"] * (1 + c["meter_drift_prefill_pct"] / 100)
               + c["model_decode_energy_j"] * (1 + c["meter_drift_decode_pct"] / 100))
     assert ((100 * (phased / c["replay_energy_j"] - 1) - c["model_error_phase_pct"]).abs() < 1e-9).all()
+    # The model of the grid job at its steady level (the reference kernel is read at every visit on the
+    # CPU meter): a number wherever the raw model and the control points are, and its error follows
+    # from its estimate.
+    steady = modelled & val["energy_source"].eq("cpu-estimate")
+    assert (val.loc[steady, "steady_note"] == "").all(), val.loc[steady, "steady_note"].tolist()
+    c = val[steady]
+    assert c[["model_estimate_steady_j", "meter_drift_steady_pct"]].notna().all().all()
+    assert ((100 * (c["model_estimate_steady_j"] / c["replay_energy_j"] - 1) - c["model_error_steady_pct"]).abs()
+            < 1e-9).all()
     c = val[controlled]
     assert ((c["control_ratio_min_pct"] <= c["meter_drift_pct"] + 1e-9)
             & (c["meter_drift_pct"] <= c["control_ratio_max_pct"] + 1e-9)).all()

@@ -7,7 +7,9 @@ before its runs and half after) and reads the reference kernel beside them. From
 far an estimate may sit from its replay for the noise alone), and two corrections beside the raw
 errors: :func:`drift_corrected` (by the control points' level), :func:`phase_corrected` (by their
 prefill and decode drift apart, :func:`phase_drift`) and :func:`reference_corrected` (by the
-reference kernel). The raw errors stay what was metered; docs/method.md says when to read which.
+reference kernel); :func:`steady_grid` takes the meter's level changes within the grid job out of its
+rows, as the reference kernel read them. The raw errors stay what was metered; docs/method.md says
+when to read which.
 """
 
 from __future__ import annotations
@@ -116,6 +118,41 @@ def reference_corrected(row: dict, level: dict) -> dict:
     replay = row["replay_energy_j"] / (1.0 + drift / 100.0)
     return {**out, "replay_energy_ref_j": replay, "error_ref_pct": pct_error(row["estimate_energy_j"], replay),
             "model_error_ref_pct": pct_error(row["model_estimate_energy_j"], replay)}
+
+
+# Reference readings (one per visit, in the job's order) in the centred rolling median that tells the
+# meter's level at each window of a grid job: wide enough that one reading's noise (2-3 %) does not
+# move a window, narrow enough to follow a stretch of the job that reads 10-16 % high (2026-12-07).
+STEADY_WINDOW = 5
+ENERGY_COLUMNS = ("energy_j", "prefill_energy_j", "decode_energy_j")
+
+
+def steady_grid(measurements: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+    """The grid job's rows with each window's energies brought to the job's median meter level, and a
+    note (None and why, where it cannot be done). The level at a window is the centred rolling median
+    of :data:`STEADY_WINDOW` reference-kernel readings around it, in the order the job took them
+    (``sweep_index``); each row's ``energy_j``, ``prefill_energy_j`` and ``decode_energy_j`` are
+    multiplied by the job's median reading over that level. Serpentine rounds make a linear drift fall
+    alike on every point; this takes out what is not linear (a stretch of minutes where the shared CPU
+    runs slower), which otherwise falls on the points measured then. A prefill window shared by a
+    shape's points takes the factor of the row it is reported in. A labelled correction: the raw rows
+    stay what was metered, and :func:`~llm_energy.estimates.replay.validate` reports the model fitted to
+    these beside the raw one."""
+    m = measurements
+    if "reference_energy_j" not in m or "sweep_index" not in m:
+        return None, "no reference readings in the grid job (a GPU meter, or a file written before them)"
+    ref = pd.to_numeric(m["reference_energy_j"], errors="coerce")
+    ok = m["status"] == "ok"
+    if not (ref[ok] > 0).all() or int((ref > 0).sum()) < STEADY_WINDOW:
+        return None, f"fewer than {STEADY_WINDOW} reference readings, or an ok row without one"
+    order = m.index[(ref > 0).to_numpy()][np.argsort(m.loc[ref > 0, "sweep_index"].to_numpy(), kind="stable")]
+    local = ref[order].rolling(STEADY_WINDOW, center=True, min_periods=1).median()
+    factor = (ref[order].median() / local).reindex(m.index).fillna(1.0)
+    out = m.copy()
+    for c in ENERGY_COLUMNS:
+        if c in out:
+            out[c] = out[c] * factor
+    return out, ""
 
 
 # Below this share of the control points' grid energy a phase's drift is not read from them (a small

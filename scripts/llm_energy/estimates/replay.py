@@ -46,6 +46,7 @@ from llm_energy.estimates.drift import (
     prefill_share,
     reference_corrected,
     reference_level,
+    steady_grid,
 )
 from llm_energy.estimates.estimate import CellNotEstimable, binned_estimate, grid_batch_size
 from llm_energy.measurement.cell import CellParams, cell_job
@@ -344,6 +345,10 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
     ``model_error_pct``) of the same requests."""
     model, note = fitted_model(measurements, name)
     points = measured_points(measurements)
+    steady, steady_note = steady_grid(measurements)
+    steady_model = None
+    if steady is not None:
+        steady_model, steady_note = fitted_model(steady, f"{name} (steady grid)")
     rows = []
     for workload, runs in replays.groupby("workload", sort=False):
         drift = meter_drift(runs, measurements)  # each workload's own replay job and control points
@@ -374,12 +379,37 @@ def validate(replays: pd.DataFrame, measurements: pd.DataFrame, input_edges, out
         row.update(phase_drift(runs, measurements, drift["meter_drift_pct"]))
         row.update(phase_corrected(row))
         row.update(reference_corrected(row, reference_level(runs, measurements)))
+        row.update(steady_corrected(row, runs, steady, steady_model, steady_note, sample, labels, context_len))
         log.info("%s, %s: replay %.1f J (cv %.3f); binned %+.1f %%, model %+.1f %% (control points %+.1f %% "
                  "from the grid job's, %+.1f … %+.1f %%)", name, workload, row["replay_energy_j"], row["replay_cv"],
                  row["error_pct"], row["model_error_pct"], drift["meter_drift_pct"], drift["control_ratio_min_pct"],
                  drift["control_ratio_max_pct"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def steady_corrected(row: dict, runs: pd.DataFrame, steady: pd.DataFrame | None, model, note: str,
+                     sample: pd.DataFrame, labels: dict, context_len: int | None) -> dict:
+    """The model fitted to the grid job at a steady meter level (:func:`~llm_energy.estimates.drift.steady_grid`),
+    its estimate of the sample with each phase moved by the control points' drift against that steady
+    grid (:func:`~llm_energy.estimates.drift.phase_drift`), and its error against the metered replay:
+    ``model_estimate_steady_j``, ``model_error_steady_pct``, ``meter_drift_steady_pct`` (the control
+    points' level drift against the steady grid), ``steady_note`` (why they are NaN). Both of the
+    meter's changes are taken out: within the grid job (the reference kernel read at every visit) and
+    between the grid and the replay job (the control points). Beside the raw error, never instead."""
+    none = {"model_estimate_steady_j": math.nan, "model_error_steady_pct": math.nan,
+            "meter_drift_steady_pct": math.nan, "steady_note": note}
+    if steady is None or model is None:
+        return none
+    est = model_compare(sample, model, framework_of(labels["variant"]), labels["decoding"], row["batch_size"],
+                        context_len)
+    level = meter_drift(runs, steady)["meter_drift_pct"]
+    if math.isnan(level):
+        return {**none, "steady_note": "no control points: the drift between the jobs is not measured"}
+    moved = phase_corrected({**est, **phase_drift(runs, steady, level), "replay_energy_j": row["replay_energy_j"]})
+    return {"model_estimate_steady_j": moved["model_estimate_phase_j"],
+            "model_error_steady_pct": moved["model_error_phase_pct"], "meter_drift_steady_pct": level,
+            "steady_note": ""}
 
 
 def term_shares(sample: pd.DataFrame, model, framework: str, decoding: str, batch_size: int,

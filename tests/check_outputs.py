@@ -315,7 +315,7 @@ def check_replay(root: Path, n_expected: int) -> dict[str, float]:
                                 framework_of(rep["variant"]))
         assert list(zip(rep["control_input_len"], rep["control_output_len"])) == expect, path
     fig = pd.read_csv(root / "paper/figures/fig_replay_validation.csv")
-    for col in ("error_pct", "model_error_pct"):
+    for col in ("error_pct", "model_error_pct", "model_error_steady_pct"):
         assert sorted(fig[col].dropna().round(6)) == sorted(val[col].dropna().round(6)), col
     return {f"{r.workload}/{r.variant}": (round(r.error_pct, 1), round(r.model_error_pct, 1)) for r in val.itertuples()}
 

@@ -710,6 +710,30 @@ def test_replay_figure_draws_each_method_interval(tmp_path, monkeypatch):
     assert sorted(drawn) == [(-12.0, 5.0), (3.0, 7.0)]
 
 
+def test_replay_figure_marks_the_models_error_with_the_meters_changes_taken_out(tmp_path, monkeypatch):
+    from llm_energy.paper.figures import workloads
+
+    marks = []
+    real_plot = workloads.plt.Axes.plot
+
+    def plot(ax, x, y, *args, **kw):
+        if kw.get("marker") == "D":
+            marks.append(float(y[0]))
+        return real_plot(ax, x, y, *args, **kw)
+
+    monkeypatch.setattr(workloads.plt.Axes, "plot", plot)
+    val = pd.DataFrame([{"workload": w, "hardware": "hw-a", "model": "m", "variant": "transformers-eager",
+                         "decoding": "greedy", "n_requests": 24, "error_pct": -30.0, "model_error_pct": raw,
+                         "model_error_steady_pct": steady, "interval_pct": 5.0, "model_interval_pct": 15.0,
+                         "energy_source": "cpu-estimate"}
+                        for w, raw, steady in (("imdb", 17.0, 2.4), ("wmt14", 16.0, np.nan))])
+    F.fig_replay_validation(val, files(tmp_path, "fig_replay_validation"))
+    csv, tex = read(tmp_path, "fig_replay_validation")
+    assert marks == [2.4]  # the model's bar only, and no mark where the correction could not be made
+    assert sorted(csv["model_error_pct"]) == [16.0, 17.0]  # the figure's data keep the metered errors
+    assert "Diamond: the model's error with the meter's changes taken out" in tex and "stay as metered" in tex
+
+
 def test_captions_escape_latex(tmp_path):
     m = cell("vllm-eager", hardware="cpu_x", model="tiny_llama")
     F.fig_decoding(m, FI, FO, files(tmp_path, "fig3_decoding"))

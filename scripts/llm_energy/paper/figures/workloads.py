@@ -306,13 +306,16 @@ def fig_tasks(estimates: pd.DataFrame, task_workloads: list[str], files: FigureF
 
 
 def _replay_long(validation: pd.DataFrame) -> pd.DataFrame:
-    """One row per (workload, stack, method) of the replay validation: the method's error in percent."""
+    """One row per (workload, stack, method) of the replay validation: the method's error in percent, and
+    (``corrected``, the model's rows) its error with the meter's changes taken out (``model_error_steady_pct``)."""
     data = validation.copy()
     decodings = data["decoding"] if "decoding" in data else ["greedy"] * len(data)
     data["stack"] = [stack_label(v, d) for v, d in zip(data["variant"], decodings)]
     nan = pd.Series(np.nan, index=data.index)
     methods = (("binned", "error_pct", "interval_pct"), ("model", "model_error_pct", "model_interval_pct"))
-    parts = [data.assign(method=method, error=data[col], interval=data.get(width, nan))
+    steady = data.get("model_error_steady_pct", nan)
+    parts = [data.assign(method=method, error=data[col], interval=data.get(width, nan),
+                         corrected=steady if method == "model" else nan)
              for method, col, width in methods if col in data]
     return pd.concat(parts, ignore_index=True).assign(hue_rank=1)
 
@@ -328,12 +331,12 @@ def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[
     hue_colours = stack_colours(stacks)
     fig, ax = plt.subplots(figsize=(max(SINGLE_COLUMN_IN, 0.18 * len(order) * len(slots) + 0.8), 2.4))
     _bars(ax, long.assign(x=long["workload"], hue=long["stack"]), order, slots, "error", "interval", hue_colours,
-          log_axis=False)
+          log_axis=False, marker="corrected")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set(xlabel="", ylabel="estimate vs replay (%)")
     ax.legend(handles=_legend_handles(long, stacks, hue_colours), fontsize="small", loc="upper left",
               bbox_to_anchor=(1.0, 1.0))
-    data = long[long["method"] == "binned"].drop(columns=["method", "error", "interval", "hue_rank"])
+    data = long[long["method"] == "binned"].drop(columns=["method", "error", "interval", "hue_rank", "corrected"])
     n = ", ".join(f"{w}: {k}" for w, k in data.groupby("workload")["n_requests"].first().items())
     missing = long[long["error"].isna()]
     caption = ("Error of each estimate against the metered replay of the same seeded sample of requests "
@@ -342,7 +345,9 @@ def fig_replay_validation(validation: pd.DataFrame, files: FigureFiles) -> list[
                "true lengths. Error bars: the interval the noise alone allows (the replay runs' standard error, "
                "the meter's drift between the grid job and the replay job from the control points, and for the "
                "model its leave-one-point-out error, in quadrature); a bar whose interval reaches 0 agrees with "
-               "the replay within the noise."
+               "the replay within the noise. Diamond: the model's error with the meter's changes taken out, "
+               "within the grid job (the reference kernel read at every point) and between the grid and replay "
+               "jobs (the control points, prefill and decode apart); the bars stay as metered."
                + (f" No bar: {len(missing)} estimate(s) the method could not make (the data's "
                   "estimate\\_note and model\\_note say why)." if len(missing) else "")
                + " " + cells_note(data) + " " + source_note(data["energy_source"]))

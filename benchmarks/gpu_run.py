@@ -9,15 +9,23 @@ budget is spent:
      and 16 (compile: part D).
   C  Dense vs MoE at the paper's widths, reduced depth: OLMo-1B vs OLMoE-1B-7B (4 layers each).
   D  transformers-compile x greedy (last: compiling per shape takes the longest).
+  G  The energy model against a metered replay (#31), through the pipeline's own functions (the
+     default config with this GPU's meter): the transformers-eager grid (bins, sweeps, padded points)
+     of a random-weight model of Llama-3.2-1B's shape, checked, fitted, and 64 requests of each of
+     three traces replayed with control points; prints each trace's model error (raw, and with the
+     meter's changes taken out) and the model's leave-one-point-out error (``--parts G --profiles
+     DIR``: a finished run's results/profile folder, with azure_code_2023, azure_conv_2023 and
+     burstgpt).
   F  The full protocol (5 s windows, 3 repeats, the default config's validation limits): greedy on
      random-weight models of Llama-3.2-1B's shape (eager at batch 1-256, compile at 1/16/256) and of
      Llama-3.1-8B's (eager at 1/16/256); prints each point's coefficient of variation, the
      counter-vs-timeline gap and whether every row passes validation (``--parts F``).
 
 Needs torch, transformers, nvidia-ml-py, pandas and this package from the working tree (no vLLM, no
-Snakemake, no mistral_common: the tokenizer is copied from ``--tokenizer-dir``):
+Snakemake, no mistral_common: the tokenizer is copied from ``--tokenizer-dir``; part G also reads the
+config: pyyaml, jsonschema and pyarrow):
     PYTHONPATH=scripts python benchmarks/gpu_run.py --tokenizer-dir models/tiny-llama --out DIR
-``--meter cpu-estimate --small`` runs the same path on a CPU in a minute.
+``--meter cpu-estimate --small`` runs the same path on a CPU in a minute (part G: two minutes).
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ SHOW = ["model", "variant", "decoding", "input_len", "output_len", "batch_size",
 
 
 def summary(df: pd.DataFrame) -> str:
+    if "status" not in df:  # part G's validation table, printed by the part itself
+        return f"{len(df)} validation rows"
     ok = df[df["status"] == "ok"]
     if ok.empty:
         return df[[c for c in SHOW if c in df]].to_string(index=False)
@@ -66,6 +76,59 @@ def summary(df: pd.DataFrame) -> str:
     return text
 
 
+TRACES = ("azure_code_2023", "azure_conv_2023", "burstgpt")
+
+
+def replay_check(args, hw: str, target: Path, out: Path) -> pd.DataFrame:
+    """Part G: measure, check, replay and validate one transformers-eager grid cell as the pipeline's
+    rules do, in one process (no Snakemake); the validation table of the three traces."""
+    from llm_energy.estimates.replay import replay_cell, validate
+    from llm_energy.measurement.cell import measure_cell
+    from llm_energy.measurement.validation import check_measurements, gate_options
+    from llm_energy.modelling.energy_model import context_length
+    from llm_energy.pipeline import config as config_mod
+
+    profiles = {w: args.profiles / f"{w}.parquet" for w in TRACES}
+    missing = [str(p) for p in profiles.values() if not p.exists()]
+    if missing:
+        raise SystemExit(f"part G needs the traces' profiles: {', '.join(missing)} (run the default pipeline's "
+                         "profile_workload rule, or pass --profiles DIR)")
+    name, variant = "llama-3.2-1b-shape", "transformers-eager"
+    # The bins reach 4,096 + 512 tokens: the model's positions must too (part A's target stops at 4,096).
+    arch = {**(SMALL if args.small else read_architecture_file("llama-3.2-1b")), "max_position_embeddings": 8704}
+    target = build_model(target.parent / "llama-3.2-1b-shape-8k", arch, seed=0, dtype="bfloat16",
+                         tokenizer_dir=args.tokenizer_dir)
+    overlay = {"hardware": hw, "models": {name: {"source": "build", "dtype": "bfloat16", "architecture": arch}},
+               "measurement": {"meter": args.meter, "min_window_s": args.min_window_s,
+                               "batch_size": 4 if args.small else args.batch_size,
+                               "prompts": "pg19" if args.book else "random"},
+               "replay": {"enabled": True, "workloads": list(TRACES), "n_requests": 8 if args.small else 64,
+                          "runs": 2, "control_points": 2},
+               "cells": [{"model": name, "variants": [variant], "decoding": ["greedy"]}]}
+    cfg = config_mod.validate(config_mod.merge(config_mod.read_mapping(Path(__file__).parents[1] / "config.yaml"),
+                                               overlay))
+    cell = dict(hardware=hw, model=name, variant=variant, decoding="greedy")
+    df = measure_cell(cfg, **cell, model_dir=target, out=out / "part_G.measurements.parquet", prompt_file=args.book)
+    v, m = cfg["validation"], cfg["measurement"]  # as workflow/common.smk's VALIDATION gives the rule
+    checked = check_measurements(df, min_window_s=v["min_window_s"] or m["min_window_s"], max_cv=v["max_cv"],
+                                 min_power_coverage=v["min_power_coverage"],
+                                 sample_interval_s=m["power_sample_interval_s"], **gate_options(v))
+    checked_path = out / "part_G.checked.parquet"
+    checked.to_parquet(checked_path, index=False)
+    print(f"grid: {int(checked['valid'].sum())} of {len(checked)} rows valid", flush=True)
+    replays = replay_cell(cfg, **cell, model_dir=target, profiles=profiles, measurements=checked_path,
+                          out=out / "part_G.replay.parquet")
+    table = validate(replays, checked, cfg["bins"]["input"], cfg["bins"]["output"],
+                     context_len=context_length(Path(target) / "config.json"), name=name)
+    cols = ["workload", "n_requests", "replay_energy_j", "error_pct", "model_error_pct", "model_interval_pct",
+            "model_error_steady_pct", "meter_drift_pct", "loo_median_error_pct", "loo_grid_pct", "loo_padded_pct"]
+    print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+    worst = table["model_error_pct"].abs().max()
+    print(f"model error <= 10 % on every replayed trace (raw, {table['energy_source'].iloc[0]}): "
+          f"{'met' if worst <= 10 else 'NOT met'} (largest {worst:.1f} %)", flush=True)
+    return table
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--meter", default="nvml", choices=["nvml", "cpu-estimate"])
@@ -76,6 +139,10 @@ def main() -> int:
     ap.add_argument("--min-window-s", type=float, default=3.0)
     ap.add_argument("--window-a-s", type=float, default=None, help="part A's windows (default: --min-window-s)")
     ap.add_argument("--parts", default="A,B,C,D", help="which parts, in order (A is always first when named)")
+    ap.add_argument("--profiles", type=Path, default=Path("results/profile"), help="part G's trace profiles")
+    ap.add_argument("--batch-size", type=int, default=16, help="part G's grid batch size (--small: 4)")
+    ap.add_argument("--book", type=Path, default=None, help="part G: cut the grid's prompts from this PG-19 book "
+                    "(the default config's; without it seeded random token ids, as the replay's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.meter == "nvml" and not nvml_gpus():
@@ -205,13 +272,17 @@ def main() -> int:
                         for r in bad.itertuples()), flush=True)
         return checked
 
+    def part_g():
+        return replay_check(args, hw, target, out)
+
     part("A", part_a)
     part("B", part_b)
     part("C", part_c)
     part("D", lambda: part_b(compiled=True))
     part("F", part_f)
+    part("G", part_g)
     print(f"== done in {time.perf_counter() - t0:.0f} s; parts: {', '.join(results) or 'none'}", flush=True)
-    return 0 if results.keys() & {"A", "F"} else 1
+    return 0 if results.keys() & {"A", "F", "G"} else 1
 
 
 if __name__ == "__main__":

@@ -79,9 +79,10 @@ def summary(df: pd.DataFrame) -> str:
 TRACES = ("azure_code_2023", "azure_conv_2023", "burstgpt")
 
 
-def replay_check(args, hw: str, target: Path, out: Path) -> pd.DataFrame:
-    """Part G: measure, check, replay and validate one transformers-eager grid cell as the pipeline's
-    rules do, in one process (no Snakemake); the validation table of the three traces."""
+def replay_check(args, hw: str, target: Path, arch: dict, out: Path) -> pd.DataFrame:
+    """Part G: measure, check, replay and validate one transformers-eager grid cell of ``target``
+    (built from ``arch``) as the pipeline's rules do, in one process (no Snakemake); the validation
+    table of the three traces."""
     from llm_energy.estimates.replay import replay_cell, validate
     from llm_energy.measurement.cell import measure_cell
     from llm_energy.measurement.validation import check_measurements, gate_options
@@ -94,10 +95,6 @@ def replay_check(args, hw: str, target: Path, out: Path) -> pd.DataFrame:
         raise SystemExit(f"part G needs the traces' profiles: {', '.join(missing)} (run the default pipeline's "
                          "profile_workload rule, or pass --profiles DIR)")
     name, variant = "llama-3.2-1b-shape", "transformers-eager"
-    # The bins reach 4,096 + 512 tokens: the model's positions must too (part A's target stops at 4,096).
-    arch = {**(SMALL if args.small else read_architecture_file("llama-3.2-1b")), "max_position_embeddings": 8704}
-    target = build_model(target.parent / "llama-3.2-1b-shape-8k", arch, seed=0, dtype="bfloat16",
-                         tokenizer_dir=args.tokenizer_dir)
     overlay = {"hardware": hw, "models": {name: {"source": "build", "dtype": "bfloat16", "architecture": arch}},
                "measurement": {"meter": args.meter, "min_window_s": args.min_window_s,
                                "batch_size": 4 if args.small else args.batch_size,
@@ -157,7 +154,8 @@ def main() -> int:
                         min_window_s=args.min_window_s, examples_per_point=0, examples_per_point_large_batch=0)
     tmp = Path(tempfile.mkdtemp(prefix="gpu-run-"))
     build = dict(seed=0, dtype=dtype, tokenizer_dir=args.tokenizer_dir)
-    target_arch = SMALL if args.small else {**read_architecture_file("llama-3.2-1b"), "max_position_embeddings": 4096}
+    # 8,704 positions: part G's bins reach 4,096 + 512 tokens (the default config's tiny-llama has as many).
+    target_arch = {**(SMALL if args.small else read_architecture_file("llama-3.2-1b")), "max_position_embeddings": 8704}
     target = build_model(tmp / "llama-3.2-1b-shape", target_arch, **build)
     print(f"[{time.perf_counter() - t0:.0f} s] built target {model_facts(target)}", flush=True)
     results = {}
@@ -273,7 +271,7 @@ def main() -> int:
         return checked
 
     def part_g():
-        return replay_check(args, hw, target, out)
+        return replay_check(args, hw, target, target_arch, out)
 
     part("A", part_a)
     part("B", part_b)

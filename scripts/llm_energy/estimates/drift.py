@@ -145,7 +145,7 @@ def steady_grid(measurements: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
     ok = m["status"] == "ok"
     if not (ref[ok] > 0).all() or int((ref > 0).sum()) < STEADY_WINDOW:
         return None, f"fewer than {STEADY_WINDOW} reference readings, or an ok row without one"
-    order = m.index[(ref > 0).to_numpy()][np.argsort(m.loc[ref > 0, "sweep_index"].to_numpy(), kind="stable")]
+    order = m[ref > 0].sort_values("sweep_index", kind="stable").index
     local = ref[order].rolling(STEADY_WINDOW, center=True, min_periods=1).median()
     factor = (ref[order].median() / local).reindex(m.index).fillna(1.0)
     out = m.copy()

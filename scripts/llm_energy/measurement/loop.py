@@ -410,10 +410,10 @@ def run_job(job: MeteredJob, points: list[Point], labels: dict | None = None, pr
 
 def _sweep(run: CellRun, points: list[Point], idle_power_w: float, rows: list[dict], load_s: float) -> float:
     """Measure the points (in the order of :func:`visits`, serpentine rounds in :func:`spread_order`),
-    appending their rows to ``rows`` as each
-    visit ends (so that a cell stopped midway keeps them), with progress and an ETA in the log; the
-    sweep's seconds. Each row's ``sweep_index`` is its window's place in the job's order (0 first);
-    ``rows`` ends sorted by point and repeat whatever the order."""
+    appending their rows to ``rows`` as each visit ends (so that a cell stopped midway keeps them),
+    with progress and an ETA in the log; the sweep's seconds. Each row's ``sweep_index`` is its
+    window's place in the job's order (0 first); ``rows`` ends sorted by point and repeat whatever the
+    order."""
     interleaved = run.p.interleaved(run.backend.variant.compiled)
     order = visits(len(points), run.p.repeats, interleaved, spread_order(points) if interleaved else None)
     share = [len(reps) / run.p.repeats for _, reps in order]

@@ -126,9 +126,9 @@ def spread_order(points: list[Point]) -> list[int]:
     right after the unpadded point of its shape. A shape's place is its bit-reversed Morton code of
     (rank of its input length, of its output length, of its batch size) among the cell's: consecutive
     places alternate between short and long inputs, then short and long outputs, then batch sizes, so
-    any few consecutive visits cover the corners of the grid. A drift of the meter that is not linear in time
-    (a stretch of the job where the shared CPU runs slower) then falls on points spread over the grid
-    instead of on one corner of it (in sorted order the long-input points sat together in the middle
+    any few consecutive visits cover the corners of the grid. A drift of the meter that is not linear
+    in time (a stretch of the job where the shared CPU runs slower) then falls on points spread over
+    the grid instead of on one corner of it (in sorted order the long-input points sat together in the middle
     of the round), and the padded batches' extra cost, a difference between a padded point and its
     twin, is measured seconds apart."""
     dims = [sorted({getattr(p, a) for p in points}) for a in ("input_len", "output_len", "batch_size")]

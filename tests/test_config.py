@@ -204,9 +204,15 @@ def test_the_replay_and_rate_sweep_params_hold_what_each_job_reads_and_nothing_i
     for p in (r, s):
         assert p["measurement"] == default["measurement"]
         assert p["top_edges"] == [default["bins"]["input"][-1], default["bins"]["output"][-1]]
-    assert set(r["replay"]) == {"n_requests", "seed", "runs", "control_points"} and r["online"] == {}
+    assert set(r["replay"]) == {"n_requests", "seed", "runs", "min_metered_s", "max_runs", "control_points",
+                                "control_repeats"} and r["online"] == {}
     assert set(s["replay"]) == {"n_requests", "seed"}  # runs and control points are the replay's alone
     assert s["online"] == default["online"]
     # What the rate sweep reads changes with the protocol, and not with replay.runs.
     edited = cfgmod.validate({**raw, "replay": {**raw["replay"], "runs": 5}})
     assert cfgmod.job_params(edited, online, "serve") == s and cfgmod.job_params(edited, replay, "replay") != r
+    for key, value in (("min_metered_s", 10), ("control_repeats", 6)):  # each re-runs the replay job only
+        edited = cfgmod.validate({**raw, "replay": {**raw["replay"], key: value}})
+        assert cfgmod.job_params(edited, online, "serve") == s and cfgmod.job_params(edited, replay, "replay") != r
+    bare = cfgmod.validate({**raw, "replay": {"enabled": True}})  # the schema's defaults: the grid's repeats
+    assert bare["replay"]["control_repeats"] is None and bare["replay"]["min_metered_s"] == 0

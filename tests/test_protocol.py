@@ -444,3 +444,16 @@ def test_replay_controls_bracket_the_replay_runs_with_serpentine_repeats():
     consecutive.before()
     consecutive.after()
     assert "control_end_energy_j" not in consecutive.columns()  # all repeats before the replay
+
+
+def test_replay_controls_take_their_own_repeats_half_before_and_half_after_the_runs():
+    from llm_energy.estimates.replay import Controls
+
+    backend = FakeBackend()
+    controls = Controls(backend, _protocol(warmup_batches=0, repeat_order="serpentine"), _protocol().make_meter(),
+                        [(8, 6)], 2, prefill_windows=False, repeats=4)
+    controls.before()
+    assert [c[1:] for c in backend.calls] == [(8, 6)] * 2  # 2 of the 4 windows before the runs
+    controls.after()
+    assert [c[1:] for c in backend.calls] == [(8, 6)] * 4  # the grid's protocol has 2 repeats; here 4
+    assert [len(v[0]) for v in controls.energies] == [2, 2]

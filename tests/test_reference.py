@@ -157,3 +157,27 @@ def test_serpentine_rounds_read_the_reference_at_every_visit_and_the_level_count
     assert [r["reference_energy_j"] for r in rows] == [1.0, 6.0, 3.0, 4.0, 2.0, 5.0]
     level = reference_level(pd.DataFrame({"reference_energy_j": [7.0]}), pd.DataFrame(rows))
     assert level["n_reference_grid"] == 6 and level["reference_grid_j"] == 3.5
+
+
+class TimedMeter(ScaledMeter):
+    """Each window lasts ``seconds`` (the sample's serving time)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(1.0)
+        self.seconds = seconds
+
+    @contextlib.contextmanager
+    def window(self):
+        with super().window() as w:
+            yield w
+        w.duration_s = self.seconds
+
+
+@pytest.mark.parametrize("seconds, expected", [(0.55, 6), (1.0, 3), (1.6, 2), (2.5, 2), (0.1, 8)])
+def test_a_short_replay_is_served_again_until_its_windows_hold_min_metered_s(seconds, expected):
+    sample = pd.DataFrame({"input_tokens": [4, 6], "output_tokens": [2, 3]})
+    meter = TimedMeter(seconds)
+    rows = replay(Served(), meter, sample, 2, seed=0, runs=2, warmup=False, min_metered_s=3.0, max_runs=8)
+    assert len(rows) == meter.windows == expected  # at least `runs`, at most max_runs, one window each
+    assert [r["run"] for r in rows] == list(range(expected))
+    assert len(replay(Served(), TimedMeter(0.1), sample, 2, seed=0, runs=2, warmup=False)) == 2  # default: runs only

@@ -2,13 +2,14 @@
 
 1. :func:`replay_cell` (rule ``replay_cell``, metered, on the cell's hardware; one job per workload in
    the workflow, so that a workload added is replayed alone): serve a seeded sample of the workload
-   with its true lengths on the cell's stack, ``runs`` times after a warm-up, each run one metered
+   with its true lengths on the cell's stack, ``runs`` times after a warm-up (more, up to
+   ``max_runs``, until the runs hold ``min_metered_s`` of metered windows), each run one metered
    window. It writes only what it metered: ``results/replay/<cell>/<workload>.parquet``, one row per
    run with the sample's requests in serving order (``input_tokens``, ``output_tokens`` lists) and
    the run's energy.
    Around the replay it measures ``control_points`` of the cell's grid points again, with the grid's
-   protocol (``control_*`` columns; with ``repeat_order: serpentine`` half their repeats before the
-   runs and half after): the meter's level in this job against the grid job's, so each workload's
+   protocol but ``control_repeats`` repeats (``control_*`` columns; with ``repeat_order: serpentine``
+   half their repeats before the runs and half after): the meter's level in this job against the grid job's, so each workload's
    comparison carries the drift of its own job.
 2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
    of the very same requests, from the cell's checked measurements, against the mean of the runs; and
@@ -88,8 +89,11 @@ def prompts_for(sample: pd.DataFrame, seed: int) -> list[list[int]]:
 
 
 def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, runs: int = 1,
-           warmup: bool = True, reference=None) -> list[dict]:
-    """Serve the sample ``runs`` times (after one warm-up batch), each run inside its own metered window.
+           warmup: bool = True, reference=None, min_metered_s: float = 0.0, max_runs: int | None = None) -> list[dict]:
+    """Serve the sample ``runs`` times (after one warm-up batch), each run inside its own metered window;
+    then again, up to ``max_runs`` runs in all, until the runs' windows add up to ``min_metered_s``: a
+    sample served in half a second is as short as one grid window, and its mean needs more windows
+    to be read as well as a long sample's (the meter's noise per window does not shrink with it).
 
     ``reference`` (a :class:`~llm_energy.measurement.reference.ReferenceKernel`): measured right before
     and right after each run, outside its window; the run's ``reference_energy_j`` is their mean, the
@@ -105,8 +109,9 @@ def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, run
     rows = []
     level = reference.measure if reference is not None else lambda: math.nan
     after = level()
-    for run in range(runs):
-        before = after
+    metered_s, last = 0.0, max(runs, max_runs or runs)
+    while len(rows) < runs or (metered_s < min_metered_s and len(rows) < last):
+        run, before = len(rows), after
         with meter.window() as w:
             tokens = backend.serve(prompts, outs, batch_size)
         after = level()
@@ -119,6 +124,9 @@ def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, run
                      "replay_duration_s": w.duration_s, "replay_tokens_generated": int(sum(tokens)),
                      "replay_tokens_requested": int(sum(outs)), "energy_source": w.energy_source,
                      "batch_size": batch_size, "reference_energy_j": (before + after) / 2})
+        metered_s += w.duration_s
+    if len(rows) > runs:
+        log.info("replay: %d runs, %.1f s metered (at least %g s)", len(rows), metered_s, min_metered_s)
     return rows
 
 
@@ -195,12 +203,13 @@ class Controls:
     points and the runs); otherwise all of them before (:meth:`after` measures nothing)."""
 
     def __init__(self, backend, protocol, meter, shapes: list[tuple[int, int]], batch_size: int,
-                 prefill_windows: bool = True):
+                 prefill_windows: bool = True, repeats: int | None = None):
         """``prefill_windows=False``: full windows only (``control_prefill_energy_j`` NaN), where the
-        points' prefill is too small a share of their energy to be read (:func:`prefill_share`)."""
+        points' prefill is too small a share of their energy to be read (:func:`prefill_share`).
+        ``repeats``: each point's repeats in this job (default: the grid's)."""
         self.run = CellRun(backend, protocol, meter, prefill_windows=prefill_windows)
         self.shapes, self.batch_size = shapes, batch_size
-        n = protocol.repeats
+        n = int(repeats or protocol.repeats)
         split = (n + 1) // 2 if protocol.interleaved(backend.variant.compiled) and n > 1 else n
         self.repeats = (range(0, split), range(split, n))
         self.energies: list[list[list[float]]] = []  # per visit (before, after): per point, its ok repeats
@@ -284,9 +293,11 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
             # The grid shapes that carry most of this sample's energy, measured right before its replay.
             shapes = control_points(grid, int(r.get("control_points", 0)), batch_size, sample, framework)
             share = prefill_share(grid, shapes, batch_size)
-            controls = Controls(backend, protocol, meter, shapes, batch_size, prefill_windows=share >= MIN_PHASE_SHARE)
+            controls = Controls(backend, protocol, meter, shapes, batch_size, prefill_windows=share >= MIN_PHASE_SHARE,
+                                repeats=r.get("control_repeats"))
             controls.before()
-            metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs, reference=reference)
+            metered = replay(backend, meter, sample, batch_size, r["seed"], runs=runs, reference=reference,
+                             min_metered_s=float(r.get("min_metered_s", 0.0)), max_runs=r.get("max_runs"))
             controls.after()
             rows += [{**row, **controls.columns()}
                      for row in replay_rows(workload, sample, metered, labels, r["seed"])]

@@ -449,7 +449,8 @@ def cell_params(cfg: dict, cell: Cell) -> dict:
 # The replay keys each metering job after the grid reads: the replay job its sample, runs and control
 # points; the rate sweep only the sample (its requests are the replay's), so that choosing replay runs
 # never re-runs the sweep.
-REPLAY_JOB_KEYS = {"replay": ("n_requests", "seed", "runs", "control_points"), "serve": ("n_requests", "seed")}
+REPLAY_JOB_KEYS = {"replay": ("n_requests", "seed", "runs", "min_metered_s", "max_runs", "control_points",
+                              "control_repeats"), "serve": ("n_requests", "seed")}
 
 
 def job_params(cfg: dict, cell: Cell, job: str) -> dict:

@@ -9,8 +9,8 @@
    the run's energy.
    Around the replay it measures ``control_points`` of the cell's grid points again, with the grid's
    protocol but ``control_repeats`` repeats (``control_*`` columns; with ``repeat_order: serpentine``
-   half their repeats before the runs and half after): the meter's level in this job against the grid job's, so each workload's
-   comparison carries the drift of its own job.
+   half their repeats before the runs and half after): the meter's level in this job against the grid
+   job's, so each workload's comparison carries the drift of its own job.
 2. :func:`validate` (rule ``validate_cell``, cheap): the binned estimate and the energy-model estimate
    of the very same requests, from the cell's checked measurements, against the mean of the runs; and
    ``meter_drift_pct``, how much more the control points cost in the replay job than in the grid job
@@ -104,8 +104,8 @@ def replay(backend, meter, sample: pd.DataFrame, batch_size: int, seed: int, run
         t0 = time.perf_counter()
         backend.serve(prompts[:batch_size], [min(o, WARMUP_TOKENS) for o in outs[:batch_size]], batch_size)
         log.info("replay: warm-up of %d requests in %.1f s; serving %d requests (%d output tokens) at batch %d, "
-                 "%d run(s)", min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs),
-                 batch_size, runs)
+                 "%d run(s)%s", min(batch_size, len(prompts)), time.perf_counter() - t0, len(prompts), sum(outs),
+                 batch_size, runs, f" or more, until {min_metered_s:g} s are metered" if min_metered_s else "")
     rows = []
     level = reference.measure if reference is not None else lambda: math.nan
     after = level()

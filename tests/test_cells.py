@@ -168,7 +168,9 @@ def test_cell_params_are_what_the_job_gets(cfg):
     assert {p[:2] for p in padded} == {*((i, m["sweep_fixed_output"]) for i in m["sweep_input_lengths"]),
                                        (m["sweep_fixed_input"], max(m["sweep_output_lengths"])),
                                        (max(m["sweep_input_lengths"]), max(m["sweep_output_lengths"])),
+                                       (max(m["sweep_input_lengths"]), max(cfg["bins"]["output"])),
                                        (top_in, low_out)}
+    assert (1024, 512) in {p[:2] for p in padded}  # the default's: a padded decode as long as a workload's
     assert {p[2] for p in padded} == {m["batch_size"]}
 
 

@@ -350,9 +350,11 @@ def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
     shape that the grid measures, and every replayed batch of a real trace is padded: the energy model
     fits that cost from these points (``energy_model``). The shapes, at the grid's batch size: each
     sweep input length at the fixed sweep output, the fixed sweep input at the longest sweep output,
-    the longest sweep input at the longest sweep output (the one point whose decode runs over long
-    padded prompts: the padded decode terms' context term rests on it) and the longest input edge at
-    the shortest output edge. None for continuous batching (vLLM never pads), speculative decoding
+    the longest sweep input at the longest sweep output and at the longest output edge (the points
+    whose decode runs over long padded prompts: the padded decode terms' context term rests on them,
+    and a workload's padded batches decode up to that edge, so the term is measured where it is used,
+    not extrapolated from a short output) and the longest input edge at the shortest output edge.
+    None for continuous batching (vLLM never pads), speculative decoding
     (one request at a time) or batch 1."""
     m = cfg["measurement"]
     b = m["batch_size"]
@@ -362,6 +364,7 @@ def padded_points(cfg: dict, cell: Cell) -> list[tuple[int, int, int, str]]:
     shapes = {(i, m["sweep_fixed_output"]) for i in m["sweep_input_lengths"]}
     shapes.add((m["sweep_fixed_input"], max(m["sweep_output_lengths"])))
     shapes.add((max(m["sweep_input_lengths"]), max(m["sweep_output_lengths"])))
+    shapes.add((max(m["sweep_input_lengths"]), max(cfg["bins"]["output"])))
     shapes.add((max(cfg["bins"]["input"]), min(cfg["bins"]["output"])))
     return [(i, o, b, PADDED) for i, o in sorted(shapes)]
 

@@ -302,7 +302,7 @@ def replay_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding:
             rows += [{**row, **controls.columns()}
                      for row in replay_rows(workload, sample, metered, labels, r["seed"])]
             energies = [m["replay_energy_j"] for m in metered]
-            log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, runs, np.mean(energies),
+            log.info("%s: %d replay run(s), mean %.1f J, cv %.3f", workload, len(metered), np.mean(energies),
                      cv(energies))
     df = pd.DataFrame(rows)
     if out is not None:

@@ -58,10 +58,11 @@ def _inputs(run: Path, cell: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return replays, measurements, kw
 
 
-def elasticities(replays: pd.DataFrame, m: pd.DataFrame, kw: dict, column: str) -> tuple[pd.DataFrame, pd.Series]:
+def elasticities(replays: pd.DataFrame, m: pd.DataFrame, kw: dict, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per perturbed window set (``window``: full or prefill) with its repeats, noise and
-    elasticity per workload; and the rows' errors as computed."""
-    base = validate(replays, m, **kw).set_index("workload")[column]
+    elasticity per workload; and the validation as computed (one row per workload)."""
+    rows = validate(replays, m, **kw).set_index("workload")
+    base = rows[column]
     ok = m[(m["status"] == "ok") & m["valid"].fillna(False).astype(bool)].copy()
     ok["padded_batch"] = is_padded(ok["role"].astype(str))
     pad_all = is_padded(m["role"].astype(str))
@@ -77,14 +78,14 @@ def elasticities(replays: pd.DataFrame, m: pd.DataFrame, kw: dict, column: str) 
         windows = g["prefill_energy_j"].drop_duplicates()
         sets.append(("prefill", key, (m["input_len"] == key[0]) & (m["batch_size"] == key[1]) & (pad_all == key[2]),
                      "prefill_energy_j", log_sd(windows), len(windows)))
-    rows = []
+    out = []
     for window, key, sel, col, sd, n in sets:
         moved = m.copy()
         moved.loc[sel, col] *= 1 + DELTA
         new = validate(replays, moved, **kw).set_index("workload")[column]
         el = (np.log1p(new / 100) - np.log1p(base / 100)) / math.log1p(DELTA)
-        rows.append({"window": window, "point": key, "noise": sd, "repeats": n, **el.to_dict()})
-    return pd.DataFrame(rows), base
+        out.append({"window": window, "point": key, "noise": sd, "repeats": n, **el.to_dict()})
+    return pd.DataFrame(out), rows
 
 
 def control_windows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
@@ -128,8 +129,8 @@ def main(argv=None) -> int:
     control_repeats = float(cfg["replay"].get("control_repeats") or cfg["measurement"]["repeats"])
     for cell in grid_cells(args.run):
         replays, m, kw = _inputs(args.run, cell)
-        table, base = elasticities(replays, m, kw, args.column)
-        rows = validate(replays, m, **kw).set_index("workload")
+        table, rows = elasticities(replays, m, kw, args.column)
+        base = rows[args.column]
         second = None
         if args.second:
             second = pd.read_parquet(args.second / "results" / "validation" / f"{cell}.parquet").set_index("workload")

@@ -181,3 +181,17 @@ def test_a_short_replay_is_served_again_until_its_windows_hold_min_metered_s(sec
     assert len(rows) == meter.windows == expected  # at least `runs`, at most max_runs, one window each
     assert [r["run"] for r in rows] == list(range(expected))
     assert len(replay(Served(), TimedMeter(0.1), sample, 2, seed=0, runs=2, warmup=False)) == 2  # default: runs only
+
+
+def test_the_kernel_runs_on_one_thread_where_vllm_has_silenced_torch_set_num_threads(monkeypatch):
+    # vLLM's CPU worker replaces torch.set_num_threads with a function that only warns, in the job's own
+    # process; the kernel must still run on one thread and give the job its threads back.
+    torch.set_num_threads(2)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    seen = []
+    kernel = ReferenceKernel(CpuEstimateMeter(4.0), iterations=1)
+    work = kernel._work
+    monkeypatch.setattr(kernel, "_work", lambda: (seen.append(torch.get_num_threads()), work()))
+    assert kernel.measure() > 0
+    assert seen == [1]
+    assert torch.get_num_threads() == 2

@@ -12,7 +12,9 @@ then prints, for both runs:
    replay, the model's change between the runs, and the meter's drift between the grid and replay jobs;
 2. the ratio of each grid point's energy (mean of its valid repeats) in the second run to the first's,
    and how it depends on the point's decode share of energy (a change of the meter's shape, not only
-   of its level);
+   of its level); and how the meter's level moved inside each grid job while it ran (its last quarter
+   of windows over its first, point-normalised, and the reference kernel's), which says whether a
+   run's meter was steady at all;
 3. each grid cell's leave-one-point-out median error, per point role;
 4. with ``--all``, the findings' verdicts of both runs side by side: ``--all`` re-runs every metering
    job of the run (``--forcerun measure_cell replay_cell serve_cell``: every cell, every replay, the
@@ -119,6 +121,26 @@ def reference_ratio(run: Path, copy: Path, cell: Path) -> float:
         return float(m.drop_duplicates([*POINT, "reference_energy_j"])["reference_energy_j"].median())
 
     return level(copy) / level(run)
+
+
+def level_trend(m: pd.DataFrame) -> tuple[float, float]:
+    """How the meter's level moved inside one grid job while it ran: each ok window's energy over its
+    point's geometric mean (so that every point counts alike), the median of the last quarter of the
+    windows in the job's order (``sweep_index``) over the first quarter's; and the same of the reference
+    kernel's readings (NaN without them). Serpentine rounds make a linear trend fall alike on every
+    point's mean, but a trend this size says the meter was not steady while the job ran."""
+    if "sweep_index" not in m:
+        return np.nan, np.nan
+    m = m[m["status"] == "ok"].sort_values("sweep_index", kind="stable")
+    rel = m["energy_j"] / np.exp(np.log(m["energy_j"]).groupby([m[c] for c in POINT]).transform("mean"))
+    ref = m["reference_energy_j"] if "reference_energy_j" in m else pd.Series(np.nan, index=m.index)
+
+    def ratio(x: pd.Series) -> float:
+        x = x[x > 0]
+        quarter = len(x) // 4
+        return float(x.iloc[-quarter:].median() / x.iloc[:quarter].median()) if quarter >= 2 else np.nan
+
+    return ratio(rel), ratio(ref)
 
 
 def loo_by_role(run: Path, cell: Path) -> dict[str, float]:
@@ -229,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"x{pre:.3f}, decode-only work x{dec:.3f}, correlation {corr:+.2f} (a uniform change of the "
                   "meter's level gives one factor; a change of shape between a run's grid and replay jobs "
                   "bends the model's errors, and no single drift factor removes it)")
+        trends = [level_trend(pd.read_parquet(r / "results" / "checked" / f"{cell}.parquet")) for r in (run, copy)]
+        print("     inside each grid job, its last quarter of windows over its first (point-normalised): "
+              + "; ".join(f"run {i} batches x{b:.3f}, reference x{k:.3f}" for i, (b, k) in enumerate(trends, 1)))
     print(pd.concat(ratios, ignore_index=True).round(3).to_string(index=False))
     print("\n3. Leave-one-point-out median |error| (%) per point role")
     loo = {}

@@ -87,3 +87,21 @@ def test_the_change_between_runs_is_split_by_phase_so_a_change_of_shape_shows(tm
     cell = _checked(tmp_path / "c", [{k: v for k, v in r.items() if k != "decode_energy_j"} for r in rows])
     assert all(math.isnan(x) for x in bench.change_by_phase(tmp_path / "c", cell, ratios))
     assert all(math.isnan(x) for x in bench.change_by_phase(tmp_path / "a", cell, ratios.head(2)))
+
+
+def test_the_level_trend_inside_a_grid_job_is_the_last_quarter_over_the_first_whatever_the_points():
+    # Three points of very different energies, each visited 4 times in serpentine order; the meter's level
+    # falls linearly from 1.2 to 0.8 over the job's 12 windows, the reference kernel's readings stay at 1.
+    points = [(64, 8), (256, 32), (1024, 128)]
+    order = [0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0]
+    level = [1.2 - 0.4 * k / 11 for k in range(12)]
+    rows = [{"input_len": points[p][0], "output_len": points[p][1], "batch_size": 4, "role": "grid",
+             "status": "ok", "sweep_index": k, "energy_j": (10.0 ** p) * level[k], "reference_energy_j": 1.0}
+            for k, p in enumerate(order)]
+    m = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # the file's order is not the job's
+    batches, reference = bench.level_trend(m)
+    assert batches == pytest.approx((level[10] / level[1]), rel=0.03)  # medians of windows 9-11 over 0-2
+    assert batches < 0.75 and reference == pytest.approx(1.0)
+    assert all(x != x for x in bench.level_trend(m.drop(columns=["sweep_index"])))  # no order: not said
+    steady = m.assign(energy_j=m["energy_j"] / m["sweep_index"].map(dict(enumerate(level))))
+    assert bench.level_trend(steady)[0] == pytest.approx(1.0)

@@ -16,6 +16,7 @@ from llm_energy.measurement.loop import run_job
 from llm_energy.measurement.partial import partial_path
 from llm_energy.measurement.prompts import BookPrompts, TaskPrompts
 from llm_energy.measurement.protocol import Point, Protocol
+from llm_energy.measurement.threads import limit_cpu_threads
 from llm_energy.models.build import check_model_dir, model_facts, weights_kind
 from llm_energy.pipeline import config as config_mod
 from llm_energy.pipeline.cells import Cell, Variant
@@ -60,6 +61,8 @@ def cell_job(cfg: dict, cell: Cell, params: CellParams | None = None, *, model_d
     check_gpus(cell.variant)
     params = params or CellParams.from_config(cfg, cell)
     model_dir = check_model_dir(model_dir or model_dir_of(cfg, cell.model))
+    # Every metering job computes on the same threads, so that a replay meters what its grid did.
+    limit_cpu_threads(params.measurement["cpu_threads"], cell.variant.framework)
     backend = cell_backend(cfg, cell, params, model_dir, longest, batch_size, draft_dir)
     return MeteredJob(backend, Protocol.from_config(params.measurement))
 
@@ -125,10 +128,6 @@ def measure_cell(cfg: dict, *, hardware: str, model: str, variant: str, decoding
     cell = config_mod.cell_of(cfg, hardware, model, variant, decoding)
     params = params or CellParams.from_config(cfg, cell)
     m, points = params.measurement, list(params.points)
-    if m["cpu_threads"]:
-        import torch
-
-        torch.set_num_threads(m["cpu_threads"])
     longest = max(p.input_len + p.output_len for p in points)
     points_batch = max([*m["max_batch_probe"], *(p.batch_size for p in points)])
     job = cell_job(cfg, cell, params, model_dir=model_dir, longest=longest, batch_size=points_batch,

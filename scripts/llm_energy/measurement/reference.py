@@ -9,8 +9,8 @@ does not do dominates and it barely tracks the batches; on one it does, correlat
 
 One thread in every job: vLLM's CPU worker replaces ``torch.set_num_threads`` with a function that
 only warns ("doesn't allow to use torch.set_num_threads after the thread binding"), and its engine runs
-in the job's process, so the kernel sets the count through ``torch._C.set_num_threads`` (the builtin
-that ``torch.set_num_threads`` is until then). Calling that silenced function instead left the kernel
+in the job's process, so the kernel sets the count with ``threads.set_torch_threads`` (the builtin
+that ``torch.set_num_threads`` is until then). Calling the silenced function instead left the kernel
 on vLLM's two bound threads in every vLLM job (0.10 s wall against 0.19 s on one thread here) and
 logged a warning per reading; vLLM's own generation speed is the same before and after the kernel
 sets the count to 1 and back (checked on tiny-llama, 4 x (256 -> 128)).
@@ -23,19 +23,14 @@ from __future__ import annotations
 
 import logging
 
+from llm_energy.measurement.threads import set_torch_threads
+
 log = logging.getLogger(__name__)
 
 CPU_SOURCES = ("cpu-estimate", "rapl")
 ITERATIONS = 300  # about 0.2 CPU seconds here, read to the microsecond (meters/cpu_estimate.py)
 MATRIX = 384  # bf16 matmul of this size, and a pass over a 8 MiB buffer, per iteration
 BUFFER = 1 << 21
-
-
-def _set_threads(n: int) -> None:
-    """torch's thread count, also where vLLM has replaced ``torch.set_num_threads`` (module docstring)."""
-    import torch
-
-    getattr(torch._C, "set_num_threads", torch.set_num_threads)(n)
 
 
 class ReferenceKernel:
@@ -59,12 +54,12 @@ class ReferenceKernel:
         import torch
 
         threads = torch.get_num_threads()
-        _set_threads(1)
+        set_torch_threads(1)
         try:
             with self.meter.window() as w:
                 self._work()
         finally:
-            _set_threads(threads)
+            set_torch_threads(threads)
         return float(w.energy_j)
 
 

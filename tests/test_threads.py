@@ -11,12 +11,15 @@ from llm_energy.measurement.threads import BIND_VAR, limit_cpu_threads
 
 
 @pytest.fixture
-def threads(monkeypatch):
-    """torch's thread count and vLLM's bind variable as they were, after the test."""
-    before = torch.get_num_threads()
-    monkeypatch.delenv(BIND_VAR, raising=False)
+def threads():
+    """torch's thread count and vLLM's bind variable as they were, after the test (the code sets the
+    variable itself, so it is put back here, not by monkeypatch, which restores only what it set)."""
+    before, bind = torch.get_num_threads(), os.environ.pop(BIND_VAR, None)
     yield
     torch.set_num_threads(before)
+    os.environ.pop(BIND_VAR, None)
+    if bind is not None:
+        os.environ[BIND_VAR] = bind
 
 
 def test_zero_leaves_the_threads_to_the_framework(threads):
@@ -62,3 +65,8 @@ def test_a_replay_job_computes_on_the_configured_threads_as_its_grid_job_does(ti
     cell = config_mod.cell_of(cfg, detect(), "m", "transformers-eager", "greedy")
     cell_job(cfg, cell, longest=64, batch_size=1)
     assert torch.get_num_threads() == 1
+
+
+def test_the_fixture_leaves_no_bind_list_behind():
+    # Run after the tests that set one (file order): a later vLLM test in this process must bind as usual.
+    assert BIND_VAR not in os.environ or os.environ[BIND_VAR] == "auto"

@@ -65,8 +65,3 @@ def test_a_replay_job_computes_on_the_configured_threads_as_its_grid_job_does(ti
     cell = config_mod.cell_of(cfg, detect(), "m", "transformers-eager", "greedy")
     cell_job(cfg, cell, longest=64, batch_size=1)
     assert torch.get_num_threads() == 1
-
-
-def test_the_fixture_leaves_no_bind_list_behind():
-    # Run after the tests that set one (file order): a later vLLM test in this process must bind as usual.
-    assert BIND_VAR not in os.environ or os.environ[BIND_VAR] == "auto"

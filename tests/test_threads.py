@@ -35,11 +35,11 @@ def test_transformers_computes_on_the_count_even_where_vllm_silenced_the_setter(
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="vLLM binds CPU threads only without a GPU")
-def test_vllm_binds_the_first_cpus_of_the_job_unless_the_environment_chose(threads, monkeypatch):
+def test_vllm_binds_the_first_cpus_of_the_job_unless_the_environment_chose(threads):
     cpus = sorted(os.sched_getaffinity(0))
     limit_cpu_threads(1, "vllm")
     assert os.environ[BIND_VAR] == str(cpus[0]) and torch.get_num_threads() == 1
-    monkeypatch.setenv(BIND_VAR, "nobind")  # a user's (or a cluster job's) choice is kept
+    os.environ[BIND_VAR] = "nobind"  # a user's (or a cluster job's) choice is kept (the fixture removes it)
     limit_cpu_threads(1, "vllm")
     assert os.environ[BIND_VAR] == "nobind"
 
